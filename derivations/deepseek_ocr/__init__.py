@@ -1,0 +1,107 @@
+"""DeepSeek-OCR (v1): the whole request as cost trees, read top-down like the architecture.
+
+    request = vision + prefill + decode steps
+    vision  = per request: global view [+ tiles, one batched call] -> SAM -> CLIP -> projector
+    prefill = decoder over P prompt tokens + the image-token block, empty cache
+    decode  = decoder over 1 token with L cached tokens
+
+Stage semantics (stated once):
+- ``prefill`` runs S0 = P + image_tokens positions (P counts every non-image token, BOS
+  included; the tokenizer is not available offline, so the user supplies P).
+- ``request`` generating N tokens = vision + prefill (which yields token 1) + N-1 decode steps;
+  step t = 1..N-1 sees L = S0 + t - 1 cached tokens. The KV cache then holds S0 + N - 1 tokens.
+- ``B`` requests: the vendor loops over batch elements in vision (weights re-read per
+  element) and runs the decoder on the whole batch (weights read once per forward).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from symcost import (B, L, Model, N, P, Stage, SymcostError, TileRule, choose, h_tiles, op,
+                     repeat, seq, sum_over, w_tiles, when)
+
+from .decoder import KV_ELEMS_PER_TOKEN, decoder
+from .presets import PRESETS, Preset
+from .vision import view
+
+__all__ = ["load", "PRESETS", "VISION_MODES"]
+
+VISION_MODES = {
+    "crops": "global view + dynamic tiles (the vendor's crop mode)",
+    "nocrop": "global view only (what the small-image shortcut and crop_mode=False give)",
+}
+_t = sp.Symbol("t", integer=True, positive=True)  # decode step index
+
+
+def _tokens_side(px: int) -> int:
+    """Feature-map side per view in the LLM layout: ceil((px // 16) / 4)."""
+    return -(-(px // 16) // 4)
+
+
+def _image_tokens(preset: Preset, tiled):
+    """Global rows + newlines, the separator, and the stitched tile map + newlines if tiled."""
+    qg, qt = _tokens_side(preset.global_px), _tokens_side(preset.image_size)
+    tiles = (h_tiles * qt) * (w_tiles * qt + 1)
+    return qg * (qg + 1) + 1 + (sp.Piecewise((tiles, tiled), (0, True)) if tiled is not False
+                                else 0)
+
+
+def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9) -> Model:
+    """The DeepSeek-OCR cost model for a preset and vision mode.
+
+    ``max_crops``: the tiler's largest grid (``i*j``); 9 in the vendor's HF code, 6 in its vLLM
+    config.
+    """
+    p: Preset = choose("preset", PRESETS, preset)
+    choose("vision_mode", VISION_MODES, vision_mode)
+    if isinstance(max_crops, bool) or not isinstance(max_crops, int) or not 2 <= max_crops <= 9:
+        raise SymcostError(f"max_crops: {max_crops!r} is not an integer in [2, 9]")
+    tiling = p.crop_mode and vision_mode == "crops"
+    tiled = sp.Ge(w_tiles * h_tiles, 2) if tiling else False
+    n_crops = sp.Piecewise((w_tiles * h_tiles, tiled), (0, True)) if tiling else sp.Integer(0)
+    image_tokens = _image_tokens(p, tiled)
+    s0 = P + image_tokens
+
+    def vision_once(name="vision"):
+        parts = [view("global", 1, p.global_px)]
+        if tiling:
+            parts.append(when(tiled, view("crops", w_tiles * h_tiles, p.image_size)))
+        return parts
+
+    def vision(_attention):
+        return repeat("vision", B, *vision_once())
+
+    def prefill(attention):
+        return decoder(B, s0, s0, flash=attention == "flash")
+
+    def decode(attention):
+        return decoder(B, 1, L + 1, flash=attention == "flash")
+
+    def request(attention):
+        flash = attention == "flash"
+        steps = sum_over("decode", _t, 1, N - 1, decoder(B, 1, s0 + _t, flash))
+        return seq("request", vision(attention), decoder(B, s0, s0, flash, name="prefill"),
+                   when(sp.Ge(N, 2), steps))
+
+    def weights():
+        return seq("model",
+                   seq("vision", *view("vision", 1, p.global_px).children,
+                       op("image_newline", "parameter", elems=1280),
+                       op("view_seperator", "parameter", elems=1280)),
+                   decoder(1, 1, 1))
+
+    stages = {
+        "vision": Stage(vision, ("vision",), 0, "SAM + CLIP + projector on all views"),
+        "prefill": Stage(prefill, ("decoder",), s0, "decoder over prompt + image tokens"),
+        "decode": Stage(decode, ("decoder",), L + 1, "one decoder step with L cached tokens"),
+        "request": Stage(request, ("vision", "decoder"), s0 + N - 1,
+                         "vision + prefill + N-1 decode steps"),
+    }
+    return Model(
+        family="deepseek-ocr", preset=p.name,
+        options={"vision_mode": vision_mode, "crop_mode": p.crop_mode, "max_crops": max_crops,
+                 "base_size": p.base_size, "image_size": p.image_size,
+                 "global_px": p.global_px, "crop_px": p.image_size if tiling else 0},
+        layout=TileRule(tile=p.image_size, max_num=max_crops) if tiling else None,
+        quantities={"n_crops": n_crops, "image_tokens": image_tokens, "prefill_tokens": s0},
+        stages=stages, weights=weights, kv_elems_per_token=KV_ELEMS_PER_TOKEN)
