@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from .arith import smin, where
 from .conventions import CONVENTIONS
 from .cost import Cost
 from .errors import SymcostError
 from .layout import TileRule
 from .metrics import DTYPE_BYTES, METRICS
 from .model import Model, Stage
-from .symbols import B, H, L, N, P, W, h_tiles, w_tiles
+from .symbols import B, H, L, N, P, W, h_tiles, image_tokens, n_crops, prefill_tokens, w_tiles
 from .tree import Node, choose, op, repeat, seq, sum_over, when
 
 __all__ = [
     "load", "FAMILIES", "SymcostError", "Model", "Stage", "Cost", "Node",
-    "op", "seq", "repeat", "sum_over", "when", "choose", "TileRule",
+    "op", "seq", "repeat", "sum_over", "when", "choose", "where", "smin", "TileRule",
     "CONVENTIONS", "METRICS", "DTYPE_BYTES",
-    "W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N",
+    "W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N", "n_crops", "image_tokens",
+    "prefill_tokens",
 ]
 
 # family name -> module whose ``load(**options)`` builds the Model

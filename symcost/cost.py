@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import sympy as sp
 
-__all__ = ["Cost", "ZERO"]
+__all__ = ["Cost", "ZERO", "ADDITIVE_FIELDS"]
 
 
 def _max(a, b):
@@ -41,7 +41,7 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         if not isinstance(other, Cost):
             return NotImplemented
-        out = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in _ADDITIVE}
+        out = {f: getattr(self, f) + getattr(other, f) for f in ADDITIVE_FIELDS}
         out["peak_act_elems"] = _max(self.peak_act_elems, other.peak_act_elems)
         return Cost(**out)
 
@@ -51,7 +51,7 @@ class Cost:
         return NotImplemented
 
     def __mul__(self, n) -> "Cost":
-        return replace(self, **{f.name: getattr(self, f.name) * n for f in _ADDITIVE})
+        return replace(self, **{f: getattr(self, f) * n for f in ADDITIVE_FIELDS})
 
     __rmul__ = __mul__
 
@@ -65,5 +65,5 @@ class Cost:
         return Cost(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 
 
-_ADDITIVE = tuple(f for f in fields(Cost) if f.name != "peak_act_elems")
+ADDITIVE_FIELDS = tuple(f.name for f in fields(Cost) if f.name != "peak_act_elems")
 ZERO = Cost()

@@ -6,19 +6,21 @@ asks of the model -- formulas, breakdowns, compiled functions -- is answered her
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable, Mapping
 
 import numpy as np
 import sympy as sp
 
-from .checks import check_ints
+from .checks import check_int, check_ints
 from .compile import CompiledFunction
 from .conventions import get_convention
 from .cost import Cost
 from .errors import SymcostError
+from .hardware import get_hardware, roofline_seconds
 from .layout import TileRule
 from .metrics import METRICS, cost_metrics, dtype_bytes
-from .symbols import ARGUMENTS, h_tiles, w_tiles
+from .symbols import ARGUMENTS, h_tiles, stage_vars, w_tiles
 from .tree import Node, choose
 
 __all__ = ["Model", "Stage", "ATTENTION"]
@@ -28,9 +30,9 @@ ATTENTION = ("eager", "flash")
 
 @dataclass(frozen=True)
 class Stage:
-    build: Callable[[str], Node]  # attention variant -> cost tree
+    build: Callable[[SimpleNamespace, str], Node]  # (stage vars, attention variant) -> tree
     weights: tuple[str, ...]      # paths in the weights tree of the modules this stage runs
-    kv_tokens: object             # tokens per sequence held in the KV cache after the stage
+    kv_tokens: Callable[[SimpleNamespace], object]  # tokens per sequence cached after the stage
     summary: str
 
 
@@ -40,17 +42,43 @@ class Model:
     preset: str
     options: Mapping[str, object]          # e.g. vision_mode, crop_mode, max_crops
     layout: TileRule | None                # (W, H) -> (w_tiles, h_tiles); None: always (1, 1)
-    quantities: Mapping[str, sp.Expr]      # named closed forms, e.g. image_tokens
+    named: Mapping[sp.Symbol, Callable]    # name -> definition(v) in stage vars and earlier names
     stages: Mapping[str, Stage]
     weights: Callable[[], Node]            # one pass over every module, for parameter counts
     kv_elems_per_token: int                # per sequence, all layers
-    batch: sp.Symbol = ARGUMENTS["batch"]
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _memo(self, key, make):
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    # -- named quantities -----------------------------------------------------------------
+    @property
+    def definitions(self) -> dict[sp.Symbol, sp.Expr]:
+        """Each named quantity's definition in symbols (may use earlier names)."""
+        return self._memo("definitions", lambda: {s: sp.sympify(fn(stage_vars()))
+                                                  for s, fn in self.named.items()})
+
+    def expand(self, expr):
+        """Replace named quantities by their definitions (latest first, so chains resolve)."""
+        for sym, definition in reversed(tuple(self.definitions.items())):
+            expr = expr.subs(sym, definition)
+        return expr
+
+    def values(self, w_tiles: int, h_tiles: int, prompt_tokens: int = 0, kv_len: int = 0,
+               new_tokens: int = 1, batch: int = 1) -> SimpleNamespace:
+        """Stage variables with plain ints, named quantities computed (no SymPy)."""
+        v = stage_vars(w_tiles=w_tiles, h_tiles=h_tiles, P=prompt_tokens, L=kv_len,
+                       N=new_tokens, B=batch)
+        for sym, fn in self.named.items():
+            setattr(v, str(sym), fn(v))
+        return v
+
+    @property
+    def quantities(self) -> dict[str, sp.Expr]:
+        """Each named quantity fully expanded, keyed by name."""
+        return {str(s): self.expand(s) for s in self.named}
 
     # -- trees ----------------------------------------------------------------------------
     def stage(self, stage: str) -> Stage:
@@ -59,7 +87,7 @@ class Model:
     def tree(self, stage: str = "vision", attention: str = "eager") -> Node:
         spec = self.stage(stage)
         choose("attention", dict.fromkeys(ATTENTION), attention)
-        return self._memo(("tree", stage, attention), lambda: spec.build(attention))
+        return self._memo(("tree", stage, attention), lambda: spec.build(stage_vars(), attention))
 
     def weights_tree(self) -> Node:
         return self._memo("weights", self.weights)
@@ -73,48 +101,86 @@ class Model:
         return sum(int(root.find(p).cost.params) for p in self.stage(stage).weights)
 
     # -- closed forms ---------------------------------------------------------------------
-    def _metrics(self, cost: Cost, stage: str, convention: str, dtype: str, kv_dtype) -> dict:
-        """Every integer metric of ``cost`` (a stage's or a component's) as expressions."""
+    def _metrics(self, cost: Cost, stage: str, convention: str, dtype: str, kv_dtype,
+                 v: SimpleNamespace) -> dict:
+        """Every integer metric of a stage's ``cost`` (expressions or ints, as ``v`` holds)."""
         wb, _, kb = dtype_bytes(dtype, kv_dtype)
         out = cost_metrics(cost, convention, dtype, kv_dtype)
         params = self.stage_params(stage)
         out["params"] = params
         out["weight_bytes"] = wb * params
-        out["kv_bytes"] = kb * self.kv_elems_per_token * self.batch * self.stage(stage).kv_tokens
-        return {m: sp.sympify(out[m]) for m in METRICS if m in out}
+        out["kv_bytes"] = kb * self.kv_elems_per_token * v.B * self.stage(stage).kv_tokens(v)
+        return {m: out[m] for m in METRICS if m in out}
 
     def expressions(self, stage: str = "vision", convention: str = "torch", dtype: str = "bf16",
                     kv_dtype: str | None = None, attention: str = "eager") -> dict[str, sp.Expr]:
         """All integer metrics of a stage as closed forms in tile and stage symbols."""
         get_convention(convention)
         key = ("expr", stage, convention, dtype, kv_dtype, attention)
-        return self._memo(key, lambda: self._metrics(self.tree(stage, attention).cost, stage,
-                                                     convention, dtype, kv_dtype))
+        return self._memo(key, lambda: {
+            m: self.expand(sp.sympify(e)) for m, e in self._metrics(
+                self.tree(stage, attention).cost, stage, convention, dtype, kv_dtype,
+                stage_vars()).items()})
 
     def formula(self, stage: str = "vision", metric: str = "flops", convention: str = "torch", *,
-                by: str | None = None, image: bool = False, dtype: str = "bf16",
-                kv_dtype: str | None = None, attention: str = "eager"):
+                by: str | None = None, named: bool = False, image: bool = False,
+                dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager"):
         """A metric as a SymPy expression: total (``by=None``), per ``"component"`` or per ``"kind"``.
 
-        In tile symbols ``w_tiles, h_tiles`` by default; ``image=True`` substitutes the tile
-        rule, giving expressions in ``W, H``.
+        ``named=True`` keeps the model's named quantities (``n_crops``, ``prefill_tokens`` ...)
+        as symbols; by default they are expanded into tile and stage symbols (``w_tiles``,
+        ``h_tiles``, ``P``, ``L``, ``N``, ``B``); ``image=True`` also substitutes the tile rule,
+        giving expressions in ``W``, ``H``.
         """
-        if metric not in METRICS or metric == "arithmetic_intensity":
-            allowed = [m for m in METRICS if m != "arithmetic_intensity"]
+        allowed = [m for m in METRICS if m != "arithmetic_intensity"]
+        if metric not in allowed:
             raise SymcostError(f"metric: {metric!r} is not one of {', '.join(allowed)}")
-        sub = self.tile_expressions() if image else {}
+
+        def finish(expr):
+            expr = sp.sympify(expr)
+            if named and not image:
+                return expr
+            expr = self.expand(expr)
+            return expr.subs(self.tile_expressions()) if image else expr
+
         if by is None:
-            expr = self.expressions(stage, convention, dtype, kv_dtype, attention)[metric]
-            return expr.subs(sub) if sub else expr
-        tree = self.tree(stage, attention)
-        parts = {"component": tree.components, "kind": tree.by_kind}
-        costs = choose("by", parts, by)()
+            tree = self.tree(stage, attention)
+            return finish(self._metrics(tree.cost, stage, convention, dtype, kv_dtype,
+                                        stage_vars())[metric])
         if metric in ("params", "weight_bytes", "kv_bytes"):
             raise SymcostError(f"metric: {metric!r} has no per-{by} breakdown; "
                                "use parameters() for per-module parameters")
-        out = {name: sp.sympify(cost_metrics(c, convention, dtype, kv_dtype)[metric])
-               for name, c in costs.items()}
-        return {k: v.subs(sub) for k, v in out.items()} if sub else out
+        tree = self.tree(stage, attention)
+        costs = choose("by", {"component": tree.components, "kind": tree.by_kind}, by)()
+        return {name: finish(cost_metrics(c, convention, dtype, kv_dtype)[metric])
+                for name, c in costs.items()}
+
+    def seconds(self, stage: str = "vision", hardware: str = "h100-sxm", dtype: str = "bf16",
+                kv_dtype: str | None = None, attention: str = "eager", efficiency: float = 1.0,
+                under: str | None = None) -> sp.Expr:
+        """Roofline time in seconds (per-op max of compute and memory time) as a closed form,
+        optionally only for the ops under the dotted path ``under``."""
+        hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+        leaves = [c for path, node, c in self.tree(stage, attention).walk()
+                  if node.kind is not None and (under is None or path.startswith(under + "."))]
+        return roofline_seconds(
+            leaves, hw, dtype, lambda c: cost_metrics(c, "torch", dtype, kv_dtype)["io_bytes"],
+            efficiency)
+
+    def time_expressions(self, stage, hardware, dtype, kv_dtype, attention, efficiency) -> dict:
+        """``time_s`` for the stage; for a request also ``ttft_s`` (vision + prefill) and
+        ``tpot_s`` (mean decode step; 0 when N = 1)."""
+        def make():
+            args = (stage, hardware, dtype, kv_dtype, attention, efficiency)
+            out = {"time_s": self.seconds(*args)}
+            if stage == "request":
+                out["ttft_s"] = (self.seconds(*args, under="request.vision")
+                                 + self.seconds(*args, under="request.prefill"))
+                n = ARGUMENTS["new_tokens"]
+                out["tpot_s"] = sp.Piecewise(
+                    (self.seconds(*args, under="request.decode") / (n - 1), n >= 2), (0, True))
+            return out
+        return self._memo(("time", stage, hardware, dtype, kv_dtype, attention, efficiency), make)
 
     # -- layout ---------------------------------------------------------------------------
     def tile_expressions(self) -> dict:
@@ -131,17 +197,43 @@ class Model:
         return self.layout.numpy(w, h)
 
     # -- evaluation -----------------------------------------------------------------------
+    def evaluate(self, width: int, height: int, stage: str = "vision", prompt_tokens: int = 0,
+                 kv_len: int = 0, new_tokens: int = 1, batch: int = 1, convention: str = "torch",
+                 dtype: str = "bf16", kv_dtype: str | None = None,
+                 attention: str = "eager") -> dict:
+        """The numeric model: one shape, the cost tree built from plain ints (no SymPy).
+
+        Returns the tile grid, named quantities, every integer metric and ``components``
+        (dotted path -> FLOPs under ``convention``). Decode steps are unrolled (O(N)).
+        """
+        args = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
+                    batch=batch)
+        args = {k: check_int(k, x) for k, x in args.items()}
+        i, j = (int(a) for a in self.tile_grid(check_int("width", width),
+                                               check_int("height", height)))
+        choose("attention", dict.fromkeys(ATTENTION), attention)
+        conv = get_convention(convention)
+        v = self.values(i, j, **args)
+        tree = self.stage(stage).build(v, attention)
+        out = {"w_tiles": i, "h_tiles": j, **{str(s): getattr(v, str(s)) for s in self.named}}
+        out.update(self._metrics(tree.cost, stage, convention, dtype, kv_dtype, v))
+        out["components"] = {p: conv.flops(c) for p, c in tree.components().items()}
+        return out
+
     def compile(self, stage: str = "vision", metrics=("flops",), convention: str = "torch",
                 dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager",
-                components: bool = False) -> "Evaluator":
-        """A vectorised evaluator of the given metrics (and the model's quantities)."""
+                components: bool = False, hardware: str | None = None,
+                efficiency: float = 1.0) -> "Evaluator":
+        """A vectorised evaluator of the given metrics (and the model's quantities); with
+        ``hardware``, also roofline ``time_s`` (and ``ttft_s``, ``tpot_s`` for a request)."""
         metrics = tuple(metrics)
         for m in metrics:
             if m not in METRICS:
                 raise SymcostError(f"metric: {m!r} is not one of {', '.join(METRICS)}")
-        key = ("compile", stage, metrics, convention, dtype, kv_dtype, attention, components)
+        key = ("compile", stage, metrics, convention, dtype, kv_dtype, attention, components,
+               hardware, efficiency)
         return self._memo(key, lambda: Evaluator(self, stage, metrics, convention, dtype, kv_dtype,
-                                                 attention, components))
+                                                 attention, components, hardware, efficiency))
 
 
 class Evaluator:
@@ -152,7 +244,7 @@ class Evaluator:
     """
 
     def __init__(self, model: Model, stage, metrics, convention, dtype, kv_dtype, attention,
-                 components):
+                 components, hardware=None, efficiency=1.0):
         self.model, self.metrics = model, metrics
         exprs = model.expressions(stage, convention, dtype, kv_dtype, attention)
         wanted = {m: exprs[m] for m in metrics if m != "arithmetic_intensity"}
@@ -166,6 +258,11 @@ class Evaluator:
         self.args = (w_tiles, h_tiles) + tuple(s for n, s in ARGUMENTS.items()
                                                if n not in ("width", "height"))
         self._fn = CompiledFunction(self.args, wanted)
+        self._time = None
+        if hardware is not None:
+            times = model.time_expressions(stage, hardware, dtype, kv_dtype, attention, efficiency)
+            self._time_names = tuple(times)
+            self._time = sp.lambdify(self.args, list(times.values()), modules="numpy")
 
     def __call__(self, width, height, prompt_tokens=0, kv_len=0, new_tokens=1, batch=1):
         values = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
@@ -174,6 +271,10 @@ class Evaluator:
         i, j = self.model.tile_grid(width, height)
         out = self._fn(i, j, *arrays.values())
         out = {"w_tiles": i, "h_tiles": j, **out}
+        if self._time is not None:
+            cols = np.broadcast_arrays(i, j, *arrays.values())
+            for name, value in zip(self._time_names, self._time(*cols)):
+                out[name] = np.broadcast_to(np.asarray(value, dtype=np.float64), cols[0].shape)
         if "arithmetic_intensity" in self.metrics:
             flops = out["flops"].astype(np.float64)
             io = out["io_bytes"].astype(np.float64)

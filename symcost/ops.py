@@ -129,7 +129,8 @@ def einsum(out_elems, contracted, operand_elems) -> Cost:
     NB: torch lowers it to bmm (exact MACs); fvcore rounds it (see ``fvcore_einsum``).
     """
     macs = out_elems * contracted
-    return Cost(einsum_macs=macs, einsum_fvcore=fvcore_einsum(macs),
+    rounded = _sig4_halved(2 * macs) if isinstance(macs, int) else fvcore_einsum(macs)
+    return Cost(einsum_macs=macs, einsum_fvcore=rounded,
                 act_read_elems=operand_elems, act_write_elems=out_elems,
                 peak_act_elems=operand_elems + out_elems)
 

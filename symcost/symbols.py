@@ -1,9 +1,12 @@
 """The one symbol table. Assumptions are set here once; every module uses these objects."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import sympy as sp
 
-__all__ = ["W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N", "STAGE_SYMBOLS", "ARGUMENTS"]
+__all__ = ["stage_vars", "W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N", "n_crops",
+           "image_tokens", "prefill_tokens", "STAGE_SYMBOLS", "ARGUMENTS"]
 
 W = sp.Symbol("W", integer=True, positive=True)              # image width, px
 H = sp.Symbol("H", integer=True, positive=True)              # image height, px
@@ -14,7 +17,21 @@ P = sp.Symbol("P", integer=True, nonnegative=True)           # prompt text token
 L = sp.Symbol("L", integer=True, nonnegative=True)           # tokens already in the KV cache
 N = sp.Symbol("N", integer=True, positive=True)              # new tokens generated
 
+# Named intermediate quantities: a model defines them (Model.named) so formulas read in layers.
+n_crops = sp.Symbol("n_crops", integer=True, nonnegative=True)                # tiles encoded
+image_tokens = sp.Symbol("image_tokens", integer=True, positive=True)         # image block length
+prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)     # S0 = P + image_tokens
+
 # Python argument name of each symbol, in the order compiled functions take them.
 ARGUMENTS = {"width": W, "height": H, "prompt_tokens": P, "kv_len": L, "new_tokens": N,
              "batch": B}
 STAGE_SYMBOLS = tuple(ARGUMENTS.values())
+
+
+def stage_vars(**values) -> SimpleNamespace:
+    """Stage variables by name (``v.B``, ``v.w_tiles`` ...): symbols, or the values given."""
+    names = (w_tiles, h_tiles, B, P, L, N, n_crops, image_tokens, prefill_tokens)
+    unknown = set(values) - {str(s) for s in names}
+    if unknown:
+        raise TypeError(f"unknown stage variables {sorted(unknown)}")
+    return SimpleNamespace(**{**{str(s): s for s in names}, **values})

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import sympy as sp
 
-from .cost import ZERO, Cost
+from .arith import is_number
+from .cost import ADDITIVE_FIELDS, ZERO, Cost
 from .errors import SymcostError
 from .ops import OPS
 
@@ -23,6 +24,8 @@ __all__ = ["Node", "op", "seq", "repeat", "sum_over", "when", "choose"]
 def _gate(cost: Cost, cond) -> Cost:
     if cond is True or cond is sp.true:
         return cost
+    if cond is False or cond is sp.false:
+        return ZERO
     return cost.map(lambda x: sp.Piecewise((x, cond), (0, True)) if x != 0 else x)
 
 
@@ -43,8 +46,8 @@ def _sum_field(expr, var, lo, hi):
 def _sum_cost(cost: Cost, over) -> Cost:
     """Sum over a range; the peak is taken at the last value (it never shrinks as var grows)."""
     var, lo, hi = over
-    out = cost.map(lambda x: _sum_field(x, var, lo, hi))
-    return replace(out, peak_act_elems=sp.sympify(cost.peak_act_elems).subs(var, hi))
+    sums = {f: _sum_field(getattr(cost, f), var, lo, hi) for f in ADDITIVE_FIELDS}
+    return replace(cost, **sums, peak_act_elems=sp.sympify(cost.peak_act_elems).subs(var, hi))
 
 
 def _in_context(cost: Cost, count=1, over=None, cond=True) -> Cost:
@@ -87,8 +90,14 @@ class Node:
             yield from child.walk(path, (self,) + context)
 
     def components(self) -> dict[str, Cost]:
-        """Every node's cost in context, keyed by dotted path (root included)."""
-        return {path: cost for path, _, cost in self.walk()}
+        """Every node's cost in context, keyed by dotted path (root included).
+
+        Nodes sharing a path (the unrolled steps of a numeric ``sum_over``) are added up.
+        """
+        out: dict[str, Cost] = {}
+        for path, _, cost in self.walk():
+            out[path] = out[path] + cost if path in out else cost
+        return out
 
     def by_kind(self, under: str | None = None) -> dict[str, Cost]:
         """Leaf costs in context summed per op kind (``linear``, ``sdpa`` ...), optionally only
@@ -129,9 +138,15 @@ def repeat(name: str, count, *children: Node) -> Node:
     return replace(seq(name, *children), count=count)
 
 
-def sum_over(name: str, var: sp.Symbol, lo, hi, *children: Node) -> Node:
-    """``children`` run once for each ``var`` in ``lo..hi``; costs must be polynomial in ``var``."""
-    return replace(seq(name, *children), over=(var, lo, hi))
+def sum_over(name: str, var: sp.Symbol, lo, hi, body: Callable[[object], Node]) -> Node:
+    """``body(var)`` runs once for each ``var`` in ``lo..hi``.
+
+    Symbolic bounds: one body, summed in closed form (costs must be polynomial in ``var``).
+    Integer bounds: the steps are unrolled and added (the brute-force reference).
+    """
+    if is_number(lo) and is_number(hi):
+        return Node(name, tuple(body(t) for t in range(lo, hi + 1)))
+    return Node(name, (body(var),), over=(var, lo, hi))
 
 
 def when(cond, node: Node) -> Node:

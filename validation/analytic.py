@@ -26,8 +26,9 @@ _NODES = {"sam_total": "sam", "sam_patch_embed": "sam.patch_embed",
 _KINDS = {"linear": "linear", "relpos": "einsum", "attn_core": "sdpa", "norms": "layer_norm"}
 
 
-def _value(expr, subs) -> int:
-    return int(sp.sympify(expr).subs(subs))
+def _value(expr, subs, model=None) -> int:
+    expr = sp.sympify(expr)
+    return int((model.expand(expr) if model else expr).subs(subs))
 
 
 def vision_columns(preset: str, width: int, height: int, counter: str,
@@ -40,21 +41,21 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
     tree = model.tree("vision")
     comps = tree.components()
     out = {"w_tiles": i, "h_tiles": j,
-           "n_crops": _value(model.quantities["n_crops"], subs),
-           "n_image_tokens": _value(model.quantities["image_tokens"], subs),
-           "vision_total": _value(flops(tree.cost, conv), subs),
-           "vision_total_out_of_the_box": _value(flops(tree.cost, ootb), subs)}
+           "n_crops": _value(symcost.n_crops, subs, model),
+           "n_image_tokens": _value(symcost.image_tokens, subs, model),
+           "vision_total": _value(flops(tree.cost, conv), subs, model),
+           "vision_total_out_of_the_box": _value(flops(tree.cost, ootb), subs, model)}
     views = ["global"] + (["crops"] if out["n_crops"] else [])
     for v in views:
         for col, path in _NODES.items():
-            out[f"{v}_{col}"] = _value(flops(comps[f"vision.{v}.{path}"], conv), subs)
+            out[f"{v}_{col}"] = _value(flops(comps[f"vision.{v}.{path}"], conv), subs, model)
         for enc in ("sam", "clip"):
             kinds = tree.by_kind(under=f"vision.{v}.{enc}")
             for col, kind in _KINDS.items():
                 if enc == "clip" and col == "relpos":
                     continue
                 cost = kinds.get(kind)
-                out[f"{v}_{enc}_{col}"] = _value(flops(cost, conv), subs) if cost else 0
+                out[f"{v}_{enc}_{col}"] = _value(flops(cost, conv), subs, model) if cost else 0
     return out
 
 

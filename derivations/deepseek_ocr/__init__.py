@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symcost import (B, L, Model, N, P, Stage, SymcostError, TileRule, choose, h_tiles, op,
-                     repeat, seq, sum_over, w_tiles, when)
+from symcost import (Model, Stage, SymcostError, TileRule, choose, image_tokens, n_crops, op,
+                     prefill_tokens, repeat, seq, sum_over, when, where)
 
 from .decoder import KV_ELEMS_PER_TOKEN, decoder
 from .presets import PRESETS, Preset
@@ -38,14 +38,6 @@ def _tokens_side(px: int) -> int:
     return -(-(px // 16) // 4)
 
 
-def _image_tokens(preset: Preset, tiled):
-    """Global rows + newlines, the separator, and the stitched tile map + newlines if tiled."""
-    qg, qt = _tokens_side(preset.global_px), _tokens_side(preset.image_size)
-    tiles = (h_tiles * qt) * (w_tiles * qt + 1)
-    return qg * (qg + 1) + 1 + (sp.Piecewise((tiles, tiled), (0, True)) if tiled is not False
-                                else 0)
-
-
 def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9) -> Model:
     """The DeepSeek-OCR cost model for a preset and vision mode.
 
@@ -57,31 +49,35 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
     if isinstance(max_crops, bool) or not isinstance(max_crops, int) or not 2 <= max_crops <= 9:
         raise SymcostError(f"max_crops: {max_crops!r} is not an integer in [2, 9]")
     tiling = p.crop_mode and vision_mode == "crops"
-    tiled = sp.Ge(w_tiles * h_tiles, 2) if tiling else False
-    n_crops = sp.Piecewise((w_tiles * h_tiles, tiled), (0, True)) if tiling else sp.Integer(0)
-    image_tokens = _image_tokens(p, tiled)
-    s0 = P + image_tokens
+    qg, qt = _tokens_side(p.global_px), _tokens_side(p.image_size)
 
-    def vision_once(name="vision"):
-        parts = [view("global", 1, p.global_px)]
-        if tiling:
-            parts.append(when(tiled, view("crops", w_tiles * h_tiles, p.image_size)))
-        return parts
+    # Named quantities, in order; each may use the ones before it.
+    def crops(v):  # the small-image shortcut records grid (1,1) and runs no tiles
+        return where(v.w_tiles * v.h_tiles >= 2, v.w_tiles * v.h_tiles, 0) if tiling else 0
 
-    def vision(_attention):
-        return repeat("vision", B, *vision_once())
+    def image_block(v):  # global rows + newlines, separator, stitched tile rows + newlines
+        tiles = (v.h_tiles * qt) * (v.w_tiles * qt + 1)
+        return qg * (qg + 1) + 1 + (where(v.n_crops > 0, tiles, 0) if tiling else 0)
 
-    def prefill(attention):
-        return decoder(B, s0, s0, flash=attention == "flash")
+    def vision(v, _attention):
+        views = [view("global", 1, p.global_px)]
+        if tiling:  # one batched call on all tiles; costs 0 when n_crops = 0
+            views.append(view("crops", v.n_crops, p.image_size))
+        return repeat("vision", v.B, *views)
 
-    def decode(attention):
-        return decoder(B, 1, L + 1, flash=attention == "flash")
+    def prefill(v, attention, name="decoder"):
+        s0 = v.prefill_tokens
+        return decoder(v.B, s0, s0, flash=attention == "flash", name=name)
 
-    def request(attention):
-        flash = attention == "flash"
-        steps = sum_over("decode", _t, 1, N - 1, decoder(B, 1, s0 + _t, flash))
-        return seq("request", vision(attention), decoder(B, s0, s0, flash, name="prefill"),
-                   when(sp.Ge(N, 2), steps))
+    def decode(v, attention):
+        return decoder(v.B, 1, v.L + 1, flash=attention == "flash")
+
+    def request(v, attention):
+        def step(t):  # step t sees S0 + t - 1 cached tokens plus itself
+            return decoder(v.B, 1, v.prefill_tokens + t, flash=attention == "flash")
+        steps = sum_over("decode", _t, 1, v.N - 1, step)
+        return seq("request", vision(v, attention), prefill(v, attention, name="prefill"),
+                   when(v.N >= 2, steps))
 
     def weights():
         return seq("model",
@@ -91,10 +87,12 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
                    decoder(1, 1, 1))
 
     stages = {
-        "vision": Stage(vision, ("vision",), 0, "SAM + CLIP + projector on all views"),
-        "prefill": Stage(prefill, ("decoder",), s0, "decoder over prompt + image tokens"),
-        "decode": Stage(decode, ("decoder",), L + 1, "one decoder step with L cached tokens"),
-        "request": Stage(request, ("vision", "decoder"), s0 + N - 1,
+        "vision": Stage(vision, ("vision",), lambda v: 0, "SAM + CLIP + projector on all views"),
+        "prefill": Stage(prefill, ("decoder",), lambda v: v.prefill_tokens,
+                         "decoder over prompt + image tokens"),
+        "decode": Stage(decode, ("decoder",), lambda v: v.L + 1,
+                        "one decoder step with L cached tokens"),
+        "request": Stage(request, ("vision", "decoder"), lambda v: v.prefill_tokens + v.N - 1,
                          "vision + prefill + N-1 decode steps"),
     }
     return Model(
@@ -103,5 +101,6 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
                  "base_size": p.base_size, "image_size": p.image_size,
                  "global_px": p.global_px, "crop_px": p.image_size if tiling else 0},
         layout=TileRule(tile=p.image_size, max_num=max_crops) if tiling else None,
-        quantities={"n_crops": n_crops, "image_tokens": image_tokens, "prefill_tokens": s0},
+        named={n_crops: crops, image_tokens: image_block,
+               prefill_tokens: lambda v: v.P + v.image_tokens},
         stages=stages, weights=weights, kv_elems_per_token=KV_ELEMS_PER_TOKEN)

@@ -5,9 +5,7 @@
 """
 from __future__ import annotations
 
-import sympy as sp
-
-from symcost import op, repeat, seq
+from symcost import op, repeat, seq, smin
 
 __all__ = ["decoder", "LAYERS", "KV_ELEMS_PER_TOKEN", "activated_params_per_token"]
 
@@ -48,7 +46,7 @@ def _attention(batch, s, k, flash: bool):
 def _routed(t):
     """``moe_infer``: each of the ``6*t`` (token, expert) rows runs through its expert once."""
     rows = TOP_K * t
-    touched = sp.Min(N_EXPERTS, rows)  # experts whose weights are read
+    touched = smin(N_EXPERTS, rows)  # experts whose weights are read
     proj = dict(experts=N_EXPERTS, experts_read=touched)
     return seq("routed",
                op("gate_proj", "moe_linear", tokens=rows, d_in=HIDDEN, d_out=EXPERT_FF, **proj),

@@ -1,0 +1,134 @@
+"""Accelerators and the roofline: time as a closed form, a max(compute, memory) per op.
+
+Why per op: an eager forward launches one kernel per op, and each kernel is bounded by its own
+compute or its own traffic; summing per-op maxima never hides a memory-bound op behind a
+compute-bound one, as a per-layer max would.
+NB: compute time is ``2*MACs / matmul peak(dtype) + vector FLOPs / vector peak``; memory
+time is ``io_bytes / bandwidth``; ``efficiency`` (0, 1] scales both peaks. Inside a sum over
+decode steps each op's compute and memory times are summed over the steps before the max
+(exact while an op stays on one side of the ridge point for every step).
+NB: fp32 matmul runs at the FP32 (non-tensor) rate: torch's default disables TF32 matmul.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .errors import SymcostError
+from .metrics import DTYPE_BYTES
+
+__all__ = ["Hardware", "HARDWARE", "get_hardware", "load_hardware", "roofline_seconds"]
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    matmul_tflops: dict          # dense tensor throughput per dtype, TFLOP/s (1e12)
+    vector_tflops: float         # FP32 non-tensor throughput, TFLOP/s
+    memory_gbps: float           # memory bandwidth, GB/s (1e9 bytes)
+    source: str = "user file"
+
+    def matmul_flops_per_s(self, dtype: str) -> float:
+        if dtype not in self.matmul_tflops:
+            raise SymcostError(f"dtype: {dtype!r} has no matmul rate on {self.name}; "
+                               f"allowed: {', '.join(self.matmul_tflops)}")
+        return self.matmul_tflops[dtype] * 1e12
+
+
+def _nv(bf16, fp8, fp32, gbps, source):
+    rates = {"bf16": bf16, "fp16": bf16, "fp32": fp32}
+    if fp8:
+        rates["fp8"] = fp8
+    return rates, fp32, gbps, source
+
+
+# Dense figures (datasheets quote "with sparsity" at 2x; those are halved here).
+HARDWARE = {name: Hardware(name, *spec) for name, spec in {
+    # NVIDIA H100 Tensor Core GPU datasheet, SXM column: BF16 1979 / FP8 3958 sparse, FP32 67, 3.35 TB/s
+    "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, "NVIDIA H100 datasheet (SXM)"),
+    # NVIDIA H200 Tensor Core GPU datasheet, SXM: same tensor rates as H100 SXM, 4.8 TB/s
+    "h200": _nv(989.5, 1979.0, 67.0, 4800.0, "NVIDIA H200 datasheet (SXM)"),
+    # NVIDIA A100 datasheet, 80GB SXM: BF16 312 dense, FP32 19.5, 2,039 GB/s; no FP8
+    "a100-80gb": _nv(312.0, None, 19.5, 2039.0, "NVIDIA A100 datasheet (80GB SXM)"),
+    # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s
+    "l40s": _nv(362.05, 733.0, 91.6, 864.0, "NVIDIA L40S datasheet"),
+    # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor (FP32
+    # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s
+    "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
+    # NVIDIA HGX B200 datasheet, per GPU: FP16/BF16 4.5 PF sparse (2.25 dense), FP8 9 PF sparse,
+    # 8 TB/s; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
+    "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, "NVIDIA HGX B200 datasheet, per GPU"),
+    # AMD Instinct MI300X datasheet: FP16/BF16 1307.4 dense, FP8 2614.9 dense, FP32 vector 163.4,
+    # 5.3 TB/s
+    "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, "AMD Instinct MI300X datasheet"),
+}.items()}
+
+_FILE_KEYS = {"name": str, "matmul_tflops": dict, "vector_tflops": float, "memory_gbps": float}
+
+
+def _positive(key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise SymcostError(f"hardware file: {key} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def load_hardware(path: str) -> Hardware:
+    """A user-defined accelerator from a JSON file, validated field by field.
+
+    Keys: ``name`` (str), ``matmul_tflops`` ({dtype: dense TFLOP/s}), ``vector_tflops``
+    (TFLOP/s), ``memory_gbps`` (GB/s, 1e9 bytes/s). Unknown keys are refused.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SymcostError(f"hardware: cannot read {path!r} as JSON ({e.__class__.__name__})")
+    if not isinstance(data, dict):
+        raise SymcostError("hardware file: expected a JSON object")
+    unknown = sorted(set(data) - set(_FILE_KEYS))
+    missing = sorted(set(_FILE_KEYS) - set(data))
+    if unknown or missing:
+        which = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
+        raise SymcostError(f"hardware file: {which}; keys are {', '.join(_FILE_KEYS)}")
+    if not isinstance(data["name"], str) or not data["name"].strip():
+        raise SymcostError("hardware file: name must be a non-empty string")
+    rates = data["matmul_tflops"]
+    if not isinstance(rates, dict) or not rates:
+        raise SymcostError(f"hardware file: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
+                           "to TFLOP/s")
+    for dtype in rates:
+        if dtype not in DTYPE_BYTES:
+            raise SymcostError(f"hardware file: matmul_tflops: unknown dtype {dtype!r}; allowed: "
+                               f"{', '.join(DTYPE_BYTES)}")
+    return Hardware(data["name"], {d: _positive(f"matmul_tflops.{d}", v) for d, v in rates.items()},
+                    _positive("vector_tflops", data["vector_tflops"]),
+                    _positive("memory_gbps", data["memory_gbps"]), f"file {path}")
+
+
+def get_hardware(name_or_path: str) -> Hardware:
+    """A preset by name, or a JSON file by path (anything ending in ``.json``)."""
+    if isinstance(name_or_path, str) and name_or_path.endswith(".json"):
+        return load_hardware(name_or_path)
+    if not isinstance(name_or_path, str) or name_or_path not in HARDWARE:
+        raise SymcostError(f"hardware: {name_or_path!r} is not one of {', '.join(HARDWARE)} "
+                           "or a .json file")
+    return HARDWARE[name_or_path]
+
+
+def roofline_seconds(leaves, hw: Hardware, dtype: str, io_bytes, efficiency: float = 1.0):
+    """Sum over ``(cost, io_bytes)`` of leaves of ``max(compute s, memory s)``, a SymPy expression."""
+    if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)) \
+            or not 0 < efficiency <= 1:
+        raise SymcostError(f"efficiency: {efficiency!r} is not a number in (0, 1]")
+    mm = sp.Float(hw.matmul_flops_per_s(dtype) * efficiency)
+    vec = sp.Float(hw.vector_tflops * 1e12 * efficiency)
+    bw = sp.Float(hw.memory_gbps * 1e9 * efficiency)
+    terms = []
+    for cost in leaves:
+        compute = 2 * cost.macs / mm + cost.vector_flops / vec
+        terms.append(sp.Max(compute, io_bytes(cost) / bw))
+    return sp.Add(*terms)
