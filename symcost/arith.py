@@ -9,11 +9,7 @@ import numbers
 
 import sympy as sp
 
-__all__ = ["where", "smin", "is_number"]
-
-
-def is_number(x) -> bool:
-    return isinstance(x, (numbers.Integral, bool))
+__all__ = ["where", "smin", "smax"]
 
 
 def where(cond, a, b):
@@ -25,4 +21,11 @@ def where(cond, a, b):
 
 def smin(a, b):
     """``min(a, b)``; a SymPy ``Min`` when either is symbolic."""
-    return min(a, b) if is_number(a) and is_number(b) else sp.Min(a, b)
+    return min(a, b) if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) \
+        else sp.Min(a, b)
+
+
+def smax(a, b):
+    """``max(a, b)``; a SymPy ``Max`` when either is symbolic."""
+    return max(a, b) if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) \
+        else sp.Max(a, b)

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-import sympy as sp
+from .arith import smax
 
 __all__ = ["Cost", "ZERO", "ADDITIVE_FIELDS"]
-
-
-def _max(a, b):
-    if isinstance(a, int) and isinstance(b, int):
-        return max(a, b)
-    return sp.Max(a, b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +36,7 @@ class Cost:
         if not isinstance(other, Cost):
             return NotImplemented
         out = {f: getattr(self, f) + getattr(other, f) for f in ADDITIVE_FIELDS}
-        out["peak_act_elems"] = _max(self.peak_act_elems, other.peak_act_elems)
+        out["peak_act_elems"] = smax(self.peak_act_elems, other.peak_act_elems)
         return Cost(**out)
 
     def __radd__(self, other):

@@ -15,8 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 
-import sympy as sp
-
+from .arith import smax
 from .errors import SymcostError
 from .metrics import DTYPE_BYTES
 
@@ -120,15 +119,11 @@ def get_hardware(name_or_path: str) -> Hardware:
 
 
 def roofline_seconds(leaves, hw: Hardware, dtype: str, io_bytes, efficiency: float = 1.0):
-    """Sum over ``(cost, io_bytes)`` of leaves of ``max(compute s, memory s)``, a SymPy expression."""
+    """Sum over leaf costs of ``max(compute s, memory s)``: a float for int costs, else SymPy."""
     if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)) \
             or not 0 < efficiency <= 1:
         raise SymcostError(f"efficiency: {efficiency!r} is not a number in (0, 1]")
-    mm = sp.Float(hw.matmul_flops_per_s(dtype) * efficiency)
-    vec = sp.Float(hw.vector_tflops * 1e12 * efficiency)
-    bw = sp.Float(hw.memory_gbps * 1e9 * efficiency)
-    terms = []
-    for cost in leaves:
-        compute = 2 * cost.macs / mm + cost.vector_flops / vec
-        terms.append(sp.Max(compute, io_bytes(cost) / bw))
-    return sp.Add(*terms)
+    mm = hw.matmul_flops_per_s(dtype) * efficiency
+    vec = hw.vector_tflops * 1e12 * efficiency
+    bw = hw.memory_gbps * 1e9 * efficiency
+    return sum(smax(2 * c.macs / mm + c.vector_flops / vec, io_bytes(c) / bw) for c in leaves)

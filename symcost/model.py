@@ -20,6 +20,7 @@ from .errors import SymcostError
 from .hardware import get_hardware, roofline_seconds
 from .layout import TileRule
 from .metrics import METRICS, cost_metrics, dtype_bytes
+from .arith import where
 from .symbols import ARGUMENTS, h_tiles, stage_vars, w_tiles
 from .tree import Node, choose
 
@@ -155,32 +156,32 @@ class Model:
         return {name: finish(cost_metrics(c, convention, dtype, kv_dtype)[metric])
                 for name, c in costs.items()}
 
-    def seconds(self, stage: str = "vision", hardware: str = "h100-sxm", dtype: str = "bf16",
-                kv_dtype: str | None = None, attention: str = "eager", efficiency: float = 1.0,
-                under: str | None = None) -> sp.Expr:
-        """Roofline time in seconds (per-op max of compute and memory time) as a closed form,
-        optionally only for the ops under the dotted path ``under``."""
+    def _times(self, tree: Node, stage: str, hardware, dtype: str, kv_dtype,
+               efficiency: float, v: SimpleNamespace) -> dict:
+        """``time_s``; for a request also ``ttft_s`` (vision + prefill) and ``tpot_s`` (mean
+        decode step, 0 when N = 1). Floats for a numeric tree, expressions for a symbolic one."""
         hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
-        leaves = [c for path, node, c in self.tree(stage, attention).walk()
-                  if node.kind is not None and (under is None or path.startswith(under + "."))]
-        return roofline_seconds(
-            leaves, hw, dtype, lambda c: cost_metrics(c, "torch", dtype, kv_dtype)["io_bytes"],
-            efficiency)
 
-    def time_expressions(self, stage, hardware, dtype, kv_dtype, attention, efficiency) -> dict:
-        """``time_s`` for the stage; for a request also ``ttft_s`` (vision + prefill) and
-        ``tpot_s`` (mean decode step; 0 when N = 1)."""
-        def make():
-            args = (stage, hardware, dtype, kv_dtype, attention, efficiency)
-            out = {"time_s": self.seconds(*args)}
-            if stage == "request":
-                out["ttft_s"] = (self.seconds(*args, under="request.vision")
-                                 + self.seconds(*args, under="request.prefill"))
-                n = ARGUMENTS["new_tokens"]
-                out["tpot_s"] = sp.Piecewise(
-                    (self.seconds(*args, under="request.decode") / (n - 1), n >= 2), (0, True))
-            return out
-        return self._memo(("time", stage, hardware, dtype, kv_dtype, attention, efficiency), make)
+        def seconds(under=None):
+            leaves = [c for path, node, c in tree.walk()
+                      if node.kind is not None and (under is None or path.startswith(under + "."))]
+            return roofline_seconds(
+                leaves, hw, dtype, lambda c: cost_metrics(c, "torch", dtype, kv_dtype)["io_bytes"],
+                efficiency)
+
+        out = {"time_s": seconds()}
+        if stage == "request":
+            out["ttft_s"] = seconds("request.vision") + seconds("request.prefill")
+            out["tpot_s"] = where(v.N >= 2, seconds("request.decode") / (v.N - 1), 0)
+        return out
+
+    def time_expressions(self, stage, hardware, dtype="bf16", kv_dtype=None, attention="eager",
+                         efficiency=1.0) -> dict:
+        """Roofline times as closed forms (see :mod:`symcost.hardware` for the model)."""
+        return self._memo(("time", stage, hardware, dtype, kv_dtype, attention, efficiency),
+                          lambda: {k: self.expand(sp.sympify(e)) for k, e in self._times(
+                              self.tree(stage, attention), stage, hardware, dtype, kv_dtype,
+                              efficiency, stage_vars()).items()})
 
     # -- layout ---------------------------------------------------------------------------
     def tile_expressions(self) -> dict:
@@ -199,12 +200,13 @@ class Model:
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, width: int, height: int, stage: str = "vision", prompt_tokens: int = 0,
                  kv_len: int = 0, new_tokens: int = 1, batch: int = 1, convention: str = "torch",
-                 dtype: str = "bf16", kv_dtype: str | None = None,
-                 attention: str = "eager") -> dict:
-        """The numeric model: one shape, the cost tree built from plain ints (no SymPy).
+                 dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager",
+                 hardware=None, efficiency: float = 1.0) -> dict:
+        """The numeric model: one shape, the cost tree built from plain ints.
 
-        Returns the tile grid, named quantities, every integer metric and ``components``
-        (dotted path -> FLOPs under ``convention``). Decode steps are unrolled (O(N)).
+        Returns the tile grid, named quantities, every integer metric, ``components``
+        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, roofline times.
+        NB: only the sum over decode steps touches SymPy (a one-variable power sum).
         """
         args = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
                     batch=batch)
@@ -217,8 +219,11 @@ class Model:
         tree = self.stage(stage).build(v, attention)
         out = {"w_tiles": i, "h_tiles": j, **{str(s): getattr(v, str(s)) for s in self.named}}
         out.update(self._metrics(tree.cost, stage, convention, dtype, kv_dtype, v))
-        out["components"] = {p: conv.flops(c) for p, c in tree.components().items()}
-        return out
+        out["components"] = {p: int(conv.flops(c)) for p, c in tree.components().items()}
+        if hardware is not None:
+            out.update({k: float(t) for k, t in self._times(tree, stage, hardware, dtype, kv_dtype,
+                                                            efficiency, v).items()})
+        return {k: int(x) if isinstance(x, sp.Integer) else x for k, x in out.items()}
 
     def compile(self, stage: str = "vision", metrics=("flops",), convention: str = "torch",
                 dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager",
@@ -273,7 +278,9 @@ class Evaluator:
         out = {"w_tiles": i, "h_tiles": j, **out}
         if self._time is not None:
             cols = np.broadcast_arrays(i, j, *arrays.values())
-            for name, value in zip(self._time_names, self._time(*cols)):
+            with np.errstate(divide="ignore", invalid="ignore"):  # branches select() discards
+                times = self._time(*cols)
+            for name, value in zip(self._time_names, times):
                 out[name] = np.broadcast_to(np.asarray(value, dtype=np.float64), cols[0].shape)
         if "arithmetic_intensity" in self.metrics:
             flops = out["flops"].astype(np.float64)

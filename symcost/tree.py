@@ -13,7 +13,6 @@ from typing import Callable, Iterator, Mapping
 
 import sympy as sp
 
-from .arith import is_number
 from .cost import ADDITIVE_FIELDS, ZERO, Cost
 from .errors import SymcostError
 from .ops import OPS
@@ -90,14 +89,8 @@ class Node:
             yield from child.walk(path, (self,) + context)
 
     def components(self) -> dict[str, Cost]:
-        """Every node's cost in context, keyed by dotted path (root included).
-
-        Nodes sharing a path (the unrolled steps of a numeric ``sum_over``) are added up.
-        """
-        out: dict[str, Cost] = {}
-        for path, _, cost in self.walk():
-            out[path] = out[path] + cost if path in out else cost
-        return out
+        """Every node's cost in context, keyed by dotted path (root included)."""
+        return {path: cost for path, _, cost in self.walk()}
 
     def by_kind(self, under: str | None = None) -> dict[str, Cost]:
         """Leaf costs in context summed per op kind (``linear``, ``sdpa`` ...), optionally only
@@ -139,13 +132,8 @@ def repeat(name: str, count, *children: Node) -> Node:
 
 
 def sum_over(name: str, var: sp.Symbol, lo, hi, body: Callable[[object], Node]) -> Node:
-    """``body(var)`` runs once for each ``var`` in ``lo..hi``.
-
-    Symbolic bounds: one body, summed in closed form (costs must be polynomial in ``var``).
-    Integer bounds: the steps are unrolled and added (the brute-force reference).
-    """
-    if is_number(lo) and is_number(hi):
-        return Node(name, tuple(body(t) for t in range(lo, hi + 1)))
+    """``body(var)`` runs once for each ``var`` in ``lo..hi`` (symbols or ints), summed in closed
+    form; its costs must be polynomial in ``var``."""
     return Node(name, (body(var),), over=(var, lo, hi))
 
 

@@ -1,0 +1,206 @@
+"""The ``symcost`` command line: formulas, eval, params, sweep, validate.
+
+Every bad input ends in one line on stderr naming the parameter, and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from .checks import LIMITS
+from .conventions import CONVENTIONS
+from .errors import SymcostError
+from .metrics import DTYPE_BYTES, METRICS
+
+__all__ = ["main"]
+
+STAGES = ("vision", "prefill", "decode", "request")
+_IMAGE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
+_W_MAX = LIMITS["width"][1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + message by default)
+        raise SymcostError(message)
+
+
+def parse_image(text: str) -> tuple[int, int]:
+    m = _IMAGE.match(text)
+    if not m or not all(1 <= int(g) <= _W_MAX for g in m.groups()):
+        raise SymcostError(f"--image: {text!r} is not WxH with integers in [1, {_W_MAX}]")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _int_arg(name: str):
+    lo, hi = LIMITS[name]
+    return _choice_int(lo, hi)
+
+
+def _choice_int(lo: int, hi: int):
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[0-9]+", text) or not lo <= int(text) <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [{lo}, {hi}]")
+        return int(text)
+    return parse
+
+
+def _choice(allowed):
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    from derivations.deepseek_ocr import PRESETS, VISION_MODES
+    p.add_argument("family", type=_choice(("deepseek-ocr",)))
+    p.add_argument("--preset", default="gundam", type=_choice(tuple(PRESETS)))
+    p.add_argument("--vision-mode", default="crops", type=_choice(tuple(VISION_MODES)))
+    p.add_argument("--max-crops", default=9, type=_choice_int(2, 9))
+
+
+def _cost_args(p: argparse.ArgumentParser, stage_default="vision") -> None:
+    p.add_argument("--stage", default=stage_default, type=_choice(STAGES))
+    p.add_argument("--convention", default="torch", type=_choice(tuple(CONVENTIONS)))
+    p.add_argument("--dtype", default="bf16", type=_choice(tuple(DTYPE_BYTES)))
+    p.add_argument("--kv-dtype", default=None, type=_choice(tuple(DTYPE_BYTES)))
+    p.add_argument("--attention", default="eager", type=_choice(("eager", "flash")))
+
+
+def _stage_vars(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt-tokens", default=0, type=_int_arg("prompt_tokens"))
+    p.add_argument("--kv-len", default=0, type=_int_arg("kv_len"))
+    p.add_argument("--new-tokens", default=1, type=_int_arg("new_tokens"))
+    p.add_argument("--batch", default=1, type=_int_arg("batch"))
+
+
+def _load(args):
+    import symcost
+    return symcost.load(args.family, preset=args.preset, vision_mode=args.vision_mode,
+                        max_crops=args.max_crops)
+
+
+def cmd_formulas(args) -> int:
+    from .report import formulas_text, layout_text
+    model = _load(args)
+    if args.layout:
+        print(layout_text(model, args.latex))
+        return 0
+    print(formulas_text(model, args.stage, args.metric, args.convention, latex=args.latex,
+                        depth=args.depth, dtype=args.dtype, kv_dtype=args.kv_dtype,
+                        attention=args.attention))
+    return 0
+
+
+def evaluate_records(args) -> list[dict]:
+    """One record per ``--image``: the numeric model's metrics, components and times."""
+    model = _load(args)
+    records = []
+    for text in args.image:
+        width, height = parse_image(text)
+        r = model.evaluate(width, height, args.stage, prompt_tokens=args.prompt_tokens,
+                           kv_len=args.kv_len, new_tokens=args.new_tokens, batch=args.batch,
+                           convention=args.convention, dtype=args.dtype,
+                           kv_dtype=args.kv_dtype, attention=args.attention,
+                           hardware=args.hardware, efficiency=args.efficiency)
+        io = r["io_bytes"]
+        record = {"width": width, "height": height, "preset": model.preset,
+                  "vision_mode": model.options["vision_mode"],
+                  "crop_mode": model.options["crop_mode"], "stage": args.stage,
+                  "convention": args.convention, "dtype": args.dtype,
+                  "kv_dtype": args.kv_dtype or args.dtype, "attention": args.attention,
+                  "prompt_tokens": args.prompt_tokens, "kv_len": args.kv_len,
+                  "new_tokens": args.new_tokens, "batch": args.batch,
+                  **{k: v for k, v in r.items() if k != "components"},
+                  "arithmetic_intensity": r["flops"] / io if io else 0.0}
+        if args.hardware is not None:
+            record["hardware"] = args.hardware
+        record["components"] = r["components"]
+        records.append(record)
+    return records
+
+
+def cmd_eval(args) -> int:
+    from .report import table
+    records = evaluate_records(args)
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return 0
+    cols = ["width", "height", "w_tiles", "h_tiles", "n_crops", "image_tokens", "flops",
+            "io_bytes", "activation_bytes", "kv_bytes"]
+    cols += [c for c in ("time_s", "ttft_s", "tpot_s") if c in records[0]]
+    print(f"# {args.family} {records[0]['preset']}, vision_mode {args.vision_mode}, stage "
+          f"{args.stage}, convention {args.convention}, dtype {args.dtype}")
+    print(table(records, cols))
+    return 0
+
+
+def cmd_params(args) -> int:
+    from .report import table
+    model = _load(args)
+    rows = [{"component": k, "params": v} for k, v in model.parameters().items()
+            if k.count(".") <= args.depth]
+    print(table(rows, ["component", "params"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="symcost", description="Exact closed-form costs of DeepSeek-OCR.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("formulas", help="print the closed forms")
+    _model_args(p)
+    _cost_args(p)
+    allowed = [m for m in METRICS if m != "arithmetic_intensity"]
+    p.add_argument("--metric", default="flops", type=_choice(allowed))
+    p.add_argument("--depth", default=3, type=_choice_int(0, 12))
+    p.add_argument("--latex", action="store_true")
+    p.add_argument("--layout", action="store_true", help="print the tile rule instead")
+    p.set_defaults(run=cmd_formulas)
+
+    p = sub.add_parser("eval", help="evaluate for images")
+    _model_args(p)
+    _cost_args(p)
+    _stage_vars(p)
+    p.add_argument("--image", action="append", required=True, help="WxH, repeatable")
+    p.add_argument("--hardware", default=None, help="preset name or a .json file")
+    p.add_argument("--efficiency", default=1.0, type=_efficiency)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("params", help="parameter counts per module")
+    _model_args(p)
+    p.add_argument("--depth", default=3, type=_choice_int(0, 12))
+    p.set_defaults(run=cmd_params)
+    return parser
+
+
+def _efficiency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]")
+    return value
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except SymcostError as e:
+        print(f"symcost: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("symcost: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
