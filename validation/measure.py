@@ -26,7 +26,7 @@ COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 GLOBAL_BLOCKS = (2, 5, 8, 11)
 _ATTN_OPS = {"_scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention"}
 _LINEAR_OPS = {"mm", "addmm", "linear", "matmul", "bmm"}
-_CONV_OPS = {"convolution", "_convolution"}
+_CONV_OPS = {"convolution", "conv"}
 _VIEW_COLUMNS = (
     "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_linear", "sam_relpos",
     "sam_attn_core", "sam_neck", "sam_net2", "sam_net3", "sam_norms",
@@ -87,7 +87,7 @@ def _fvcore_counts(module, inputs, counter):
     if counter == "fvcore":
         analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa)
     with torch.no_grad():
-        return {name: dict(ops) for name, ops in analysis.by_module_operator().items()}
+        return {name: dict(ops) for name, ops in analysis.by_module_and_operator().items()}
 
 
 def _exclusive(inclusive):
@@ -111,10 +111,13 @@ def _parent(path, paths):
     return "" if path else None
 
 
-def _count(module, inputs, counter):
-    """(path, op) -> flops for one forward call of ``module`` under ``counter``."""
+def _check(counter):
     if counter not in COUNTERS:
         raise ValueError(f"counter must be one of {COUNTERS}, got {counter!r}")
+
+
+def _count(module, inputs, counter):
+    """(path, op) -> flops for one forward call of ``module`` under ``counter``."""
     run = _torch_counts if counter.startswith("torch") else _fvcore_counts
     return _exclusive(run(module, inputs, counter))
 
@@ -178,6 +181,7 @@ def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: s
     """Vision FLOPs: one global view [1,3,G,G] and, if n_crops, one batched call on the tiles."""
     import torch
 
+    _check(counter)
     model = model if model is not None else _vision_model(counter, torch.float32)
     param = next(model.parameters())
     views = {"global": (1, global_px)} | ({"crops": (n_crops, crop_px)} if n_crops else {})
@@ -196,6 +200,8 @@ def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: s
 
 def _layer_columns(path, op):
     """(layer or None, part names) for one decoder (module path, op) count."""
+    if _op_kind(op) not in ("linear", "attn_core"):
+        raise KeyError(f"unexpected op {op!r} in {path!r}")
     if path == "lm_head":
         return None, ("lm_head",)
     m = re.match(r"model\.layers\.(\d+)\.(self_attn|mlp)(?:\.([a-z_]+))?", path)
@@ -231,11 +237,12 @@ def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dic
 
     from validation.reference_model import build_language_model
 
+    _check(counter)
     torch_counter = counter.startswith("torch")
-    if model is None:
-        model = build_language_model("meta" if torch_counter else "cpu", torch.bfloat16)
     if l_past and not torch_counter:
         raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with the torch counters")
+    if model is None:
+        model = build_language_model("meta" if torch_counter else "cpu", torch.bfloat16)
     param = next(model.parameters())
     n_layers = len(model.model.layers)
     embeds = torch.randn(1, s_new, param.shape[-1], device=param.device, dtype=param.dtype)

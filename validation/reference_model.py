@@ -49,10 +49,10 @@ def _build(factory_name, device, dtype):
     finally:
         torch.set_default_dtype(previous)
     if device != "meta":
-        generator = torch.Generator(device).manual_seed(0)
-        with torch.no_grad():
+        with torch.random.fork_rng(devices=[]), torch.no_grad():  # global RNG: multi-threaded, restored after
+            torch.manual_seed(0)
             for p in model.parameters():
-                p.normal_(0.0, 0.02, generator=generator)
+                p.normal_(0.0, 0.02)
     return model.eval()
 
 

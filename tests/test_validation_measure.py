@@ -1,0 +1,191 @@
+"""The v1 reference model against the vendor measurements in validation/data (exact integers)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import validation  # noqa: E402
+from validation.measure import measure_decoder, measure_vision  # noqa: E402
+from validation.reference_model import (  # noqa: E402
+    build_language_model,
+    build_model,
+    build_vision,
+    param_counts,
+)
+
+DATA = Path(validation.__file__).parent / "data"
+PARAMS = json.loads((DATA / "params.json").read_text())["params"]
+VISION_ROWS = list(csv.DictReader((DATA / "vision_flops.csv").read_text().splitlines()))
+DECODER_ROWS = list(csv.DictReader((DATA / "decoder_flops.csv").read_text().splitlines()))
+VIEW_COLUMNS = [
+    "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_linear", "sam_relpos",
+    "sam_attn_core", "sam_neck", "sam_net2", "sam_net3", "sam_norms",
+    "clip_total", "clip_linear", "clip_attn_core", "clip_norms", "proj_total",
+]
+LAYER_COLUMNS = ["total", "attn", "attn_proj", "rope", "attn_core", "mlp"]
+MOE_COLUMNS = ["moe_gate", "moe_shared", "moe_routed", "moe_other"]
+DECODER_COLUMNS = (
+    [f"dense_L0_{c}" for c in LAYER_COLUMNS]
+    + [f"moe_L1_{c}" for c in LAYER_COLUMNS + MOE_COLUMNS]
+    + ["moe_layers_min", "moe_layers_max", "lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
+)
+# The figures the brief states; params.json must carry the same.
+STATED_PARAMS = {
+    "sam": 95_569_152, "clip": 303_177_728, "projector": 2_622_720, "decoder_layer_dense": 32_852_480,
+    "decoder_layer_moe": 233_720_320, "embed_tokens": 165_478_400, "lm_head": 165_478_400,
+    "total": 3_336_106_240,
+}
+
+
+def vision_row(case_id, counter):
+    return next(r for r in VISION_ROWS if r["case_id"] == case_id and r["counter"] == counter)
+
+
+def decoder_row(s_new, l_past, counter):
+    return next(r for r in DECODER_ROWS
+                if (int(r["S_new"]), int(r["L_past"]), r["counter"]) == (s_new, l_past, counter))
+
+
+def vision_args(row):
+    n_crops = int(row["n_crops"])
+    return int(row["global_px"]), int(row["crop_px"]) if n_crops else None, n_crops
+
+
+def expected_vision(row):
+    views = ["global"] + (["crops"] if int(row["n_crops"]) else [])
+    keys = [f"{v}_{c}" for v in views for c in VIEW_COLUMNS] + ["vision_total", "vision_total_out_of_the_box"]
+    return {k: int(row[k]) for k in keys}
+
+
+def expected_decoder(row):
+    return {k: int(row[k]) for k in DECODER_COLUMNS}
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, validation.measure, validation.reference_model; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_parameter_counts_equal_params_json():
+    p = PARAMS
+    expected = {
+        "sam": p["sam"]["total"], "clip": p["clip"]["total"], "projector": p["projector"]["total"],
+        "image_newline": p["image_newline"], "view_seperator": p["view_seperator"],
+        "embed_tokens": p["embed_tokens"], "decoder_layer_dense": p["decoder_layer_dense"]["total"],
+        "decoder_layer_moe": p["decoder_layer_moe"]["total"], "final_norm": p["final_norm"],
+        "lm_head": p["lm_head"], "total": p["model_total_full_depth"],
+    }
+    got = param_counts(build_model())
+    assert got == expected
+    assert {k: got[k] for k in STATED_PARAMS} == STATED_PARAMS
+
+
+def test_sub_component_parameter_counts():
+    model = build_model()
+    sam, clip, layers = model.vision.sam, model.vision.clip, model.language.model.layers
+
+    def n(module):
+        return sum(q.numel() for q in module.parameters())
+
+    got = {
+        "sam.patch_embed": n(sam.patch_embed), "sam.neck": n(sam.neck), "sam.net_2": n(sam.proj.conv1),
+        "sam.net_3": n(sam.proj.conv2), "sam.block_windowed": n(sam.layers[0]), "sam.block_global": n(sam.layers[2]),
+        "clip.per_layer": n(clip.encoder.layers[0]), "clip.embeddings": n(clip.embeddings),
+        "clip.patch_embedding_conv_unused": n(clip.embeddings.patch_embedding),
+        "dense.self_attn": n(layers[0].self_attn), "dense.mlp": n(layers[0].mlp),
+        "moe.gate": n(layers[1].mlp.gate), "moe.routed_experts": n(layers[1].mlp.experts),
+        "moe.shared_experts": n(layers[1].mlp.shared_experts),
+    }
+    p = PARAMS
+    assert got == {
+        "sam.patch_embed": p["sam"]["patch_embed"], "sam.neck": p["sam"]["neck"], "sam.net_2": p["sam"]["net_2"],
+        "sam.net_3": p["sam"]["net_3"], "sam.block_windowed": p["sam"]["block_windowed"],
+        "sam.block_global": p["sam"]["block_global"], "clip.per_layer": p["clip"]["per_layer"],
+        "clip.embeddings": p["clip"]["embeddings"],
+        "clip.patch_embedding_conv_unused": p["clip"]["patch_embedding_conv_unused"],
+        "dense.self_attn": p["decoder_layer_dense"]["self_attn"], "dense.mlp": p["decoder_layer_dense"]["mlp"],
+        "moe.gate": p["decoder_layer_moe"]["gate"], "moe.routed_experts": p["decoder_layer_moe"]["routed_experts"],
+        "moe.shared_experts": p["decoder_layer_moe"]["shared_experts"],
+    }
+
+
+@pytest.mark.parametrize("case_id", [r["case_id"] for r in VISION_ROWS if r["counter"] == "FlopCounterMode"])
+def test_vision_flopcountermode_on_meta_equals_reference(case_id):
+    row = vision_row(case_id, "FlopCounterMode")
+    assert measure_vision(*vision_args(row), "torch") == expected_vision(row)
+
+
+@pytest.mark.parametrize("case_id", ["gundam_641x640", "tiny_1280x720"])
+def test_vision_out_of_the_box_counts_no_attention(case_id):
+    row = vision_row(case_id, "FlopCounterMode")
+    got = measure_vision(*vision_args(row), "torch-cpu")
+    assert got["vision_total"] == got["vision_total_out_of_the_box"] == int(row["vision_total_out_of_the_box"])
+    assert all(v == 0 for k, v in got.items() if k.endswith("attn_core"))
+
+
+@pytest.mark.parametrize("s_new,l_past", [(int(r["S_new"]), int(r["L_past"]))
+                                          for r in DECODER_ROWS if r["counter"] == "FlopCounterMode"])
+def test_decoder_flopcountermode_on_meta_equals_reference(s_new, l_past):
+    assert measure_decoder(s_new, l_past, "torch") == expected_decoder(decoder_row(s_new, l_past, "FlopCounterMode"))
+
+
+def test_unknown_counter_is_refused():
+    with pytest.raises(ValueError):
+        measure_decoder(1, 0, "ptflops")
+    with pytest.raises(ValueError):
+        measure_vision(512, None, 0, "ptflops")
+
+
+def test_fvcore_refuses_a_kv_cache():
+    with pytest.raises(ValueError):
+        measure_decoder(1, 4, "fvcore")
+
+
+@pytest.fixture(scope="module")
+def vision_cpu():
+    """Random-weight fp32 vision tower on CPU (fvcore needs real tensors)."""
+    return build_vision("cpu")
+
+
+@pytest.fixture(scope="module")
+def language_model_cpu():
+    """Random-weight bf16 decoder (12 layers + lm_head) on CPU, about 6 GB."""
+    return build_language_model("cpu", torch.bfloat16)
+
+
+def test_fvcore_tiny_equals_reference(vision_cpu):
+    pytest.importorskip("fvcore")
+    row = vision_row("tiny_1280x720", "fvcore")
+    assert measure_vision(512, None, 0, "fvcore", model=vision_cpu) == expected_vision(row)
+
+
+def test_fvcore_default_skips_sdpa(vision_cpu):
+    pytest.importorskip("fvcore")
+    row = vision_row("tiny_1280x720", "fvcore")
+    got = measure_vision(512, None, 0, "fvcore-default", model=vision_cpu)
+    assert got["vision_total"] == int(row["vision_total_out_of_the_box"])
+    assert got["global_sam_attn_core"] == got["global_clip_attn_core"] == 0
+
+
+def test_vision_real_cpu_run_equals_meta_run(vision_cpu):
+    for counter in ("torch", "torch-cpu"):
+        assert measure_vision(512, None, 0, counter, model=vision_cpu) == measure_vision(512, None, 0, counter)
+
+
+def test_fvcore_decoder_prefill_one_token_equals_reference(language_model_cpu):
+    pytest.importorskip("fvcore")
+    got = measure_decoder(1, 0, "fvcore", model=language_model_cpu)
+    assert got == expected_decoder(decoder_row(1, 0, "fvcore"))
+
+
+def test_decoder_real_cpu_run_equals_reference(language_model_cpu):
+    got = measure_decoder(1, 0, "torch", model=language_model_cpu)
+    assert got == expected_decoder(decoder_row(1, 0, "FlopCounterMode"))
