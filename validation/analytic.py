@@ -45,6 +45,7 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
            "n_image_tokens": _value(symcost.image_tokens, subs, model),
            "vision_total": _value(flops(tree.cost, conv), subs, model),
            "vision_total_out_of_the_box": _value(flops(tree.cost, ootb), subs, model)}
+    out["vision_total_excl_attn_core"] = out["vision_total_out_of_the_box"]  # same by definition
     views = ["global"] + (["crops"] if out["n_crops"] else [])
     for v in views:
         for col, path in _NODES.items():
