@@ -8,6 +8,7 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 
 from .checks import LIMITS
 from .conventions import CONVENTIONS
@@ -19,6 +20,7 @@ __all__ = ["main"]
 STAGES = ("vision", "prefill", "decode", "request")
 _IMAGE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
 _W_MAX = LIMITS["width"][1]
+_REFERENCE_CSV = str(Path(__file__).resolve().parents[1] / "validation" / "data" / "vision_flops.csv")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,6 +149,53 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import time
+
+    from .sweep import parse_range, sweep, write_table
+    widths = parse_range("--width", args.width, "width")
+    heights = parse_range("--height", args.height, "height")
+    metrics = tuple(dict.fromkeys(args.metric or ["flops"]))
+    model = _load(args)
+    values = dict(prompt_tokens=args.prompt_tokens, kv_len=args.kv_len,
+                  new_tokens=args.new_tokens, batch=args.batch)
+    start = time.perf_counter()
+    table = sweep(model, widths, heights, args.stage, metrics, args.convention, **values)
+    write_table(args.out, table, force=args.force)
+    print(f"wrote {len(table['width']):,} points x {len(table)} columns to {args.out} in "
+          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if args.plot:
+        _sweep_plot(args, widths, heights, metrics[0], values)
+    return 0
+
+
+def _sweep_plot(args, widths, heights, metric, values) -> None:
+    """Square images where the grid has them (W = H), else the first height's row."""
+    import numpy as np
+
+    import symcost
+
+    from .plot import load_measured, plot_curves
+    common = np.intersect1d(widths, heights)
+    w, h = (common, common) if len(common) > 1 else (widths, np.full_like(widths, heights[0]))
+    measured = load_measured(args.measured, args.preset, args.convention) \
+        if args.measured and args.stage == "vision" and metric == "flops" else []
+    curves, tiles, at_measured = {}, None, []
+    for mode in ("crops", "nocrop"):
+        m = symcost.load(args.family, preset=args.preset, vision_mode=mode,
+                         max_crops=args.max_crops)
+        ev = m.compile(args.stage, (metric,), args.convention)
+        out = ev(w, h, **values)
+        curves[mode] = out[metric]
+        if mode == "crops":
+            tiles = out["w_tiles"] * out["h_tiles"] * (out["n_crops"] > 0)
+            at_measured = [int(ev(mw, mh, **values)[metric]) for mw, mh, _ in measured]
+    title = (f"{args.family} {args.preset}: {args.stage} {metric} ({args.convention})"
+             + ("" if len(common) > 1 else f", height {heights[0]}"))
+    plot_curves(args.plot, np.sqrt(w * h), curves, tiles, measured, at_measured, title, metric,
+                force=args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symcost", description="Exact closed-form costs of DeepSeek-OCR.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -170,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--efficiency", default=1.0, type=_efficiency)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("sweep", help="evaluate a grid of image sizes to a file")
+    _model_args(p)
+    _cost_args(p)
+    _stage_vars(p)
+    p.add_argument("--width", required=True, help="A:B:STEP, inclusive")
+    p.add_argument("--height", required=True, help="A:B:STEP, inclusive")
+    p.add_argument("--metric", action="append", type=_choice(METRICS),
+                   help="repeatable; default flops")
+    p.add_argument("--out", required=True, help="FILE.csv, .json or .parquet")
+    p.add_argument("--plot", default=None, help="FILE.png or .svg")
+    p.add_argument("--measured", default=_REFERENCE_CSV,
+                   help="measured points to overlay: the reference CSV or a validate --json file")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(run=cmd_sweep)
 
     p = sub.add_parser("params", help="parameter counts per module")
     _model_args(p)

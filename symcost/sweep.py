@@ -1,0 +1,85 @@
+"""Sweeps: a grid of image sizes evaluated with the compiled closed forms, written whole or not at all."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+from .checks import LIMITS
+from .errors import SymcostError
+from .files import atomic_write
+from .model import Model
+
+__all__ = ["parse_range", "sweep", "write_table", "MAX_CELLS", "FORMATS"]
+
+MAX_CELLS = 1 << 28  # points x columns; ~2 GiB of int64: refused beyond, before any work
+FORMATS = ("csv", "json", "parquet")
+_RANGE = re.compile(r"^([0-9]+):([0-9]+):([0-9]+)$")
+_ROWS_PER_WRITE = 1 << 18
+
+
+def parse_range(flag: str, text: str, name: str) -> np.ndarray:
+    """``A:B:STEP`` -> ``A, A+STEP, ... <= B`` (inclusive), every value within ``LIMITS[name]``."""
+    lo_lim, hi_lim = LIMITS[name]
+    m = _RANGE.match(text)
+    if not m:
+        raise SymcostError(f"{flag}: {text!r} is not A:B:STEP with integers "
+                           f"{lo_lim} <= A <= B <= {hi_lim}, STEP >= 1")
+    a, b, step = (int(g) for g in m.groups())
+    if step < 1:
+        raise SymcostError(f"{flag}: step {step} must be >= 1")
+    if not lo_lim <= a <= b <= hi_lim:
+        raise SymcostError(f"{flag}: {text!r} needs {lo_lim} <= A <= B <= {hi_lim} "
+                           "(empty or reversed ranges are refused)")
+    return np.arange(a, b + 1, step, dtype=np.int64)
+
+
+def sweep(model: Model, widths: np.ndarray, heights: np.ndarray, stage: str, metrics,
+          convention: str, **stage_values) -> dict[str, np.ndarray]:
+    """Every (width, height) pair, width fastest; columns width, height, tiles, metrics."""
+    n_cols = 4 + len(metrics)
+    if len(widths) * len(heights) * n_cols > MAX_CELLS:
+        raise SymcostError(f"--width/--height: {len(widths)} x {len(heights)} points x {n_cols} "
+                           f"columns exceeds the limit of {MAX_CELLS:,} cells")
+    w, h = np.meshgrid(widths, heights, indexing="xy")
+    w, h = w.reshape(-1), h.reshape(-1)
+    out = model.compile(stage, tuple(metrics), convention)(w, h, **stage_values)
+    return {"width": w, "height": h, "w_tiles": out["w_tiles"], "h_tiles": out["h_tiles"],
+            **{m: out[m] for m in metrics}}
+
+
+def _write_csv(f, table: dict[str, np.ndarray]) -> None:
+    names = list(table)
+    f.write(",".join(names) + "\n")
+    row = ",".join(["{}"] * len(names)) + "\n"
+    n = len(table[names[0]])
+    for s in range(0, n, _ROWS_PER_WRITE):
+        cols = [table[k][s:s + _ROWS_PER_WRITE].tolist() for k in names]
+        f.write("".join(map(row.format, *cols)))
+
+
+def _write_json(f, table: dict[str, np.ndarray]) -> None:
+    names = list(table)
+    cols = [table[k].tolist() for k in names]
+    json.dump([dict(zip(names, r)) for r in zip(*cols)], f)
+
+
+def write_table(path: str, table: dict[str, np.ndarray], force: bool = False) -> None:
+    """Write by extension (.csv, .json, .parquet); parquet needs pyarrow."""
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext not in FORMATS:
+        raise SymcostError(f"--out: {path!r} must end in one of .{', .'.join(FORMATS)}")
+    if ext == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise SymcostError("--out: .parquet needs pyarrow (pip install pyarrow)") from None
+        arrays = {k: (v.astype(np.int64) if v.dtype != object else v.astype(str))
+                  for k, v in table.items()}
+        atomic_write(path, lambda f: pq.write_table(pa.table(arrays), f), binary=True,
+                     force=force)
+        return
+    atomic_write(path, lambda f: (_write_csv if ext == "csv" else _write_json)(f, table),
+                 force=force)
