@@ -31,7 +31,7 @@ def sam_config():
         mlp_ratio=4.0, use_abs_pos=True, use_rel_pos=True, window_size=14,
         global_attn_indexes=[2, 5, 8, 11], downsample_channels=[512, 1024],
     )
-    cfg._attn_implementation = "sdpa"  # vendor: F.scaled_dot_product_attention with the rel-pos bias as mask
+    cfg._attn_implementation = "sdpa"  # vendor: F.scaled_dot_product_attention, rel-pos bias as mask
     return cfg
 
 
@@ -57,7 +57,7 @@ def text_config():
         tie_word_embeddings=False, bos_token_id=0, eos_token_id=1,
     )
     cfg._attn_implementation = "eager"
-    cfg._experts_implementation = "batched_mm"  # shape-static: 6*S rows through their experts, runs on meta
+    cfg._experts_implementation = "batched_mm"  # shape-static (runs on meta): 6*S rows, one expert each
     return cfg
 
 
@@ -146,7 +146,7 @@ class LayerRopeAttention(DeepseekOcr2TextAttention):
 
 
 def causal_mask(inputs_embeds, past):
-    """Additive [1,1,S,past+S] causal mask, built explicitly (transformers' mask builder reads values)."""
+    """Additive [1,1,S,past+S] causal mask (transformers' mask builder reads values meta lacks)."""
     s_new = inputs_embeds.shape[1]
     full = torch.full((s_new, past + s_new), torch.finfo(inputs_embeds.dtype).min,
                       device=inputs_embeds.device, dtype=inputs_embeds.dtype)
@@ -166,8 +166,9 @@ class LanguageModel(nn.Module):
 
     def forward(self, inputs_embeds, past_key_values=None):
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        out = self.model(inputs_embeds=inputs_embeds, past_key_values=past_key_values,
-                         attention_mask=causal_mask(inputs_embeds, past), use_cache=past_key_values is not None)
+        mask = causal_mask(inputs_embeds, past)
+        out = self.model(inputs_embeds=inputs_embeds, past_key_values=past_key_values, attention_mask=mask,
+                         use_cache=past_key_values is not None)
         return self.lm_head(out.last_hidden_state)
 
 

@@ -86,4 +86,6 @@ def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
             out[f"{prefix}_{col}"] = value // count
     out["moe_L1_moe_other"] = (out["moe_L1_mlp"] - out["moe_L1_moe_gate"]
                                - out["moe_L1_moe_shared"] - out["moe_L1_moe_routed"])
+    out["moe_layers_min"] = out["moe_layers_max"] = out["moe_L1_total"]  # all MoE layers alike
+    out["other_outside_layers_and_lm_head"] = 0
     return out

@@ -67,8 +67,8 @@ def _torch_counts(module, inputs, counter):
     flop_counter = FlopCounterMode(display=False, custom_mapping=mapping if counter == "torch" else None)
     with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
         module(*inputs)
-    root = type(module).__name__
-    return {re.sub(rf"^{root}\.?", "", name): {str(op).removeprefix("aten."): n for op, n in ops.items()}
+    root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
+    return {name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n for op, n in ops.items()}
             for name, ops in flop_counter.get_flop_counts().items() if name != "Global"}
 
 
@@ -92,14 +92,12 @@ def _fvcore_counts(module, inputs, counter):
 
 def _exclusive(inclusive):
     """{(path, op): flops} counted in each module itself, not in a submodule it called."""
-    out = {}
+    own = {path: dict(ops) for path, ops in inclusive.items()}
     for path, ops in inclusive.items():
-        children = [c for c in inclusive if c != path and _parent(c, inclusive) == path]
-        for op, n in ops.items():
-            own = n - sum(inclusive[c].get(op, 0) for c in children)
-            if own:
-                out[(path, op)] = own
-    return out
+        parent = _parent(path, inclusive)
+        for op, n in ops.items() if parent is not None else ():
+            own[parent][op] -= n
+    return {(path, op): n for path, ops in own.items() for op, n in ops.items() if n}
 
 
 def _parent(path, paths):
@@ -169,20 +167,16 @@ def _attribute(counts, columns_of, names):
     return out
 
 
-def _vision_model(counter, dtype):
-    """Vision tower on meta for torch counters, with random CPU weights for fvcore."""
-    from validation.reference_model import build_vision
-
-    return build_vision("meta" if counter.startswith("torch") else "cpu", dtype)
-
-
 def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: str,
                    *, model=None) -> dict[str, int]:
     """Vision FLOPs: one global view [1,3,G,G] and, if n_crops, one batched call on the tiles."""
     import torch
 
+    from validation.reference_model import build_vision
+
     _check(counter)
-    model = model if model is not None else _vision_model(counter, torch.float32)
+    if model is None:
+        model = build_vision("meta" if counter.startswith("torch") else "cpu")
     param = next(model.parameters())
     views = {"global": (1, global_px)} | ({"crops": (n_crops, crop_px)} if n_crops else {})
     out, total, attn = {}, 0, 0
@@ -198,32 +192,27 @@ def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: s
     return out
 
 
-def _layer_columns(path, op):
-    """(layer or None, part names) for one decoder (module path, op) count."""
+def _decoder_columns(path, op):
+    """Column names (layer parts as ``L<i>_<part>``) one decoder (module path, op) count belongs to."""
     if _op_kind(op) not in ("linear", "attn_core"):
         raise KeyError(f"unexpected op {op!r} in {path!r}")
-    if path == "lm_head":
-        return None, ("lm_head",)
     m = re.match(r"model\.layers\.(\d+)\.(self_attn|mlp)(?:\.([a-z_]+))?", path)
-    if not m:
-        return None, ("other_outside_layers_and_lm_head",)
-    layer, block, child = int(m[1]), m[2], m[3]
+    if path == "lm_head" or not m:
+        return (path if path == "lm_head" else "other_outside_layers_and_lm_head", "total_full_depth")
+    layer, block, child = f"L{m[1]}_", m[2], m[3]
     if block == "self_attn":
         part = {"rotary_emb": "rope", None: "attn_core"}.get(child, "attn_proj")
-        return layer, ("attn", part)
-    if layer == 0:
-        return layer, ("mlp",)
-    part = {"gate": "moe_gate", "shared_experts": "moe_shared", "experts": "moe_routed"}.get(child, "moe_other")
-    return layer, ("mlp", part)
+        return (layer + "total", layer + "attn", layer + part, "total_full_depth")
+    moe = {"gate": "moe_gate", "shared_experts": "moe_shared", "experts": "moe_routed"}
+    parts = ("mlp",) if m[1] == "0" else ("mlp", moe.get(child, "moe_other"))
+    return (layer + "total", *(layer + p for p in parts), "total_full_depth")
 
 
 def _past(n_layers, l_past, device, dtype):
-    """A DynamicCache holding ``l_past`` cached tokens per layer (None when empty)."""
+    """A DynamicCache holding ``l_past`` cached tokens per layer."""
     import torch
     from transformers import DynamicCache
 
-    if not l_past:
-        return None
     cache = DynamicCache()
     for i in range(n_layers):
         kv = torch.zeros(1, 10, l_past, 128, device=device, dtype=dtype)
@@ -232,7 +221,7 @@ def _past(n_layers, l_past, device, dtype):
 
 
 def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dict[str, int]:
-    """Decoder FLOPs per layer kind for S_new new tokens after L_past cached ones (12 layers + lm_head)."""
+    """Decoder FLOPs per layer kind: S_new new tokens after L_past cached ones (12 layers + lm_head)."""
     import torch
 
     from validation.reference_model import build_language_model
@@ -240,25 +229,19 @@ def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dic
     _check(counter)
     torch_counter = counter.startswith("torch")
     if l_past and not torch_counter:
-        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with the torch counters")
+        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
     if model is None:
         model = build_language_model("meta" if torch_counter else "cpu", torch.bfloat16)
     param = next(model.parameters())
     n_layers = len(model.model.layers)
     embeds = torch.randn(1, s_new, param.shape[-1], device=param.device, dtype=param.dtype)
     inputs = (embeds, _past(n_layers, l_past, param.device, param.dtype)) if l_past else (embeds,)
-    layers = [dict.fromkeys(_LAYER_PARTS, 0) for _ in range(n_layers)]
-    out = {"lm_head": 0, "other_outside_layers_and_lm_head": 0, "total_full_depth": 0}
-    for (path, op), n in _count(model, inputs, counter).items():
-        layer, parts = _layer_columns(path, op)
-        target = out if layer is None else layers[layer]
-        for part in parts:
-            target[part] += n
-        if layer is not None:
-            target["total"] += n
-        out["total_full_depth"] += n
-    out |= {f"dense_L0_{k}": v for k, v in layers[0].items() if not k.startswith("moe_")}
-    out |= {f"moe_L1_{k}": v for k, v in layers[1].items()}
-    out["moe_layers_min"] = min(layer["total"] for layer in layers[1:])
-    out["moe_layers_max"] = max(layer["total"] for layer in layers[1:])
+    names = [f"L{i}_{p}" for i in range(n_layers) for p in _LAYER_PARTS]
+    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
+    cols = _attribute(_count(model, inputs, counter), _decoder_columns, names)
+    out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in _LAYER_PARTS if not p.startswith("moe_")}
+    out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in _LAYER_PARTS}
+    moe_totals = [cols[f"L{i}_total"] for i in range(1, n_layers)]
+    out |= {"moe_layers_min": min(moe_totals), "moe_layers_max": max(moe_totals)}
+    out |= {k: cols[k] for k in names[-3:]}
     return {k: int(v) for k, v in out.items()}

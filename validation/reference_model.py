@@ -21,6 +21,9 @@ NB: the SAM neck's LayerNorm is replaced by ``LayerNorm2d`` (mean/var from eleme
 NB: CLIP attention has separate q/k/v Linear (1024->1024 each) where the vendor has one fused
     qkv_proj (1024->3072): same parameters and MACs. transformers' CLIP layer calls self_attn through
     ``__call__`` (the vendor calls ``.forward``); attribution here uses op kinds, not the module level.
+NB: CLIP's embeddings are computed by ``ClipL`` (class token + SAM tokens + the position table resized
+    bicubic with antialias, as the vendor); transformers' CLIPVisionEmbeddings.forward would run the
+    14x14 patch conv and resize without antialias. The interpolation is uncounted by both counters.
 NB: transformers' text RoPE computes cos/sin once per model by broadcasting (uncounted); the vendor's
     LlamaAttention recomputes them in every layer as ``inv_freq @ positions`` (a bmm, 2*64*S FLOP).
     ``LayerRopeAttention`` does that per layer; the model-level rotary still runs and counts 0.
@@ -28,6 +31,8 @@ NB: transformers' eager experts loop is data-dependent (nonzero) and cannot run 
     use transformers' ``batched_mm`` implementation: each of the 6*S (token, expert) rows goes once
     through its expert's gate_up (1280->1792) and down (896->1280) as a bmm, i.e. the
     6*3*S*1280*896 MACs of the vendor's moe_infer (which runs per-expert Linear on sorted rows).
+NB: the additive causal mask [1,1,S,past+S] is built explicitly and passed in 4D: transformers'
+    create_causal_mask inspects position values (.item()), which meta tensors do not have.
 """
 
 PARAM_COMPONENTS = ("sam", "clip", "projector", "image_newline", "view_seperator", "embed_tokens",
@@ -49,7 +54,8 @@ def _build(factory_name, device, dtype):
     finally:
         torch.set_default_dtype(previous)
     if device != "meta":
-        with torch.random.fork_rng(devices=[]), torch.no_grad():  # global RNG: multi-threaded, restored after
+        # The global RNG fills multi-threaded (an explicit Generator does not); fork_rng restores it.
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
             for p in model.parameters():
                 p.normal_(0.0, 0.02)
