@@ -196,6 +196,34 @@ def _sweep_plot(args, widths, heights, metric, values) -> None:
                 force=args.force)
 
 
+def cmd_validate(args) -> int:
+    from .report import table
+    try:
+        from validation.compare import validate_case
+        import fvcore, torch, transformers  # noqa: F401  (fail here, not mid-run)
+    except ImportError as e:
+        raise SymcostError(f"validate: needs torch, transformers and fvcore ({e.name} missing); "
+                           "pip install 'symcost[validation]'") from None
+    images = [parse_image(t) for t in (args.image or ["1280x720"])]
+    cases = []
+    for k, (w, h) in enumerate(images, 1):
+        if len(images) > 1:
+            print(f"[{k}/{len(images)}] {w}x{h} {args.stage} ({args.counter})", file=sys.stderr)
+        cases.append(validate_case(args.preset, args.vision_mode, args.stage, w, h, args.counter,
+                                   args.prompt_tokens, args.kv_len, args.max_crops))
+    if args.json:
+        print(json.dumps(cases, indent=1))
+    else:
+        for case in cases:
+            print(f"# {case['preset']} {case['vision_mode']} {case['width']}x{case['height']} "
+                  f"{case['stage']}, counter {case['counter']}: tiles {case['w_tiles']}x"
+                  f"{case['h_tiles']} ({case['n_crops']} crops), "
+                  f"{'all match' if case['ok'] else 'MISMATCH'}")
+            print(table(case["rows"], ["component", "analytic", "measured", "abs_diff",
+                                       "rel_diff", "ok"]))
+    return 0 if all(c["ok"] for c in cases) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symcost", description="Exact closed-form costs of DeepSeek-OCR.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -234,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measured points to overlay: the reference CSV or a validate --json file")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(run=cmd_sweep)
+
+    p = sub.add_parser("validate", help="measure the real modules and compare")
+    _model_args(p)
+    p.add_argument("--stage", default="vision", type=_choice(("vision", "prefill", "decode")))
+    p.add_argument("--counter", default="torch",
+                   type=_choice(("torch", "torch-cpu", "fvcore", "fvcore-default")))
+    p.add_argument("--image", action="append", help="WxH, repeatable (default 1280x720)")
+    p.add_argument("--prompt-tokens", default=0, type=_int_arg("prompt_tokens"))
+    p.add_argument("--kv-len", default=0, type=_int_arg("kv_len"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_validate)
 
     p = sub.add_parser("params", help="parameter counts per module")
     _model_args(p)

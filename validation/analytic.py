@@ -16,8 +16,10 @@ from derivations.deepseek_ocr.decoder import decoder
 __all__ = ["COUNTER_CONVENTIONS", "vision_columns", "decoder_columns"]
 
 # counter -> (convention with SDPA counted, convention out of the box)
-COUNTER_CONVENTIONS = {"FlopCounterMode": ("torch", "torch-cpu"), "fvcore": ("fvcore", "fvcore-default"),
-                       "torch": ("torch", "torch-cpu")}
+COUNTER_CONVENTIONS = {
+    "FlopCounterMode": ("torch", "torch-cpu"), "torch": ("torch", "torch-cpu"),
+    "torch-cpu": ("torch-cpu", "torch-cpu"), "fvcore": ("fvcore", "fvcore-default"),
+    "fvcore-default": ("fvcore-default", "fvcore-default")}
 
 _NODES = {"sam_total": "sam", "sam_patch_embed": "sam.patch_embed",
           "sam_win_blocks": "sam.win_blocks", "sam_glob_blocks": "sam.glob_blocks",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import symcost
 
-from .analytic import decoder_columns, vision_columns
+from .analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 
 __all__ = ["compare", "validate_case", "STAGES"]
 
@@ -33,7 +33,7 @@ def validate_case(preset: str, vision_mode: str, stage: str, width: int, height:
                          max_crops=max_crops)
     point = model.evaluate(width, height, stage, prompt_tokens=prompt_tokens, kv_len=kv_len)
     case = {"preset": preset, "vision_mode": vision_mode, "stage": stage, "width": width,
-            "height": height, "counter": counter, "w_tiles": point["w_tiles"],
+            "height": height, "counter": counter, "convention": COUNTER_CONVENTIONS[counter][0], "w_tiles": point["w_tiles"],
             "h_tiles": point["h_tiles"], "n_crops": point["n_crops"]}
     if stage == "vision":
         opts = model.options
