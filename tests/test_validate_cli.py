@@ -1,0 +1,46 @@
+"""`symcost validate` end to end: real modules measured, analytic compared, exit code honest."""
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("fvcore")
+
+from symcost.cli import main  # noqa: E402
+from validation.compare import compare  # noqa: E402
+
+
+def run(capsys, *argv):
+    code = main(["validate", "deepseek-ocr", "--json", *argv])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out else []
+
+
+@pytest.mark.parametrize("argv", [
+    ("--preset", "gundam", "--image", "641x640", "--image", "1280x720"),
+    ("--preset", "gundam", "--vision-mode", "nocrop", "--image", "3000x400"),
+    ("--preset", "gundam-m", "--image", "1280x720"),
+    ("--preset", "gundam", "--stage", "prefill", "--prompt-tokens", "9", "--image", "1000x1500"),
+    ("--stage", "decode", "--kv-len", "777"),
+    ("--preset", "tiny", "--counter", "fvcore", "--image", "800x600"),
+    ("--preset", "small", "--counter", "torch-cpu"),
+])
+def test_validate_matches(capsys, argv):
+    code, cases = run(capsys, *argv)
+    assert code == 0
+    assert cases and all(c["ok"] for c in cases)
+    for case in cases:
+        assert len(case["rows"]) >= 10
+        assert all(r["abs_diff"] == 0 for r in case["rows"])
+
+
+def test_nocrop_measures_no_tiles(capsys):
+    _, (case,) = run(capsys, "--preset", "gundam", "--vision-mode", "nocrop", "--image", "2000x1000")
+    assert case["n_crops"] == 0
+    assert not any(r["component"].startswith("crops_") for r in case["rows"])
+
+
+def test_compare_flags_a_difference():
+    rows = compare({"a": 10, "b": 5}, {"a": 10, "b": 6, "c": 1})
+    assert [r["ok"] for r in rows] == [True, False, False]
+    assert rows[1]["abs_diff"] == -1 and rows[1]["rel_diff"] == pytest.approx(1 / 6)
