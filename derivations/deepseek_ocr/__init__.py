@@ -18,7 +18,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symcost import (Model, Stage, SymcostError, TileRule, choose, image_tokens, n_crops, op,
-                     prefill_tokens, repeat, seq, sum_over, when, where)
+                     prefill_tokens, repeat, seq, sum_over, where)
 
 from .decoder import KV_ELEMS_PER_TOKEN, decoder
 from .presets import PRESETS, Preset
@@ -75,9 +75,10 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
     def request(v, attention):
         def step(t):  # step t sees S0 + t - 1 cached tokens plus itself
             return decoder(v.B, 1, v.prefill_tokens + t, flash=attention == "flash")
-        steps = sum_over("decode", _t, 1, v.N - 1, step)
+        # N = 1 sums over no steps: every count is 0, and the peak of a decode step never
+        # exceeds the prefill's, so the closed form needs no branch on N
         return seq("request", vision(v, attention), prefill(v, attention, name="prefill"),
-                   when(v.N >= 2, steps))
+                   sum_over("decode", _t, 1, v.N - 1, step))
 
     def weights():
         return seq("model",
