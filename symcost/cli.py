@@ -18,9 +18,10 @@ from .metrics import DTYPE_BYTES, METRICS
 __all__ = ["main"]
 
 STAGES = ("vision", "prefill", "decode", "request")
-_IMAGE = re.compile(r"^([0-9]+)[xX]([0-9]+)$")
+_IMAGE = re.compile(r"(0*[0-9]{1,5})[xX](0*[0-9]{1,5})")  # bounded digits: int() stays cheap
 _W_MAX = LIMITS["width"][1]
-_REFERENCE_CSV = str(Path(__file__).resolve().parents[1] / "validation" / "data" / "vision_flops.csv")
+# measured points for the sweep plot by default: the reference data, when the checkout has it
+_REFERENCE_CSV = Path(__file__).resolve().parents[1] / "validation" / "data" / "vision_flops.csv"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_image(text: str) -> tuple[int, int]:
-    m = _IMAGE.match(text)
+    m = _IMAGE.fullmatch(text)
     if not m or not all(1 <= int(g) <= _W_MAX for g in m.groups()):
         raise SymcostError(f"--image: {text!r} is not WxH with integers in [1, {_W_MAX}]")
     return int(m.group(1)), int(m.group(2))
@@ -42,7 +43,7 @@ def _int_arg(name: str):
 
 def _choice_int(lo: int, hi: int):
     def parse(text: str) -> int:
-        if not re.fullmatch(r"[0-9]+", text) or not lo <= int(text) <= hi:
+        if not re.fullmatch(r"0*[0-9]{1,18}", text) or not lo <= int(text) <= hi:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer in [{lo}, {hi}]")
         return int(text)
     return parse
@@ -99,10 +100,10 @@ def cmd_formulas(args) -> int:
 
 def evaluate_records(args) -> list[dict]:
     """One record per ``--image``: the numeric model's metrics, components and times."""
+    shapes = [parse_image(text) for text in args.image]  # every image checked before any work
     model = _load(args)
     records = []
-    for text in args.image:
-        width, height = parse_image(text)
+    for width, height in shapes:
         r = model.evaluate(width, height, args.stage, prompt_tokens=args.prompt_tokens,
                            kv_len=args.kv_len, new_tokens=args.new_tokens, batch=args.batch,
                            convention=args.convention, dtype=args.dtype,
@@ -152,15 +153,21 @@ def cmd_params(args) -> int:
 def cmd_sweep(args) -> int:
     import time
 
-    from .sweep import parse_range, sweep, write_table
+    from .files import check_target
+    from .plot import PLOT_FORMATS
+    from .sweep import FORMATS, parse_range, sweep, write_table
     widths = parse_range("--width", args.width, "width")
     heights = parse_range("--height", args.height, "height")
+    check_target(args.out, force=args.force, extensions=FORMATS)  # refused before any work
+    if args.plot:
+        check_target(args.plot, force=args.force, param="--plot", extensions=PLOT_FORMATS)
     metrics = tuple(dict.fromkeys(args.metric or ["flops"]))
     model = _load(args)
     values = dict(prompt_tokens=args.prompt_tokens, kv_len=args.kv_len,
                   new_tokens=args.new_tokens, batch=args.batch)
     start = time.perf_counter()
-    table = sweep(model, widths, heights, args.stage, metrics, args.convention, **values)
+    table = sweep(model, widths, heights, args.stage, metrics, args.convention, dtype=args.dtype,
+                  kv_dtype=args.kv_dtype, attention=args.attention, **values)
     write_table(args.out, table, force=args.force)
     print(f"wrote {len(table['width']):,} points x {len(table)} columns to {args.out} in "
           f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -178,13 +185,15 @@ def _sweep_plot(args, widths, heights, metric, values) -> None:
     from .plot import load_measured, plot_curves
     common = np.intersect1d(widths, heights)
     w, h = (common, common) if len(common) > 1 else (widths, np.full_like(widths, heights[0]))
-    measured = load_measured(args.measured, args.preset, args.convention) \
-        if args.measured and args.stage == "vision" and metric == "flops" else []
+    source = args.measured or (str(_REFERENCE_CSV) if _REFERENCE_CSV.exists() else None)
+    measured = load_measured(source, args.preset, args.convention) \
+        if source and args.stage == "vision" and metric == "flops" else []
     curves, tiles, at_measured = {}, None, []
     for mode in ("crops", "nocrop"):
         m = symcost.load(args.family, preset=args.preset, vision_mode=mode,
                          max_crops=args.max_crops)
-        ev = m.compile(args.stage, (metric,), args.convention)
+        ev = m.compile(args.stage, (metric,), args.convention, dtype=args.dtype,
+                       kv_dtype=args.kv_dtype, attention=args.attention)
         out = ev(w, h, **values)
         curves[mode] = out[metric]
         if mode == "crops":
@@ -258,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeatable; default flops")
     p.add_argument("--out", required=True, help="FILE.csv, .json or .parquet")
     p.add_argument("--plot", default=None, help="FILE.png or .svg")
-    p.add_argument("--measured", default=_REFERENCE_CSV,
+    p.add_argument("--measured", default=None,
                    help="measured points to overlay: the reference CSV or a validate --json file")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(run=cmd_sweep)
@@ -295,14 +304,25 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
+    except SystemExit as e:  # --help: argparse printed it and exits 0
+        return e.code if isinstance(e.code, int) else 0
     except SymcostError as e:
-        print(f"symcost: error: {e}", file=sys.stderr)
+        print(f"symcost: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symcost: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # a bug, not bad input: still one line, no traceback
+        print(f"symcost: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
+              "(please report it)", file=sys.stderr)
+        return 70
+
+
+def _one_line(text: str) -> str:
+    """Non-printable characters escaped (argparse echoes raw arguments): one line on stderr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .conventions import get_convention
 from .model import Model
 from .symbols import B
 
@@ -29,7 +30,9 @@ def formulas_text(model: Model, stage: str, metric: str, convention: str, *, lat
     eq = " = " if not latex else " &= "
     opts = model.options
     lines = [f"# {model.family}, preset {model.preset}, vision_mode {opts['vision_mode']}, "
-             f"stage {stage}, metric {metric}, convention {convention}"]
+             f"stage {stage}, metric {metric}, convention {convention}",
+             f"# preset: {opts['summary']}; stage: {model.stage(stage).summary}; convention: "
+             f"{get_convention(convention).summary}"]
     if model.layout is not None:
         lines.append("# (w_tiles, h_tiles): the vendor's tile rule of (W, H); "
                      "see `symcost formulas --layout`")

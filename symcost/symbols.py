@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import sympy as sp
 
 __all__ = ["stage_vars", "W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N", "n_crops",
-           "image_tokens", "prefill_tokens", "STAGE_SYMBOLS", "ARGUMENTS"]
+           "image_tokens", "prefill_tokens", "ARGUMENTS"]
 
 W = sp.Symbol("W", integer=True, positive=True)              # image width, px
 H = sp.Symbol("H", integer=True, positive=True)              # image height, px
@@ -25,7 +25,6 @@ prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)     # 
 # Python argument name of each symbol, in the order compiled functions take them.
 ARGUMENTS = {"width": W, "height": H, "prompt_tokens": P, "kv_len": L, "new_tokens": N,
              "batch": B}
-STAGE_SYMBOLS = tuple(ARGUMENTS.values())
 
 
 def stage_vars(**values) -> SimpleNamespace:

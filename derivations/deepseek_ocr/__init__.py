@@ -98,7 +98,8 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
     }
     return Model(
         family="deepseek-ocr", preset=p.name,
-        options={"vision_mode": vision_mode, "crop_mode": p.crop_mode, "max_crops": max_crops,
+        options={"summary": p.summary, "vision_mode": vision_mode, "crop_mode": p.crop_mode,
+                 "max_crops": max_crops,
                  "base_size": p.base_size, "image_size": p.image_size,
                  "global_px": p.global_px, "crop_px": p.image_size if tiling else 0},
         layout=TileRule(tile=p.image_size, max_num=max_crops) if tiling else None,
