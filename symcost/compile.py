@@ -1,10 +1,19 @@
 """Compile exact integer expressions to vectorised NumPy functions (derive once, evaluate many).
 
-The printer keeps integer expressions integer: a sum or product with rational coefficients
-is printed as ``(q*expr) // q`` (exact, since the value is an integer), ``floor``/``ceiling``
-as floor division, ``Piecewise`` as ``numpy.select`` with an integer default. Floats in an
-expression are refused. Results are int64; a float64 shadow evaluation flags points whose
-magnitude could overflow int64 (>= 2**62), and those are recomputed with Python integers.
+Exactness: before printing, every sum or product with rational coefficients becomes
+``_idiv(q*expr expanded, q)`` (integer coefficients, then one exact floor division; the value
+is an integer), ``floor``/``ceiling`` become floor divisions of numerator by denominator, so
+common subexpressions are integer-valued too. ``Piecewise`` prints as ``numpy.select``.
+Floats, and Max/Min/Piecewise arguments that are not integer-valued, are not supported.
+
+Overflow: alongside the NumPy program we generate its *magnitude bound*: the same program in
+which every value is replaced by an upper bound of its absolute value (sums of bounds,
+products of bounds, max over branches, conditions and operands; each bound >= 1). It uses only
+``+``, ``*`` and ``max`` of nonnegative numbers, so it is monotone in the argument bounds: one
+exact Python-int evaluation at a chunk's largest ``|argument|`` bounds every intermediate of
+every point. Chunks under 2**63 run in int64 (the common case: one scalar call per chunk);
+otherwise the bound is evaluated per point in float64 and points at or above 2**62 (a 2x margin
+over float rounding) are recomputed with Python ints (object arrays). Nothing wraps silently.
 """
 from __future__ import annotations
 
@@ -14,33 +23,82 @@ from typing import Callable, Sequence
 
 import numpy as np
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import SymcostError
 from .ops import fvcore_einsum, fvcore_einsum_numpy
 
-__all__ = ["compile_exprs", "CompiledFunction"]
+__all__ = ["compile_exprs", "CompiledFunction", "CHUNK"]
 
-_SAFE = float(2 ** 62)
-CHUNK = 1 << 18  # points per chunk: bounds temporary memory for any number of points
+_INT64_MAX = 2 ** 63 - 1
+_RISK = float(2 ** 62)
+CHUNK = 1 << 16  # points per chunk: bounds temporary memory and keeps temporaries in cache
 
 
-def _denominator(expr) -> int:
-    terms = expr.args if expr.is_Add else (expr,)
-    return reduce(lcm, (int(t.as_coeff_Mul()[0].q) for t in terms), 1)
+class _idiv(sp.Function):
+    """``num // q`` for an integer-valued ``num / q`` (``num`` has integer coefficients)."""
+    is_integer = True
+
+
+class _fdiv(sp.Function):
+    """``floor(num / den)``."""
+    is_integer = True
+
+
+def _fractional(expr) -> bool:
+    """A non-integer rational inside the polynomial structure (Add/Mul/Pow) of ``expr``."""
+    if expr.is_Rational:
+        return not expr.is_Integer
+    if expr.is_Add or expr.is_Mul or expr.is_Pow:
+        return any(_fractional(a) for a in expr.args)
+    return False
+
+
+def _polynomial(expr):
+    """``expr`` with its polynomial structure kept and every other node integerized."""
+    if expr.is_Pow and not (expr.exp.is_Integer and expr.exp >= 0):
+        raise TypeError(f"power {expr} is not a nonnegative integer power")
+    if expr.is_Add or expr.is_Mul or expr.is_Pow:
+        return expr.func(*[_polynomial(a) for a in expr.args])
+    return expr if expr.is_Rational else _integerize(expr)
+
+
+def _integerize(expr):
+    """Rewrite ``expr`` so that every node is integer-valued (see the module docstring)."""
+    if isinstance(expr, sp.Float):
+        raise TypeError(f"float constant {expr} in an exact expression")
+    if expr.is_Atom:
+        if expr.is_Rational and not expr.is_Integer:
+            raise TypeError(f"non-integer constant {expr} in an exact expression")
+        return expr
+    if isinstance(expr, (sp.floor, sp.ceiling)):
+        num, den = sp.fraction(sp.together(expr.args[0]))
+        if isinstance(expr, sp.floor):
+            return _fdiv(_integerize(sp.expand(num)), _integerize(sp.expand(den)))
+        return -_fdiv(_integerize(sp.expand(-num)), _integerize(sp.expand(den)))
+    if isinstance(expr, sp.Piecewise):
+        return sp.Piecewise(*[(_integerize(e), _integerize(c)) for e, c in expr.args])
+    if expr.is_Add or expr.is_Mul or expr.is_Pow:
+        expr = _polynomial(expr)
+        if not _fractional(expr):
+            return expr
+        e = sp.expand(expr)
+        terms = e.args if e.is_Add else (e,)
+        q = reduce(lcm, (int(t.as_coeff_Mul()[0].q) for t in terms), 1)
+        return _idiv(sp.expand(q * e), q) if q != 1 else e
+    return expr.func(*[_integerize(a) for a in expr.args])
 
 
 class _ExactPrinter(NumPyPrinter):
     def _print_Add(self, expr, order=None):
-        q = _denominator(expr)
-        if q == 1:
-            return super()._print_Add(expr, order)
-        return f"(({self._print(sp.expand(q * expr))}) // {q})"
+        if _fractional(expr):
+            return self._print(_integerize(expr))
+        return super()._print_Add(expr, order)
 
     def _print_Mul(self, expr):
-        coeff, rest = expr.as_coeff_Mul()
-        if coeff.is_Rational and coeff.q != 1:
-            return f"(({self._print(coeff.p * rest)}) // {coeff.q})"
+        if _fractional(expr):
+            return self._print(_integerize(expr))
         return super()._print_Mul(expr)
 
     def _print_Rational(self, expr):
@@ -49,13 +107,17 @@ class _ExactPrinter(NumPyPrinter):
     def _print_Float(self, expr):
         raise TypeError(f"float constant {expr} in an exact expression")
 
+    def _print__idiv(self, expr):
+        return f"(({self._print(expr.args[0])}) // {self._print(expr.args[1])})"
+
+    def _print__fdiv(self, expr):
+        return f"(({self._print(expr.args[0])}) // ({self._print(expr.args[1])}))"
+
     def _print_floor(self, expr):
-        num, den = expr.args[0].as_numer_denom()
-        return f"(({self._print(num)}) // ({self._print(den)}))"
+        return self._print(_integerize(expr))
 
     def _print_ceiling(self, expr):
-        num, den = expr.args[0].as_numer_denom()
-        return f"(-((-({self._print(num)})) // ({self._print(den)})))"
+        return self._print(_integerize(expr))
 
     def _print_Max(self, expr):
         return reduce(lambda a, b: f"numpy.maximum({a}, {b})", map(self._print, expr.args))
@@ -85,6 +147,36 @@ def _fvcore_einsum_any(x):
 
 
 _NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any}
+_MAX_OF = (sp.Max, sp.Min, sp.Piecewise, ExprCondPair, sp.Mod, sp.Abs, _fdiv,
+           sp.logic.boolalg.BooleanFunction, sp.core.relational.Relational)
+
+
+def _bound_code(expr, names: dict) -> str:
+    """Python source of an upper bound (>= 1) on |every value computed for ``expr``|."""
+    if expr in names:
+        return names[expr]
+    if expr.is_Integer:
+        return str(max(1, abs(int(expr))))
+    if expr in (sp.true, sp.false):
+        return "1"
+    sub = [_bound_code(a, names) for a in expr.args]
+    if expr.is_Add:
+        return "(" + " + ".join(sub) + ")"
+    if expr.is_Mul:
+        return "(" + " * ".join(sub) + ")"
+    if expr.is_Pow:  # exponent checked by _integerize; exponent 0 still evaluates the base
+        return f"_max({sub[0]} ** {int(expr.exp)}, {sub[0]})"
+    if isinstance(expr, _idiv):  # |num // q| <= |num|
+        return sub[0]
+    if isinstance(expr, fvcore_einsum):  # fvcore_einsum_numpy's intermediates stay below 8x + 2e4
+        return f"(8 * {sub[0]} + 20000)"
+    if isinstance(expr, _MAX_OF):
+        return "_max(" + ", ".join(sub) + ")" if len(sub) > 1 else sub[0]
+    raise TypeError(f"cannot bound {expr.func.__name__} in a compiled expression")
+
+
+def _array_max(*xs):
+    return reduce(np.maximum, [float(x) if isinstance(x, int) else x for x in xs])
 
 
 class CompiledFunction:
@@ -98,41 +190,76 @@ class CompiledFunction:
             extra = e.free_symbols - set(self.args)
             if extra:
                 raise TypeError(f"expression has symbols {extra} not among arguments {self.args}")
-        self._fn: Callable = sp.lambdify(self.args, list(self.exprs), modules=[_NAMESPACE, "numpy"],
-                                         printer=_ExactPrinter, cse=True)
+        subs, reduced = sp.cse([_integerize(e) for e in self.exprs])
+        self._fn: Callable = sp.lambdify(self.args, reduced, modules=[_NAMESPACE, "numpy"],
+                                         printer=_ExactPrinter, cse=lambda _: (subs, reduced))
         self.source = self._fn.__doc__
+        # the magnitude-bound program: one bound per cse variable and per output
+        names = {a: f"a{k}" for k, a in enumerate(self.args)}
+        lines = []
+        for k, (sym, rhs) in enumerate(subs):
+            lines.append(f"    x{k} = {_bound_code(rhs, names)}")
+            names[sym] = f"x{k}"
+        outs = [_bound_code(e, names) for e in reduced]
+        every = [f"x{k}" for k in range(len(subs))] + outs
+        params = ", ".join(f"a{k}" for k in range(len(self.args)))
+        self.bound_source = (f"def bound({params}):\n" + "\n".join(lines)
+                             + f"\n    return _max({', '.join(every)}, 1)\n")
+        self._bound_int = self._def_bound(max)
+        self._bound_float = self._def_bound(_array_max)
 
-    def _chunk(self, cols: list[np.ndarray]) -> list[np.ndarray]:
-        n = len(cols[0]) if cols else 1
-        outs = [np.broadcast_to(np.asarray(o), (n,)) for o in self._fn(*cols)]
-        shadow = self._fn(*[c.astype(np.float64) for c in cols])
-        risky = np.zeros(n, dtype=bool)
-        for s in shadow:
-            risky |= ~(np.abs(np.broadcast_to(np.asarray(s, dtype=np.float64), (n,))) < _SAFE)
-        if not risky.any():
-            return [o.astype(np.int64, copy=False) for o in outs]
-        exact = self._fn(*[c[risky].astype(object) for c in cols])
-        fixed = []
-        for o, e in zip(outs, exact):
-            o = o.astype(object)
+    def _def_bound(self, maximum) -> Callable:
+        scope = {"_max": maximum}
+        exec(compile(self.bound_source, "<symcost bound>", "exec"), scope)
+        return scope["bound"]
+
+    def _exact(self, cols: list) -> list:
+        """Python-int evaluation (object arrays)."""
+        return self._fn(*[c.astype(object) if isinstance(c, np.ndarray) else int(c) for c in cols])
+
+    def _chunk(self, cols: list, n: int) -> list[np.ndarray]:
+        """Evaluate on one chunk; ``cols`` are int64 arrays of length ``n`` or int64 scalars."""
+        top = [max(1, abs(int(c.min())), abs(int(c.max()))) if isinstance(c, np.ndarray)
+               else max(1, abs(int(c))) for c in cols]
+        if self._bound_int(*top) <= _INT64_MAX:  # every intermediate of every point fits
+            return [np.broadcast_to(np.asarray(o, dtype=np.int64), (n,)) for o in self._fn(*cols)]
+        with np.errstate(over="ignore"):  # the float bound may reach inf: that is "risky"
+            per_point = self._bound_float(*[np.maximum(np.abs(c.astype(np.float64)), 1.0)
+                                             for c in cols])
+        risky = np.broadcast_to(~(np.asarray(per_point) < _RISK), (n,))
+        if risky.all():
+            return [np.broadcast_to(np.asarray(o, dtype=object), (n,))
+                    for o in self._exact([np.broadcast_to(c, (n,)) for c in cols])]
+        safe = [c[~risky] if isinstance(c, np.ndarray) and c.ndim else c for c in cols]
+        fast = self._fn(*safe)
+        exact = self._exact([c[risky] if isinstance(c, np.ndarray) and c.ndim
+                             else np.broadcast_to(c, (int(risky.sum()),)) for c in cols])
+        outs = []
+        for f, e in zip(fast, exact):
+            o = np.empty(n, dtype=object)
+            o[~risky] = np.broadcast_to(np.asarray(f, dtype=np.int64), (n - int(risky.sum()),))
             o[risky] = np.broadcast_to(np.asarray(e, dtype=object), (int(risky.sum()),))
-            fixed.append(o)
-        return fixed
+            outs.append(o)
+        return outs
 
     def __call__(self, *arrays) -> dict[str, np.ndarray]:
         if len(arrays) != len(self.args):
             raise SymcostError(f"expected {len(self.args)} arguments {self.args}, got {len(arrays)}")
-        cols = np.broadcast_arrays(*[np.asarray(a, dtype=np.int64) for a in arrays])
-        shape = cols[0].shape if cols else ()
-        flat = [c.reshape(-1) for c in cols]
-        n = flat[0].size if flat else 1
-        parts = [self._chunk([c[s:s + CHUNK] for c in flat]) for s in range(0, max(n, 1), CHUNK)]
-        out = {}
-        for k, name in enumerate(self.names):
-            col = [p[k] for p in parts]
-            dtype = object if any(c.dtype == object for c in col) else np.int64
-            out[name] = np.concatenate([c.astype(dtype) for c in col]).reshape(shape)
-        return out
+        arrays = [np.asarray(a, dtype=np.int64) for a in arrays]
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+        n = int(np.prod(shape))
+        # size-1 arguments stay scalars: broadcasting them costs nothing
+        flat = [np.int64(a.reshape(-1)[0]) if a.size == 1 else np.broadcast_to(a, shape).reshape(-1)
+                for a in arrays]
+        out = [np.empty(n, dtype=np.int64) for _ in self.names]
+        for s in range(0, n, CHUNK):
+            m = min(CHUNK, n - s)
+            part = self._chunk([c[s:s + m] if isinstance(c, np.ndarray) else c for c in flat], m)
+            for k, p in enumerate(part):
+                if p.dtype == object and out[k].dtype != object:
+                    out[k] = out[k].astype(object)
+                out[k][s:s + m] = p
+        return {name: o.reshape(shape) for name, o in zip(self.names, out)}
 
 
 def compile_exprs(args: Sequence[sp.Symbol], exprs: dict[str, sp.Expr]) -> CompiledFunction:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from types import SimpleNamespace
 
 import numpy as np
 import sympy as sp
@@ -117,29 +118,77 @@ class TileRule:
 
     # -- numeric --------------------------------------------------------------------------
     @cached_property
+    def outcomes(self) -> np.ndarray:
+        """Distinct grids, int64 ``[code, axis]``; code 0 is (1, 1) (the small-image shortcut)."""
+        grids = sorted({g for row in self.table for g in row} - {(1, 1)})
+        return np.array([(1, 1)] + grids, dtype=np.int64)
+
+    @cached_property
     def _arrays(self):
         mids = self.midpoints
-        return (np.array([float(m) for m in mids]),
-                np.array([m.numerator for m in mids], dtype=np.int64),
-                np.array([m.denominator for m in mids], dtype=np.int64),
-                np.array(self.thresholds, dtype=np.int64),
-                np.array(self.table, dtype=np.int64))  # [row, area bin, axis]
+        n_mid = len(mids)
+        index = {tuple(g): c for c, g in enumerate(self.outcomes.tolist())}
+        # interleaved float boundaries m_k, nextafter(m_k): #{boundaries <= W/H} is 2k on the
+        # open region k and 2k+1 on the ray of midpoint k
+        mid_f = np.array([float(m) for m in mids])
+        bounds = np.stack([mid_f, np.nextafter(mid_f, np.inf)], axis=1).reshape(-1)
+        rows = [self.table[r // 2] if r % 2 == 0 else self.table[n_mid + 1 + r // 2]
+                for r in range(2 * n_mid + 1)]
+        # that count without a binary search: bins b = min(floor(x*K), n_bins-1) (K a power of
+        # two, so monotone in x); base[b] counts boundaries in lower bins, the few in bin b
+        # (columns of `inside`, +inf padded) are compared one by one
+        gap = float(np.diff(mid_f).min()) if n_mid > 1 else 1.0
+        scale = 2.0 ** int(np.ceil(np.log2(2 / gap)))
+        n_bins = int(bounds[-1] * scale) + 2
+        bins = np.minimum((bounds * scale).astype(np.intp), n_bins - 1)
+        base = np.searchsorted(bins, np.arange(n_bins), side="left")
+        width = int(np.bincount(bins, minlength=n_bins).max())
+        inside = np.full((width, n_bins), np.inf)
+        for k, (b, x) in enumerate(zip(bins, bounds)):
+            inside[k - base[b], b] = x
+        # area bin from u = (2*area - 1) // tile**2: area > tile**2*n/2  <=>  n <= u
+        sizes = sorted({i * j for i, j in self.candidates})
+        by_u = np.array([sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)], dtype=np.intp)
+        codes = np.array([[index[g] for g in row] for row in rows], dtype=np.intp)
+        return SimpleNamespace(
+            scale=scale, base=base, inside=tuple(inside), by_u=by_u, codes=codes.reshape(-1),
+            n_area=codes.shape[1], mid_f=mid_f, p_max=max(m.numerator for m in mids),
+            q_max=max(m.denominator for m in mids),
+            p=np.array([m.numerator for m in mids], dtype=np.int64),
+            q=np.array([m.denominator for m in mids], dtype=np.int64))
 
-    def numpy(self, width, height) -> tuple[np.ndarray, np.ndarray]:
-        """Vectorised ``(w_tiles, h_tiles)`` for int arrays, exact (integer comparisons decide)."""
+    def codes(self, width, height) -> np.ndarray:
+        """Index into :attr:`outcomes` of each point's grid (intp), exact."""
         w = np.asarray(width, dtype=np.int64)
         h = np.asarray(height, dtype=np.int64)
-        mid_f, p, q, thr, table = self._arrays
-        n_mid = len(mid_f)
-        # float guess of #{midpoints < W/H}, then exact integer fix-up by one step either way
-        k = np.searchsorted(mid_f, w / h, side="left")
-        below = np.maximum(k - 1, 0)
-        k = np.where((k > 0) & (p[below] * h >= q[below] * w), k - 1, k)
-        above = np.minimum(k, n_mid - 1)
-        k = np.where((k < n_mid) & (p[above] * h < q[above] * w), k + 1, k)
-        at = np.minimum(k, n_mid - 1)
-        on_ray = (k < n_mid) & (p[at] * h == q[at] * w)
-        row = np.where(on_ray, n_mid + 1 + at, k)
-        grid = table[row, np.searchsorted(thr, w * h, side="left")]
-        small = (w <= self.shortcut) & (h <= self.shortcut)
-        return np.where(small, 1, grid[..., 0]), np.where(small, 1, grid[..., 1])
+        a = self._arrays
+        if w.size == 0 or h.size == 0:
+            return np.zeros(np.broadcast_shapes(w.shape, h.shape), dtype=np.intp)
+        w_max, h_max = int(w.max()), int(h.max())
+        if w_max * h_max >= 2 ** 61:  # 2*W*H must fit int64
+            raise ValueError(f"image sides up to {w_max} x {h_max} are too large for the tile rule")
+        ratio = w / h
+        if w_max * a.q_max < 2 ** 52 and h_max * a.p_max < 2 ** 52:
+            # |W/H - p/q| >= 1/(H*q), i.e. more than 2 ulp relative while max(W*q, H*p) < 2**52:
+            # float order of W/H against a midpoint is exact, equality included
+            b = np.minimum((ratio * a.scale).astype(np.intp), len(a.base) - 1)
+            row = a.base[b]
+            for col in a.inside:
+                row += ratio >= col[b]
+        else:  # beyond that, a float guess fixed up with integer comparisons
+            n_mid, p, q = len(a.mid_f), a.p, a.q
+            k = np.searchsorted(a.mid_f, ratio, side="left")
+            below = np.maximum(k - 1, 0)
+            k = np.where((k > 0) & (p[below] * h >= q[below] * w), k - 1, k)
+            above = np.minimum(k, n_mid - 1)
+            k = np.where((k < n_mid) & (p[above] * h < q[above] * w), k + 1, k)
+            at = np.minimum(k, n_mid - 1)
+            row = 2 * k + ((k < n_mid) & (p[at] * h == q[at] * w))
+        u = np.minimum((2 * (w * h) - 1) // (self.tile * self.tile), len(a.by_u) - 1)
+        code = a.codes[row * a.n_area + a.by_u[u]]
+        return np.where(np.maximum(w, h) <= self.shortcut, 0, code)
+
+    def numpy(self, width, height) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised ``(w_tiles, h_tiles)`` for int arrays, exact (see :meth:`codes`)."""
+        grid = self.outcomes[self.codes(width, height)]
+        return grid[..., 0], grid[..., 1]

@@ -13,7 +13,7 @@ import numpy as np
 import sympy as sp
 
 from .checks import check_int, check_ints
-from .compile import CompiledFunction
+from .compile import CHUNK, CompiledFunction
 from .conventions import get_convention
 from .cost import Cost
 from .errors import SymcostError
@@ -272,12 +272,40 @@ class Evaluator:
     def __call__(self, width, height, prompt_tokens=0, kv_len=0, new_tokens=1, batch=1):
         values = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
                       batch=batch)
-        arrays = {n: check_ints(n, v) for n, v in values.items()}
-        i, j = self.model.tile_grid(width, height)
-        out = self._fn(i, j, *arrays.values())
+        arrays = [check_ints(n, v) for n, v in values.items()]
+        if any(a.size != 1 for a in arrays):
+            i, j = self.model.tile_grid(width, height)
+            return self._evaluate(i, j, arrays)
+        # every output depends on (W, H) only through the tile grid: evaluate each possible grid
+        # once, then gather per point (exact: the same values the per-point program computes)
+        w, h = np.broadcast_arrays(check_ints("width", width), check_ints("height", height))
+        shape = np.broadcast_shapes(w.shape, *[a.shape for a in arrays])
+        layout = self.model.layout
+        if layout is None:
+            grids, code = np.ones((1, 2), dtype=np.int64), np.zeros(shape, dtype=np.intp)
+        else:
+            grids, code, wf, hf = layout.outcomes, np.empty(w.size, dtype=np.intp), \
+                w.reshape(-1), h.reshape(-1)
+            for s in range(0, w.size, CHUNK):  # temporaries stay in cache
+                code[s:s + CHUNK] = layout.codes(wf[s:s + CHUNK], hf[s:s + CHUNK])
+            code = np.broadcast_to(code.reshape(w.shape), shape)
+        table = self._evaluate(grids[:, 0], grids[:, 1], [a.reshape(-1) for a in arrays])
+        code = np.ascontiguousarray(code).reshape(-1)
+        out = {k: np.take(v, code).reshape(shape) for k, v in table.items() if v.dtype == object}
+        for dtype in (np.int64, np.float64):  # one block per dtype: fewer, larger page faults
+            names = [k for k, v in table.items() if v.dtype == dtype]
+            block = np.empty((len(names), code.size), dtype=dtype)
+            for row, k in zip(block, names):
+                np.take(table[k], code, out=row, mode="clip")  # codes are in range; no buffer
+                out[k] = row.reshape(shape)
+        return {k: out[k] for k in table}
+
+    def _evaluate(self, i, j, arrays):
+        """All outputs for tile grids ``i``, ``j`` and stage argument arrays (broadcast)."""
+        out = self._fn(i, j, *arrays)
         out = {"w_tiles": i, "h_tiles": j, **out}
         if self._time is not None:
-            cols = np.broadcast_arrays(i, j, *arrays.values())
+            cols = np.broadcast_arrays(i, j, *arrays)
             with np.errstate(divide="ignore", invalid="ignore"):  # branches select() discards
                 times = self._time(*cols)
             for name, value in zip(self._time_names, times):
@@ -291,4 +319,3 @@ class Evaluator:
                 if m not in self.metrics:
                     del out[m]
         return out
-
