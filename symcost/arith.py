@@ -26,6 +26,31 @@ def smin(a, b):
 
 
 def smax(a, b):
-    """``max(a, b)``; a SymPy ``Max`` when either is symbolic."""
-    return max(a, b) if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) \
-        else sp.Max(a, b)
+    """``max(a, b)``; for expressions a ``Max`` of the arguments no other argument dominates.
+
+    Why not ``sp.Max(a, b)``: its pairwise assumption queries dominated the whole derivation's
+    time; a cost's terms are polynomials in nonnegative symbols, where coefficient signs decide.
+    """
+    if isinstance(a, numbers.Real) and isinstance(b, numbers.Real):
+        return max(a, b)
+    keep: list = []
+    for x in _max_args(a) + _max_args(b):
+        if any(_dominates(k, x) for k in keep):
+            continue
+        keep = [k for k in keep if not _dominates(x, k)] + [x]
+    return keep[0] if len(keep) == 1 else sp.Max(*keep, evaluate=False)
+
+
+def _max_args(x) -> list:
+    return list(x.args) if isinstance(x, sp.Max) else [sp.sympify(x)]
+
+
+def _dominates(a, b) -> bool:
+    """``a >= b`` for every value of nonnegative symbols, shown by coefficient signs alone."""
+    diff = sp.expand(a - b)
+    if diff.is_number:
+        return bool(diff >= 0)
+    if diff.has(sp.Piecewise, sp.Max, sp.Min) or \
+            not all(s.is_nonnegative for s in diff.free_symbols):
+        return False
+    return all(c >= 0 for c in diff.as_coefficients_dict().values())
