@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 
 from .arith import smin, where
@@ -34,4 +35,9 @@ FAMILIES = {"deepseek-ocr": "derivations.deepseek_ocr"}
 def load(family: str, **options) -> Model:
     """Load a model family's cost model, e.g. ``load("deepseek-ocr", preset="gundam")``."""
     module = choose("family", FAMILIES, family)
-    return import_module(module).load(**options)
+    loader = import_module(module).load
+    allowed = tuple(inspect.signature(loader).parameters)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise SymcostError(f"{unknown[0]}: not an option of {family}; options: {', '.join(allowed)}")
+    return loader(**options)

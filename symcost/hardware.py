@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from .arith import smax
+from .checks import check_efficiency
 from .errors import SymcostError
 from .metrics import DTYPE_BYTES
 
@@ -29,6 +30,10 @@ class Hardware:
     vector_tflops: float         # FP32 non-tensor throughput, TFLOP/s
     memory_gbps: float           # memory bandwidth, GB/s (1e9 bytes)
     source: str = "user file"
+
+    def __hash__(self):  # frozen but holds a dict: hash its items (compiled evaluators are memoised)
+        return hash((self.name, tuple(sorted(self.matmul_tflops.items())), self.vector_tflops,
+                     self.memory_gbps, self.source))
 
     def matmul_flops_per_s(self, dtype: str) -> float:
         if dtype not in self.matmul_tflops:
@@ -65,14 +70,27 @@ HARDWARE = {name: Hardware(name, *spec) for name, spec in {
     "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, "AMD Instinct MI300X datasheet"),
 }.items()}
 
-_FILE_KEYS = {"name": str, "matmul_tflops": dict, "vector_tflops": float, "memory_gbps": float}
+# key -> what it holds, with its unit
+_FILE_KEYS = {"name": "a non-empty string", "matmul_tflops": "{dtype: dense TFLOP/s}",
+              "vector_tflops": "TFLOP/s", "memory_gbps": "GB/s, 1e9 bytes/s"}
+_FILE_MAX_BYTES = 1 << 16  # a hardware file is a few hundred bytes; refuse anything huge
+_KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _FILE_KEYS.items())
 
 
-def _positive(key: str, value) -> float:
+def _positive(key: str, value, unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value <= 0:
-        raise SymcostError(f"hardware file: {key} must be a positive finite number, got {value!r}")
+        raise SymcostError(f"hardware file: {key} must be a positive finite number of {unit}, "
+                           f"got {value!r}")
     return float(value)
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:  # json would silently keep the last one
+        raise SymcostError(f"hardware file: key {dup!r} appears twice")
+    return dict(pairs)
 
 
 def load_hardware(path: str) -> Hardware:
@@ -83,16 +101,23 @@ def load_hardware(path: str) -> Hardware:
     """
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SymcostError(f"hardware: cannot read {path!r} as JSON ({e.__class__.__name__})")
+            text = f.read(_FILE_MAX_BYTES + 1)
+        if len(text) > _FILE_MAX_BYTES:
+            raise SymcostError(f"hardware: {path!r} is larger than {_FILE_MAX_BYTES:,} characters")
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except SymcostError:
+        raise
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, UTF-8, huge ints
+        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise SymcostError(f"hardware: cannot read {path!r} as JSON ({e.__class__.__name__}{where})") \
+            from None
     if not isinstance(data, dict):
         raise SymcostError("hardware file: expected a JSON object")
     unknown = sorted(set(data) - set(_FILE_KEYS))
     missing = sorted(set(_FILE_KEYS) - set(data))
     if unknown or missing:
         which = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
-        raise SymcostError(f"hardware file: {which}; keys are {', '.join(_FILE_KEYS)}")
+        raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
     if not isinstance(data["name"], str) or not data["name"].strip():
         raise SymcostError("hardware file: name must be a non-empty string")
     rates = data["matmul_tflops"]
@@ -103,9 +128,10 @@ def load_hardware(path: str) -> Hardware:
         if dtype not in DTYPE_BYTES:
             raise SymcostError(f"hardware file: matmul_tflops: unknown dtype {dtype!r}; allowed: "
                                f"{', '.join(DTYPE_BYTES)}")
-    return Hardware(data["name"], {d: _positive(f"matmul_tflops.{d}", v) for d, v in rates.items()},
-                    _positive("vector_tflops", data["vector_tflops"]),
-                    _positive("memory_gbps", data["memory_gbps"]), f"file {path}")
+    return Hardware(data["name"], {d: _positive(f"matmul_tflops.{d}", v, "TFLOP/s")
+                                   for d, v in rates.items()},
+                    _positive("vector_tflops", data["vector_tflops"], "TFLOP/s"),
+                    _positive("memory_gbps", data["memory_gbps"], "GB/s"), f"file {path}")
 
 
 def get_hardware(name_or_path: str) -> Hardware:
@@ -120,9 +146,7 @@ def get_hardware(name_or_path: str) -> Hardware:
 
 def roofline_seconds(leaves, hw: Hardware, dtype: str, io_bytes, efficiency: float = 1.0):
     """Sum over leaf costs of ``max(compute s, memory s)``: a float for int costs, else SymPy."""
-    if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)) \
-            or not 0 < efficiency <= 1:
-        raise SymcostError(f"efficiency: {efficiency!r} is not a number in (0, 1]")
+    efficiency = check_efficiency(efficiency)
     mm = hw.matmul_flops_per_s(dtype) * efficiency
     vec = hw.vector_tflops * 1e12 * efficiency
     bw = hw.memory_gbps * 1e9 * efficiency

@@ -12,12 +12,12 @@ from typing import Callable, Mapping
 import numpy as np
 import sympy as sp
 
-from .checks import check_int, check_ints
+from .checks import check_efficiency, check_int, check_ints, check_shapes
 from .compile import CHUNK, CompiledFunction
 from .conventions import get_convention
 from .cost import Cost
 from .errors import SymcostError
-from .hardware import get_hardware, roofline_seconds
+from .hardware import Hardware, get_hardware, roofline_seconds
 from .layout import TileRule
 from .metrics import METRICS, cost_metrics, dtype_bytes
 from .arith import where
@@ -101,6 +101,13 @@ class Model:
         root = self.weights_tree()
         return sum(int(root.find(p).cost.params) for p in self.stage(stage).weights)
 
+    def _check_options(self, stage, convention, dtype, kv_dtype, attention) -> None:
+        """Each option is one of its allowed names (before any is used in a memo key)."""
+        self.stage(stage)
+        get_convention(convention)
+        dtype_bytes(dtype, kv_dtype)
+        choose("attention", dict.fromkeys(ATTENTION), attention)
+
     # -- closed forms ---------------------------------------------------------------------
     def _metrics(self, cost: Cost, stage: str, convention: str, dtype: str, kv_dtype,
                  v: SimpleNamespace) -> dict:
@@ -116,7 +123,7 @@ class Model:
     def expressions(self, stage: str = "vision", convention: str = "torch", dtype: str = "bf16",
                     kv_dtype: str | None = None, attention: str = "eager") -> dict[str, sp.Expr]:
         """All integer metrics of a stage as closed forms in tile and stage symbols."""
-        get_convention(convention)
+        self._check_options(stage, convention, dtype, kv_dtype, attention)
         key = ("expr", stage, convention, dtype, kv_dtype, attention)
         return self._memo(key, lambda: {
             m: self.expand(sp.sympify(e)) for m, e in self._metrics(
@@ -160,7 +167,7 @@ class Model:
                efficiency: float, v: SimpleNamespace) -> dict:
         """``time_s``; for a request also ``ttft_s`` (vision + prefill) and ``tpot_s`` (mean
         decode step, 0 when N = 1). Floats for a numeric tree, expressions for a symbolic one."""
-        hw = get_hardware(hardware) if isinstance(hardware, str) else hardware
+        hw = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
 
         def seconds(under=None):
             leaves = [c for path, node, c in tree.walk()
@@ -178,6 +185,9 @@ class Model:
     def time_expressions(self, stage, hardware, dtype="bf16", kv_dtype=None, attention="eager",
                          efficiency=1.0) -> dict:
         """Roofline times as closed forms (see :mod:`symcost.hardware` for the model)."""
+        self._check_options(stage, "torch", dtype, kv_dtype, attention)
+        hardware = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
+        efficiency = check_efficiency(efficiency)
         return self._memo(("time", stage, hardware, dtype, kv_dtype, attention, efficiency),
                           lambda: {k: self.expand(sp.sympify(e)) for k, e in self._times(
                               self.tree(stage, attention), stage, hardware, dtype, kv_dtype,
@@ -192,7 +202,9 @@ class Model:
 
     def tile_grid(self, width, height) -> tuple[np.ndarray, np.ndarray]:
         """``(w_tiles, h_tiles)`` int64 arrays for integer ``width``, ``height`` arrays."""
-        w, h = np.broadcast_arrays(check_ints("width", width), check_ints("height", height))
+        w, h = check_ints("width", width), check_ints("height", height)
+        check_shapes(width=w, height=h)
+        w, h = np.broadcast_arrays(w, h)
         if self.layout is None:
             return np.ones_like(w), np.ones_like(h)
         return self.layout.numpy(w, h)
@@ -213,7 +225,8 @@ class Model:
         args = {k: check_int(k, x) for k, x in args.items()}
         i, j = (int(a) for a in self.tile_grid(check_int("width", width),
                                                check_int("height", height)))
-        choose("attention", dict.fromkeys(ATTENTION), attention)
+        self._check_options(stage, convention, dtype, kv_dtype, attention)
+        efficiency = check_efficiency(efficiency)  # checked even without hardware: never ignored
         conv = get_convention(convention)
         v = self.values(i, j, **args)
         tree = self.stage(stage).build(v, attention)
@@ -231,10 +244,19 @@ class Model:
                 efficiency: float = 1.0) -> "Evaluator":
         """A vectorised evaluator of the given metrics (and the model's quantities); with
         ``hardware``, also roofline ``time_s`` (and ``ttft_s``, ``tpot_s`` for a request)."""
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+            raise SymcostError(f"metrics: {metrics!r} is not a list of names from "
+                               f"{', '.join(METRICS)}")
         metrics = tuple(metrics)
         for m in metrics:
-            if m not in METRICS:
+            if not isinstance(m, str) or m not in METRICS:
                 raise SymcostError(f"metric: {m!r} is not one of {', '.join(METRICS)}")
+        self._check_options(stage, convention, dtype, kv_dtype, attention)
+        if not isinstance(components, bool):
+            raise SymcostError(f"components: {components!r} is not True or False")
+        if hardware is not None:
+            hardware = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
+        efficiency = check_efficiency(efficiency)
         key = ("compile", stage, metrics, convention, dtype, kv_dtype, attention, components,
                hardware, efficiency)
         return self._memo(key, lambda: Evaluator(self, stage, metrics, convention, dtype, kv_dtype,
@@ -273,6 +295,7 @@ class Evaluator:
         values = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
                       batch=batch)
         arrays = [check_ints(n, v) for n, v in values.items()]
+        check_shapes(width=width, height=height, **dict(zip(values, arrays)))
         if any(a.size != 1 for a in arrays):
             i, j = self.model.tile_grid(width, height)
             return self._evaluate(i, j, arrays)

@@ -8,11 +8,12 @@ import json
 import numpy as np
 
 from .errors import SymcostError
-from .files import atomic_write
+from .files import atomic_write, check_target
 
-__all__ = ["load_measured", "plot_curves"]
+__all__ = ["load_measured", "plot_curves", "PLOT_FORMATS"]
 
 _COUNTER = {"FlopCounterMode": "torch", "fvcore": "fvcore"}
+PLOT_FORMATS = ("png", "svg")
 
 
 def load_measured(path: str, preset: str, convention: str) -> list[tuple[int, int, int]]:
@@ -28,7 +29,7 @@ def load_measured(path: str, preset: str, convention: str) -> list[tuple[int, in
             key = preset.replace("-", "_")
             return [(int(r["W"]), int(r["H"]), int(r["vision_total"])) for r in rows
                     if r["preset"].startswith(key) and _COUNTER.get(r["counter"]) == convention]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SymcostError(f"--measured: cannot read {path!r} ({e.__class__.__name__})")
 
 
@@ -37,9 +38,7 @@ def plot_curves(path: str, sides: np.ndarray, curves: dict[str, np.ndarray], til
                 title: str, ylabel: str, force: bool = False) -> None:
     """Curves over ``sides`` (px, sqrt(W*H)), the tile count on a second axis, measured dots
     with the analytic value at each measured shape on top."""
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if ext not in ("png", "svg"):
-        raise SymcostError(f"--plot: {path!r} must end in .png or .svg")
+    ext = check_target(path, force=force, param="--plot", extensions=PLOT_FORMATS)
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -8,21 +8,21 @@ import numpy as np
 
 from .checks import LIMITS
 from .errors import SymcostError
-from .files import atomic_write
+from .files import atomic_write, check_target
 from .model import Model
 
 __all__ = ["parse_range", "sweep", "write_table", "MAX_CELLS", "FORMATS"]
 
 MAX_CELLS = 1 << 28  # points x columns; ~2 GiB of int64: refused beyond, before any work
 FORMATS = ("csv", "json", "parquet")
-_RANGE = re.compile(r"^([0-9]+):([0-9]+):([0-9]+)$")
+_RANGE = re.compile(r"(0*[0-9]{1,18}):(0*[0-9]{1,18}):(0*[0-9]{1,18})")  # bounded: int() stays cheap
 _ROWS_PER_WRITE = 1 << 18
 
 
 def parse_range(flag: str, text: str, name: str) -> np.ndarray:
     """``A:B:STEP`` -> ``A, A+STEP, ... <= B`` (inclusive), every value within ``LIMITS[name]``."""
     lo_lim, hi_lim = LIMITS[name]
-    m = _RANGE.match(text)
+    m = _RANGE.fullmatch(text)
     if not m:
         raise SymcostError(f"{flag}: {text!r} is not A:B:STEP with integers "
                            f"{lo_lim} <= A <= B <= {hi_lim}, STEP >= 1")
@@ -36,7 +36,8 @@ def parse_range(flag: str, text: str, name: str) -> np.ndarray:
 
 
 def sweep(model: Model, widths: np.ndarray, heights: np.ndarray, stage: str, metrics,
-          convention: str, **stage_values) -> dict[str, np.ndarray]:
+          convention: str, *, dtype: str = "bf16", kv_dtype: str | None = None,
+          attention: str = "eager", **stage_values) -> dict[str, np.ndarray]:
     """Every (width, height) pair, width fastest; columns width, height, tiles, metrics."""
     n_cols = 4 + len(metrics)
     if len(widths) * len(heights) * n_cols > MAX_CELLS:
@@ -44,7 +45,8 @@ def sweep(model: Model, widths: np.ndarray, heights: np.ndarray, stage: str, met
                            f"columns exceeds the limit of {MAX_CELLS:,} cells")
     w, h = np.meshgrid(widths, heights, indexing="xy")
     w, h = w.reshape(-1), h.reshape(-1)
-    out = model.compile(stage, tuple(metrics), convention)(w, h, **stage_values)
+    out = model.compile(stage, tuple(metrics), convention, dtype=dtype, kv_dtype=kv_dtype,
+                        attention=attention)(w, h, **stage_values)
     return {"width": w, "height": h, "w_tiles": out["w_tiles"], "h_tiles": out["h_tiles"],
             **{m: out[m] for m in metrics}}
 
@@ -67,9 +69,7 @@ def _write_json(f, table: dict[str, np.ndarray]) -> None:
 
 def write_table(path: str, table: dict[str, np.ndarray], force: bool = False) -> None:
     """Write by extension (.csv, .json, .parquet); parquet needs pyarrow."""
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if ext not in FORMATS:
-        raise SymcostError(f"--out: {path!r} must end in one of .{', .'.join(FORMATS)}")
+    ext = check_target(path, force=force, extensions=FORMATS)
     if ext == "parquet":
         try:
             import pyarrow as pa
