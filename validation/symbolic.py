@@ -152,7 +152,6 @@ def _run(module, input_shapes, dynamic_dims, call):
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
     from torch.utils._sympy.numbers import int_oo
-    from torch.utils._sympy.printers import PythonPrinter
     from torch.utils.flop_counter import FlopCounterMode
 
     from validation.measure import _cpu_sdpa_on_meta
@@ -219,16 +218,14 @@ def _run(module, input_shapes, dynamic_dims, call):
     except Exception as exc:  # report, don't hide: produce_guards can reject specialised inputs
         code = [f"<produce_guards failed: {exc!r}>"]
 
-    # Region test: every guard the ShapeEnv recorded, printed as Python integer code (// and %)
-    # the way produce_guards prints them, evaluated exactly at the given values.
-    printer = PythonPrinter()
-    checks = [compile(printer.doprint(gd.expr), "<guard>", "eval") for gd in env.guards]
-    env_name = {sym: str(s_env) for s_env, sym in names.items()}
+    # Region test: every guard the ShapeEnv recorded, evaluated exactly by SymPy at given values
+    env_guards = [gd.expr for gd in env.guards]
+    env_symbol = {sym: s_env for s_env, sym in names.items()}
 
     def holds(values):
         """Do all the trace's guards hold at these integer values of our symbols?"""
-        scope = {env_name[sym]: int(v) for sym, v in values.items()}
-        return all(eval(c, {"max": max, "min": min}, scope) for c in checks)
+        at = {env_symbol[sym]: sp.Integer(int(v)) for sym, v in values.items()}
+        return all(bool(g.xreplace(at)) for g in env_guards)
 
     return Trace(total, by_module, guards, code, ranges, specialized, holds), inputs
 
