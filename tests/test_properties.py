@@ -30,7 +30,7 @@ def sympy_exact(m, expr, w, h, stage_values):
     return int(expr.xreplace(subs))
 
 
-@settings(max_examples=500)
+@settings(max_examples=max(500, settings.default.max_examples))  # "long" profile: 1000
 @given(preset=st.sampled_from(sorted(PRESETS)), mode=st.sampled_from(sorted(VISION_MODES)),
        stage=st.sampled_from(STAGES), w=st.integers(1, 10_000), h=st.integers(1, 10_000),
        prompt=st.integers(0, 4000), kv=st.integers(0, 20_000), new=st.integers(1, 64),
@@ -44,11 +44,11 @@ def test_compiled_equals_sympy_and_numeric(preset, mode, stage, w, h, prompt, kv
         assert int(got[name]) == ref[name], name
     values = {symcost.P: prompt, symcost.L: kv, symcost.N: new, symcost.B: batch}
     exprs = m.expressions(stage, "fvcore")
-    for name in ("flops", "io_bytes"):
+    for name in INT_METRICS:
         assert sympy_exact(m, exprs[name], w, h, values) == ref[name], name
 
 
-@settings(max_examples=200)
+@settings(max_examples=max(200, settings.default.max_examples))
 @given(preset=st.sampled_from(sorted(PRESETS)), convention=st.sampled_from(sorted(symcost.CONVENTIONS)),
        w=st.integers(1, 10_000), h=st.integers(1, 10_000))
 def test_every_convention_compiled_equals_numeric(preset, convention, w, h):
@@ -57,7 +57,7 @@ def test_every_convention_compiled_equals_numeric(preset, convention, w, h):
     assert int(got["flops"]) == m.evaluate(w, h, convention=convention)["flops"]
 
 
-@settings(max_examples=200)
+@settings(max_examples=max(200, settings.default.max_examples))
 @given(preset=st.sampled_from(sorted(PRESETS)), stage=st.sampled_from(STAGES),
        convention=st.sampled_from(sorted(symcost.CONVENTIONS)),
        w=st.integers(1, 10_000), h=st.integers(1, 10_000), new=st.integers(1, 16))
@@ -83,7 +83,7 @@ def test_modes_share_the_global_view():
 GRIDS = [(i, j) for i in range(1, 10) for j in range(1, 10) if 2 <= i * j <= 9]
 
 
-@settings(max_examples=200)
+@settings(max_examples=max(200, settings.default.max_examples))
 @given(preset=st.sampled_from(CROP_PRESETS), stage=st.sampled_from(STAGES),
        a=st.sampled_from(GRIDS), b=st.sampled_from(GRIDS))
 def test_cost_monotone_in_tile_count(preset, stage, a, b):

@@ -45,7 +45,7 @@ def test_kv_bytes_by_hand(gundam):
     assert gundam.evaluate(1280, 720, "decode", kv_len=0)["kv_bytes"] == 30_720 * 2
 
 
-@settings(max_examples=60)
+@settings(max_examples=max(60, settings.default.max_examples))
 @given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 300),
        new=st.integers(1, 12), batch=st.integers(1, 4), attention=st.sampled_from(["eager", "flash"]))
 def test_request_is_vision_plus_prefill_plus_decode_steps(gundam, w, h, prompt, new, batch,
@@ -63,7 +63,7 @@ def test_request_is_vision_plus_prefill_plus_decode_steps(gundam, w, h, prompt, 
     assert request["activation_bytes"] == max(p["activation_bytes"] for p in parts)
 
 
-@settings(max_examples=100)
+@settings(max_examples=max(100, settings.default.max_examples))
 @given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 2000),
        extra=st.integers(1, 500), stage=st.sampled_from(["prefill", "request"]))
 def test_prefill_monotone_in_prompt_length(gundam, w, h, prompt, extra, stage):
@@ -82,7 +82,7 @@ def test_prefill_is_not_monotone_in_image_size(gundam):
     assert small["flops"] > wide["flops"]
 
 
-@settings(max_examples=100)
+@settings(max_examples=max(100, settings.default.max_examples))
 @given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 2000),
        kv=st.integers(0, 8000), new=st.integers(1, 50), batch=st.integers(1, 8),
        stage=st.sampled_from(["vision", "prefill", "decode", "request"]))
