@@ -46,9 +46,8 @@ def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except OSError as e:  # disk full, permissions, a folder in the way: the user's to fix
+    except BaseException as e:  # error or interrupt: no partial file stays behind
         os.unlink(tmp)
-        raise SymcostError(f"{param}: cannot write {path!r} ({e.strerror or e})") from None
-    except BaseException:
-        os.unlink(tmp)
+        if isinstance(e, OSError):  # disk full, permissions, a folder in the way
+            raise SymcostError(f"{param}: cannot write {path!r} ({e.strerror or e})") from None
         raise

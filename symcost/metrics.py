@@ -21,7 +21,7 @@ from .conventions import get_convention
 from .cost import Cost
 from .errors import SymcostError
 
-__all__ = ["DTYPE_BYTES", "METRICS", "dtype_bytes", "cost_metrics"]
+__all__ = ["DTYPE_BYTES", "METRICS", "dtype_bytes", "io_bytes", "cost_metrics"]
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 METRICS = ("flops", "macs", "params", "weight_bytes", "kv_bytes", "activation_bytes",
@@ -37,14 +37,19 @@ def dtype_bytes(dtype: str, kv_dtype: str | None = None) -> tuple[int, int, int]
     return w, (w if dtype != "fp8" else 2), DTYPE_BYTES[kv_dtype or dtype]
 
 
+def io_bytes(cost: Cost, dtype: str = "bf16", kv_dtype: str | None = None):
+    """Bytes moved to and from device memory: weights, activations and KV at their dtypes."""
+    wb, ab, kb = dtype_bytes(dtype, kv_dtype)
+    return (wb * cost.weight_elems + ab * (cost.act_read_elems + cost.act_write_elems)
+            + kb * (cost.kv_read_elems + cost.kv_write_elems))
+
+
 def cost_metrics(cost: Cost, convention: str, dtype: str = "bf16",
                  kv_dtype: str | None = None) -> dict:
     """The integer metrics that follow from one Cost (``flops, macs, activation_bytes, io_bytes``)."""
-    wb, ab, kb = dtype_bytes(dtype, kv_dtype)
     return {
         "flops": get_convention(convention).flops(cost),
         "macs": cost.macs,
-        "activation_bytes": ab * cost.peak_act_elems,
-        "io_bytes": (wb * cost.weight_elems + ab * (cost.act_read_elems + cost.act_write_elems)
-                     + kb * (cost.kv_read_elems + cost.kv_write_elems)),
+        "activation_bytes": dtype_bytes(dtype, kv_dtype)[1] * cost.peak_act_elems,
+        "io_bytes": io_bytes(cost, dtype, kv_dtype),
     }

@@ -19,7 +19,7 @@ from .cost import Cost
 from .errors import SymcostError
 from .hardware import Hardware, get_hardware, roofline_seconds
 from .layout import TileRule
-from .metrics import METRICS, cost_metrics, dtype_bytes
+from .metrics import METRICS, cost_metrics, dtype_bytes, io_bytes
 from .arith import where
 from .symbols import ARGUMENTS, h_tiles, stage_vars, w_tiles
 from .tree import Node, choose
@@ -169,12 +169,12 @@ class Model:
         decode step, 0 when N = 1). Floats for a numeric tree, expressions for a symbolic one."""
         hw = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
 
-        def seconds(under=None):
-            leaves = [c for path, node, c in tree.walk()
-                      if node.kind is not None and (under is None or path.startswith(under + "."))]
+        leaves = [(path, c) for path, node, c in tree.walk() if node.kind is not None]
+
+        def seconds(under=None):  # the ops under a dotted path (all ops when None)
             return roofline_seconds(
-                leaves, hw, dtype, lambda c: cost_metrics(c, "torch", dtype, kv_dtype)["io_bytes"],
-                efficiency)
+                [c for path, c in leaves if under is None or path.startswith(under + ".")],
+                hw, dtype, lambda c: io_bytes(c, dtype, kv_dtype), efficiency)
 
         out = {"time_s": seconds()}
         if stage == "request":
