@@ -4,40 +4,42 @@
     >>> m = symcost.load("deepseek-ocr", preset="gundam", vision_mode="crops")
     >>> m.formula("vision", "flops", "torch")          # SymPy expression in w_tiles, h_tiles
     >>> m.compile("vision", ["flops"])(1280, 720)      # vectorised, exact int64
+
+The engine knows no model: families (``derivations/``) declare their inputs, options, stages
+and layout rule, and register themselves as ``symcost.families`` entry points.
 """
 from __future__ import annotations
 
-import inspect
-from importlib import import_module
-
-from .arith import smin, where
+from .arith import smax, smin, where
 from .conventions import CONVENTIONS
 from .cost import Cost
+from .dtypes import DTYPE_BYTES, current
 from .errors import SymcostError
-from .layout import TileRule
-from .metrics import DTYPE_BYTES, METRICS
-from .model import Model, Stage
-from .symbols import B, H, L, N, P, W, h_tiles, image_tokens, n_crops, prefill_tokens, w_tiles
-from .tree import Node, choose, op, repeat, seq, sum_over, when
+from .family import Family, Option, Serving, Stage, Timing, families, get_family
+from .hardware import HARDWARE
+from .inputs import Input
+from .layout import AspectTiler, FixedLayout, by_tile_count
+from .metrics import METRICS
+from .model import Model
+from .runtime import RUNTIMES, get_runtime
+from .tree import Node, captured, choose, op, repeat, seq, sum_over, when
 
 __all__ = [
-    "load", "FAMILIES", "SymcostError", "Model", "Stage", "Cost", "Node",
-    "op", "seq", "repeat", "sum_over", "when", "choose", "where", "smin", "TileRule",
-    "CONVENTIONS", "METRICS", "DTYPE_BYTES",
-    "W", "H", "w_tiles", "h_tiles", "B", "P", "L", "N", "n_crops", "image_tokens",
-    "prefill_tokens",
+    "load", "families", "get_family", "Family", "Option", "Stage", "Timing", "Serving", "Input",
+    "Model", "Cost", "Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose",
+    "where", "smin", "smax", "AspectTiler", "FixedLayout", "by_tile_count", "CONVENTIONS",
+    "METRICS", "DTYPE_BYTES", "HARDWARE", "RUNTIMES", "get_runtime", "current", "SymcostError",
 ]
-
-# family name -> module whose ``load(**options)`` builds the Model
-FAMILIES = {"deepseek-ocr": "derivations.deepseek_ocr"}
 
 
 def load(family: str, **options) -> Model:
-    """Load a model family's cost model, e.g. ``load("deepseek-ocr", preset="gundam")``."""
-    module = choose("family", FAMILIES, family)
-    loader = import_module(module).load
-    allowed = tuple(inspect.signature(loader).parameters)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise SymcostError(f"{unknown[0]}: not an option of {family}; options: {', '.join(allowed)}")
-    return loader(**options)
+    """Load a family's cost model, e.g. ``load("deepseek-ocr", preset="gundam")``; options the
+    family does not declare are refused, declared ones checked against their choices."""
+    fam = get_family(family)
+    for name in options:
+        fam.option(name)  # raises, naming the options the family has
+    resolved = {}
+    for opt in fam.options:
+        value = options.get(opt.name, opt.default)
+        resolved[opt.name] = None if value is None else opt.check(value)
+    return fam.load(**resolved)

@@ -1,41 +1,30 @@
 """Argument checks at the API boundary: one message shape, naming the parameter and what is allowed."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 from .errors import SymcostError
 
-__all__ = ["LIMITS", "check_int", "check_ints", "check_shapes", "check_efficiency"]
-
-# Inclusive bounds of each stage argument.
-# NB: 65,535 px is the largest side a JPEG can have; the tile rule is exact far beyond it.
-# Token counts stop at 2**20 (the model's positions end at 8192; 128x headroom) and batch at
-# 2**16, so every metric stays below 2**62 and int64 evaluation is exact.
-LIMITS = {
-    "width": (1, 65_535), "height": (1, 65_535),
-    "prompt_tokens": (0, 1 << 20), "kv_len": (0, 1 << 20), "new_tokens": (1, 1 << 20),
-    "batch": (1, 1 << 16),
-}
+__all__ = ["check_int", "check_ints", "check_shapes", "check_fraction", "check_positive"]
 
 
-def check_int(name: str, value) -> int:
-    """A plain integer within ``LIMITS[name]`` (bools, floats, NaN and strings refused)."""
-    lo, hi = LIMITS[name]
+def check_int(name: str, value, lo: int, hi: int) -> int:
+    """A plain integer within ``[lo, hi]`` (bools, floats, NaN and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise SymcostError(f"{name}: {value!r} is not an integer in [{lo}, {hi}]")
+        raise SymcostError(f"{name}: {_short(value)} is not an integer in [{lo}, {hi}]")
     if not lo <= int(value) <= hi:
-        raise SymcostError(f"{name}: {int(value)} is out of range [{lo}, {hi}]")
+        raise SymcostError(f"{name}: {_short(int(value))} is out of range [{lo}, {hi}]")
     return int(value)
 
 
-def check_ints(name: str, values) -> np.ndarray:
-    """An integer array with every element within ``LIMITS[name]``."""
-    lo, hi = LIMITS[name]
+def check_ints(name: str, values, lo: int, hi: int) -> np.ndarray:
+    """An int64 array with every element within ``[lo, hi]``."""
     try:
         arr = np.asarray(values)
-    except ValueError:  # ragged nesting
+    except (ValueError, TypeError):  # ragged nesting
         raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got a ragged sequence") \
             from None
     if arr.size == 0:  # no points: nothing to check, e.g. [] (float64 by default)
@@ -44,7 +33,7 @@ def check_ints(name: str, values) -> np.ndarray:
         if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
                                        for v in arr.reshape(-1)):
             for v in arr.reshape(-1):  # range first: Python ints beyond int64 cannot be cast
-                check_int(name, v)
+                check_int(name, v, lo, hi)
             arr = arr.astype(np.int64)
         else:
             raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got dtype {arr.dtype}")
@@ -69,9 +58,35 @@ def check_shapes(**arrays) -> tuple[int, ...]:
         raise SymcostError(f"shapes do not broadcast together: {shown}") from None
 
 
-def check_efficiency(value) -> float:
-    """A real number in (0, 1] (NaN, inf, bools and strings refused)."""
+# Smallest efficiency accepted: below it a time in seconds stops being a meaningful number
+# (a 1e-6 fraction of a peak is already a machine a million times slower).
+MIN_FRACTION = 1e-6
+
+
+def check_fraction(name: str, value) -> float:
+    """A real number in [1e-6, 1] (NaN, inf, bools and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not 0 < value <= 1:  # the comparison is False for NaN
-        raise SymcostError(f"efficiency: {value!r} is not a number in (0, 1]")
+            or not MIN_FRACTION <= value <= 1:  # the comparison is False for NaN
+        raise SymcostError(f"{name}: {_short(value)} is not a number in [{MIN_FRACTION:g}, 1]")
     return float(value)
+
+
+def check_positive(name: str, value, unit: str, lo: float, hi: float) -> float:
+    """A finite real in [lo, hi] (``unit`` names what it measures)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        try:
+            number = float(value)
+        except OverflowError:  # a Python int beyond float range
+            ok = False
+        else:
+            ok = math.isfinite(number) and lo <= number <= hi
+    if not ok:
+        raise SymcostError(f"{name}: {_short(value)} is not a number of {unit} in [{lo:g}, {hi:g}]")
+    return number
+
+
+def _short(value) -> str:
+    """A value's repr, cut to 40 characters (a 5,000-digit integer is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -27,9 +27,10 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import SymcostError
-from .ops import fvcore_einsum, fvcore_einsum_numpy
+from .ops import (expected_distinct, expected_distinct_numpy, fvcore_einsum,
+                  fvcore_einsum_numpy)
 
-__all__ = ["compile_exprs", "CompiledFunction", "CHUNK"]
+__all__ = ["compile_exprs", "CompiledFunction", "CHUNK", "FUNCTIONS"]
 
 _INT64_MAX = 2 ** 63 - 1
 _RISK = float(2 ** 62)
@@ -138,6 +139,9 @@ class _ExactPrinter(NumPyPrinter):
     def _print_fvcore_einsum(self, expr):
         return f"_fvcore_einsum({self._print(expr.args[0])})"
 
+    def _print_expected_distinct(self, expr):
+        return f"_expected_distinct({', '.join(self._print(a) for a in expr.args)})"
+
 
 def _fvcore_einsum_any(x):
     arr = np.asarray(x)
@@ -146,7 +150,15 @@ def _fvcore_einsum_any(x):
     return fvcore_einsum_numpy(arr)
 
 
-_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any}
+def _expected_distinct_any(*args):
+    if any(np.asarray(a).dtype == object for a in args):  # exact path: Python ints
+        return np.vectorize(lambda *v: int(expected_distinct(*map(int, v))), otypes=[object])(*args)
+    return expected_distinct_numpy(*args)
+
+
+_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any}
+# the same functions under their SymPy names, for lambdify's default printer (float programs)
+FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any}
 _MAX_OF = (sp.Max, sp.Min, sp.Piecewise, ExprCondPair, sp.Mod, sp.Abs, _fdiv,
            sp.logic.boolalg.BooleanFunction, sp.core.relational.Relational)
 
@@ -170,6 +182,8 @@ def _bound_code(expr, names: dict) -> str:
         return sub[0]
     if isinstance(expr, fvcore_einsum):  # fvcore_einsum_numpy's intermediates stay below 8x + 2e4
         return f"(8 * {sub[0]} + 20000)"
+    if isinstance(expr, expected_distinct):  # at most the population; its args are computed
+        return "_max(" + ", ".join(sub) + ")"
     if isinstance(expr, _MAX_OF):
         return "_max(" + ", ".join(sub) + ")" if len(sub) > 1 else sub[0]
     raise TypeError(f"cannot bound {expr.func.__name__} in a compiled expression")

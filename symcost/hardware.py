@@ -1,88 +1,99 @@
-"""Accelerators and the roofline: time as a closed form, a max(compute, memory) per op.
+"""Accelerators and the time model: per kernel-bearing op, ``max(compute, memory, launch floor)``.
 
-Why per op: an eager forward launches one kernel per op, and each kernel is bounded by its own
-compute or its own traffic; summing per-op maxima never hides a memory-bound op behind a
-compute-bound one, as a per-layer max would.
-NB: compute time is ``2*MACs / matmul peak(dtype) + vector FLOPs / vector peak``; memory
-time is ``io_bytes / bandwidth``; ``efficiency`` (0, 1] scales both peaks. Inside a sum over
-decode steps each op's compute and memory times are summed over the steps before the max
-(exact while an op stays on one side of the ridge point for every step).
+Why per op: an eager forward launches one or more kernels per op, each bounded by its own
+compute or its own traffic, and never faster than its launch; summing per-op maxima never
+hides a memory-bound op behind a compute-bound one, as a per-layer max would.
+NB: compute time is ``2*MACs / (matmul peak(dtype) * compute_efficiency) + vector FLOPs /
+(vector peak * compute_efficiency)``; memory time is ``io_bytes / (bandwidth *
+bandwidth_efficiency)``; the floor is ``kernels * runtime floor`` (the graph floor inside a
+replayed CUDA graph). Inside a sum over decode steps each op's three times are summed over the
+steps before the max (exact while an op stays on one side for every step).
 NB: fp32 matmul runs at the FP32 (non-tensor) rate: torch's default disables TF32 matmul.
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
-from .arith import smax
-from .checks import check_efficiency
+from .checks import check_positive
+from .cost import Cost
+from .dtypes import DTYPE_BYTES, Precision
 from .errors import SymcostError
-from .metrics import DTYPE_BYTES
+from .files import read_small_file
+from .runtime import Runtime
 
-__all__ = ["Hardware", "HARDWARE", "get_hardware", "load_hardware", "roofline_seconds"]
+__all__ = ["Hardware", "HARDWARE", "get_hardware", "load_hardware", "op_times"]
+
+# Accepted ranges (a rate outside them is a typo, and would make times 0 or infinite)
+_TFLOPS = (1e-3, 1e6)
+_GBPS = (1e-3, 1e7)
+_GB = (1e-3, 1e6)
 
 
 @dataclass(frozen=True)
 class Hardware:
     name: str
-    matmul_tflops: dict          # dense tensor throughput per dtype, TFLOP/s (1e12)
-    vector_tflops: float         # FP32 non-tensor throughput, TFLOP/s
+    matmul_tflops: tuple[tuple[str, float], ...]  # dense tensor throughput per dtype, TFLOP/s
+    vector_tflops: float         # FP32 non-tensor throughput, TFLOP/s (1e12)
     memory_gbps: float           # memory bandwidth, GB/s (1e9 bytes)
+    memory_gb: float             # device memory, GB (1e9 bytes)
     source: str = "user file"
 
-    def __hash__(self):  # frozen but holds a dict: hash its items (compiled evaluators are memoised)
-        return hash((self.name, tuple(sorted(self.matmul_tflops.items())), self.vector_tflops,
-                     self.memory_gbps, self.source))
-
     def matmul_flops_per_s(self, dtype: str) -> float:
-        if dtype not in self.matmul_tflops:
+        rates = dict(self.matmul_tflops)
+        if dtype not in rates:
             raise SymcostError(f"dtype: {dtype!r} has no matmul rate on {self.name}; "
-                               f"allowed: {', '.join(self.matmul_tflops)}")
-        return self.matmul_tflops[dtype] * 1e12
+                               f"allowed: {', '.join(rates)}")
+        return rates[dtype] * 1e12
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_gb * 1e9)
 
 
-def _nv(bf16, fp8, fp32, gbps, source):
-    rates = {"bf16": bf16, "fp16": bf16, "fp32": fp32}
-    if fp8:
-        rates["fp8"] = fp8
-    return rates, fp32, gbps, source
+def _nv(bf16, fp8, fp32, gbps, gib, source):
+    rates = [("bf16", bf16), ("fp16", bf16), ("fp32", fp32)] + ([("fp8", fp8)] if fp8 else [])
+    return tuple(rates), fp32, gbps, round(gib * 2 ** 30 / 1e9, 2), source
 
 
-# Dense figures (datasheets quote "with sparsity" at 2x; those are halved here).
+# Dense figures (datasheets quote "with sparsity" at 2x; those are halved here). Memory: the
+# datasheet's capacity, which is binary (an A100 40GB has 40 GiB), converted to GB (1e9 B).
 HARDWARE = {name: Hardware(name, *spec) for name, spec in {
-    # NVIDIA H100 Tensor Core GPU datasheet, SXM column: BF16 1979 / FP8 3958 sparse, FP32 67, 3.35 TB/s
-    "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, "NVIDIA H100 datasheet (SXM)"),
-    # NVIDIA H200 Tensor Core GPU datasheet, SXM: same tensor rates as H100 SXM, 4.8 TB/s
-    "h200": _nv(989.5, 1979.0, 67.0, 4800.0, "NVIDIA H200 datasheet (SXM)"),
+    # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1979 / FP8 3958 sparse, FP32 67,
+    # 3.35 TB/s, 80 GB
+    "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, 80, "NVIDIA H100 datasheet (SXM)"),
+    # same datasheet, PCIe: BF16 1513 / FP8 3026 sparse, FP32 51, 2 TB/s, 80 GB
+    "h100-pcie": _nv(756.5, 1513.0, 51.0, 2000.0, 80, "NVIDIA H100 datasheet (PCIe)"),
+    # NVIDIA H200 Tensor Core GPU datasheet, SXM: tensor rates as H100 SXM, 4.8 TB/s, 141 GB
+    "h200": _nv(989.5, 1979.0, 67.0, 4800.0, 141, "NVIDIA H200 datasheet (SXM)"),
+    # NVIDIA H20 product brief: BF16 148 / FP8 296 dense, FP32 44, 4.0 TB/s, 96 GB
+    "h20": _nv(148.0, 296.0, 44.0, 4000.0, 96, "NVIDIA H20 product brief"),
     # NVIDIA A100 datasheet, 80GB SXM: BF16 312 dense, FP32 19.5, 2,039 GB/s; no FP8
-    "a100-80gb": _nv(312.0, None, 19.5, 2039.0, "NVIDIA A100 datasheet (80GB SXM)"),
-    # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s
-    "l40s": _nv(362.05, 733.0, 91.6, 864.0, "NVIDIA L40S datasheet"),
+    "a100-80gb": _nv(312.0, None, 19.5, 2039.0, 80, "NVIDIA A100 datasheet (80GB SXM)"),
+    # same datasheet, 40GB SXM: BF16 312 dense, FP32 19.5, 1,555 GB/s
+    "a100-40gb": _nv(312.0, None, 19.5, 1555.0, 40, "NVIDIA A100 datasheet (40GB SXM)"),
+    # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s,
+    # 48 GB
+    "l40s": _nv(362.05, 733.0, 91.6, 864.0, 48, "NVIDIA L40S datasheet"),
+    # NVIDIA L4 datasheet: BF16 242 / FP8 485 sparse, FP32 30.3, 300 GB/s, 24 GB
+    "l4": _nv(121.0, 242.5, 30.3, 300.0, 24, "NVIDIA L4 datasheet"),
     # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor (FP32
-    # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s
-    "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
+    # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s, 24 GB
+    "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, 24, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
     # NVIDIA HGX B200 datasheet, per GPU: FP16/BF16 4.5 PF sparse (2.25 dense), FP8 9 PF sparse,
-    # 8 TB/s; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
-    "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, "NVIDIA HGX B200 datasheet, per GPU"),
+    # 8 TB/s, 1.44 TB per 8 GPUs; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
+    "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, 180, "NVIDIA HGX B200 datasheet, per GPU"),
     # AMD Instinct MI300X datasheet: FP16/BF16 1307.4 dense, FP8 2614.9 dense, FP32 vector 163.4,
-    # 5.3 TB/s
-    "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, "AMD Instinct MI300X datasheet"),
+    # 5.3 TB/s, 192 GB
+    "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, 192, "AMD Instinct MI300X datasheet"),
 }.items()}
 
 # key -> what it holds, with its unit
 _FILE_KEYS = {"name": "a non-empty string", "matmul_tflops": "{dtype: dense TFLOP/s}",
-              "vector_tflops": "TFLOP/s", "memory_gbps": "GB/s, 1e9 bytes/s"}
+              "vector_tflops": "TFLOP/s", "memory_gbps": "GB/s, 1e9 bytes/s",
+              "memory_gb": "GB, 1e9 bytes"}
 _FILE_MAX_BYTES = 1 << 16  # a hardware file is a few hundred bytes; refuse anything huge
 _KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _FILE_KEYS.items())
-
-
-def _positive(key: str, value, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise SymcostError(f"hardware file: {key} must be a positive finite number of {unit}, "
-                           f"got {value!r}")
-    return float(value)
 
 
 def _no_duplicates(pairs):
@@ -97,17 +108,14 @@ def load_hardware(path: str) -> Hardware:
     """A user-defined accelerator from a JSON file, validated field by field.
 
     Keys: ``name`` (str), ``matmul_tflops`` ({dtype: dense TFLOP/s}), ``vector_tflops``
-    (TFLOP/s), ``memory_gbps`` (GB/s, 1e9 bytes/s). Unknown keys are refused.
+    (TFLOP/s), ``memory_gbps`` (GB/s, 1e9 bytes/s), ``memory_gb`` (GB). Unknown keys are refused.
     """
+    text = read_small_file(path, "hardware", _FILE_MAX_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(_FILE_MAX_BYTES + 1)
-        if len(text) > _FILE_MAX_BYTES:
-            raise SymcostError(f"hardware: {path!r} is larger than {_FILE_MAX_BYTES:,} characters")
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except SymcostError:
         raise
-    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, UTF-8, huge ints
+    except (ValueError, RecursionError) as e:  # bad JSON, huge ints
         where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
         raise SymcostError(f"hardware: cannot read {path!r} as JSON ({e.__class__.__name__}{where})") \
             from None
@@ -118,36 +126,45 @@ def load_hardware(path: str) -> Hardware:
     if unknown or missing:
         which = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
         raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
-    if not isinstance(data["name"], str) or not data["name"].strip():
-        raise SymcostError("hardware file: name must be a non-empty string")
+    if not isinstance(data["name"], str) or not data["name"].strip() or len(data["name"]) > 100:
+        raise SymcostError("hardware file: name must be a non-empty string of at most 100 characters")
     rates = data["matmul_tflops"]
     if not isinstance(rates, dict) or not rates:
         raise SymcostError(f"hardware file: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
                            "to TFLOP/s")
     for dtype in rates:
         if dtype not in DTYPE_BYTES:
-            raise SymcostError(f"hardware file: matmul_tflops: unknown dtype {dtype!r}; allowed: "
-                               f"{', '.join(DTYPE_BYTES)}")
-    return Hardware(data["name"], {d: _positive(f"matmul_tflops.{d}", v, "TFLOP/s")
-                                   for d, v in rates.items()},
-                    _positive("vector_tflops", data["vector_tflops"], "TFLOP/s"),
-                    _positive("memory_gbps", data["memory_gbps"], "GB/s"), f"file {path}")
+            raise SymcostError(f"hardware file: matmul_tflops: unknown dtype {dtype[:20]!r}; "
+                               f"allowed: {', '.join(DTYPE_BYTES)}")
+    return Hardware(
+        data["name"],
+        tuple((d, check_positive(f"hardware file: matmul_tflops.{d}", v, "TFLOP/s", *_TFLOPS))
+              for d, v in rates.items()),
+        check_positive("hardware file: vector_tflops", data["vector_tflops"], "TFLOP/s", *_TFLOPS),
+        check_positive("hardware file: memory_gbps", data["memory_gbps"], "GB/s", *_GBPS),
+        check_positive("hardware file: memory_gb", data["memory_gb"], "GB", *_GB),
+        f"file {path}")
 
 
-def get_hardware(name_or_path: str) -> Hardware:
-    """A preset by name, or a JSON file by path (anything ending in ``.json``)."""
+def get_hardware(name_or_path) -> Hardware:
+    """A preset by name, a JSON file by path (anything ending in ``.json``), or a Hardware."""
+    if isinstance(name_or_path, Hardware):
+        return name_or_path
     if isinstance(name_or_path, str) and name_or_path.endswith(".json"):
         return load_hardware(name_or_path)
     if not isinstance(name_or_path, str) or name_or_path not in HARDWARE:
-        raise SymcostError(f"hardware: {name_or_path!r} is not one of {', '.join(HARDWARE)} "
-                           "or a .json file")
+        raise SymcostError(f"hardware: {str(name_or_path)[:60]!r} is not one of "
+                           f"{', '.join(HARDWARE)} or a .json file")
     return HARDWARE[name_or_path]
 
 
-def roofline_seconds(leaves, hw: Hardware, dtype: str, io_bytes, efficiency: float = 1.0):
-    """Sum over leaf costs of ``max(compute s, memory s)``: a float for int costs, else SymPy."""
-    efficiency = check_efficiency(efficiency)
-    mm = hw.matmul_flops_per_s(dtype) * efficiency
-    vec = hw.vector_tflops * 1e12 * efficiency
-    bw = hw.memory_gbps * 1e9 * efficiency
-    return sum(smax(2 * c.macs / mm + c.vector_flops / vec, io_bytes(c) / bw) for c in leaves)
+def op_times(cost: Cost, hw: Hardware, p: Precision, runtime: Runtime, graph: bool,
+             compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0) -> tuple:
+    """``(compute s, memory s, launch floor s)`` of one op's cost (floats or SymPy); the op
+    takes the largest."""
+    mm = hw.matmul_flops_per_s(p.dtype) * compute_efficiency
+    vec = hw.vector_tflops * 1e12 * compute_efficiency
+    bw = hw.memory_gbps * 1e9 * bandwidth_efficiency
+    floor = runtime.graph_floor_s if graph else runtime.kernel_floor_s
+    return (2 * cost.macs / mm + cost.vector_flops / vec, cost.io_bytes / bw,
+            cost.kernels * floor)

@@ -1,7 +1,8 @@
 """A derived cost model: stage trees built lazily, closed forms per metric, compiled evaluators.
 
-A derivation (see ``derivations/``) fills a :class:`Model` with its stages; everything a user
-asks of the model -- formulas, breakdowns, compiled functions -- is answered here, generically.
+A family (see ``derivations/``) builds a :class:`Model` for chosen options; everything a user
+asks of it -- formulas, breakdowns, compiled functions, single evaluations -- is answered here,
+generically, from the family's declaration.
 """
 from __future__ import annotations
 
@@ -12,41 +13,37 @@ from typing import Callable, Mapping
 import numpy as np
 import sympy as sp
 
-from .checks import check_efficiency, check_int, check_ints, check_shapes
-from .compile import CHUNK, CompiledFunction
+from .arith import smax, where
+from .checks import check_fraction, check_shapes
 from .conventions import get_convention
 from .cost import Cost
+from .dtypes import Precision, building, precision
 from .errors import SymcostError
-from .hardware import Hardware, get_hardware, roofline_seconds
-from .layout import TileRule
-from .metrics import METRICS, cost_metrics, dtype_bytes, io_bytes
-from .arith import where
-from .symbols import ARGUMENTS, h_tiles, stage_vars, w_tiles
+from .family import Family, Stage
+from .hardware import Hardware, get_hardware, op_times
+from .inputs import Input
+from .layout import Layout
+from .metrics import INT_METRICS, check_metric, check_metrics
+from .render import tidy
+from .runtime import Runtime
 from .tree import Node, choose
 
-__all__ = ["Model", "Stage", "ATTENTION"]
+__all__ = ["Model"]
 
-ATTENTION = ("eager", "flash")
-
-
-@dataclass(frozen=True)
-class Stage:
-    build: Callable[[SimpleNamespace, str], Node]  # (stage vars, attention variant) -> tree
-    weights: tuple[str, ...]      # paths in the weights tree of the modules this stage runs
-    kv_tokens: Callable[[SimpleNamespace], object]  # tokens per sequence cached after the stage
-    summary: str
+BREAKDOWNS = ("component", "kind")
 
 
 @dataclass(eq=False)
 class Model:
-    family: str
-    preset: str
-    options: Mapping[str, object]          # e.g. vision_mode, crop_mode, max_crops
-    layout: TileRule | None                # (W, H) -> (w_tiles, h_tiles); None: always (1, 1)
-    named: Mapping[sp.Symbol, Callable]    # name -> definition(v) in stage vars and earlier names
+    family: Family
+    options: Mapping[str, object]            # every option as resolved (defaults filled in)
+    layout: Layout                           # image inputs -> layout symbols (e.g. tile grid)
+    named: Mapping[sp.Symbol, Callable]      # name -> definition(v) in inputs and earlier names
     stages: Mapping[str, Stage]
-    weights: Callable[[], Node]            # one pass over every module, for parameter counts
-    kv_elems_per_token: int                # per sequence, all layers
+    weights: Callable[[], Node]              # one pass over every module, for parameter counts
+    kv_elems_per_token: int                  # KV-cache elements per cached token (all layers)
+    runtime: Runtime
+    settings: tuple[tuple[str, str], ...]    # what this configuration is, for headers
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _memo(self, key, make):
@@ -54,41 +51,94 @@ class Model:
             self._cache[key] = make()
         return self._cache[key]
 
-    # -- named quantities -----------------------------------------------------------------
+    # -- names ----------------------------------------------------------------------------
+    def symbols(self) -> SimpleNamespace:
+        """Stage values as symbols: inputs by name, layout outputs and named quantities by symbol."""
+        v = {i.name: i.symbol for i in self.family.inputs}
+        v |= {str(s): s for s in self.layout.outputs}
+        v |= {str(s): s for s in self.named}
+        return SimpleNamespace(**v)
+
+    def values(self, layout: tuple[int, ...], inputs: Mapping[str, int]) -> SimpleNamespace:
+        """Stage values with plain ints (layout outputs, inputs), named quantities computed."""
+        v = self.symbols()
+        for sym, value in zip(self.layout.outputs, layout):
+            setattr(v, str(sym), int(value))
+        for name, value in inputs.items():
+            setattr(v, name, value)
+        for sym, fn in self.named.items():
+            setattr(v, str(sym), fn(v))
+        return v
+
     @property
     def definitions(self) -> dict[sp.Symbol, sp.Expr]:
         """Each named quantity's definition in symbols (may use earlier names)."""
-        return self._memo("definitions", lambda: {s: sp.sympify(fn(stage_vars()))
+        return self._memo("definitions", lambda: {s: sp.sympify(fn(self.symbols()))
                                                   for s, fn in self.named.items()})
 
     def expand(self, expr):
         """Replace named quantities by their definitions (latest first, so chains resolve)."""
+        expr = sp.sympify(expr)
         for sym, definition in reversed(tuple(self.definitions.items())):
             expr = expr.subs(sym, definition)
         return expr
-
-    def values(self, w_tiles: int, h_tiles: int, prompt_tokens: int = 0, kv_len: int = 0,
-               new_tokens: int = 1, batch: int = 1) -> SimpleNamespace:
-        """Stage variables with plain ints, named quantities computed (no SymPy)."""
-        v = stage_vars(w_tiles=w_tiles, h_tiles=h_tiles, P=prompt_tokens, L=kv_len,
-                       N=new_tokens, B=batch)
-        for sym, fn in self.named.items():
-            setattr(v, str(sym), fn(v))
-        return v
 
     @property
     def quantities(self) -> dict[str, sp.Expr]:
         """Each named quantity fully expanded, keyed by name."""
         return {str(s): self.expand(s) for s in self.named}
 
-    # -- trees ----------------------------------------------------------------------------
+    # -- stages ---------------------------------------------------------------------------
     def stage(self, stage: str) -> Stage:
         return choose("stage", self.stages, stage)
 
-    def tree(self, stage: str = "vision", attention: str = "eager") -> Node:
-        spec = self.stage(stage)
-        choose("attention", dict.fromkeys(ATTENTION), attention)
-        return self._memo(("tree", stage, attention), lambda: spec.build(stage_vars(), attention))
+    def stage_inputs(self, stage: str) -> tuple[Input, ...]:
+        names = self.stage(stage).inputs
+        return tuple(i for i in self.family.inputs if i.name in names)
+
+    def uses_layout(self, stage: str) -> bool:
+        names = self.stage(stage).inputs
+        return all(i.name in names for i in self.layout.inputs)
+
+    def stage_quantities(self, stage: str) -> dict[str, sp.Expr]:
+        """Named quantities that the stage's inputs determine."""
+        avail = {i.symbol for i in self.stage_inputs(stage)}
+        if self.uses_layout(stage):
+            avail |= set(self.layout.outputs)
+        return {k: e for k, e in self.quantities.items() if e.free_symbols <= avail}
+
+    def check_inputs(self, stage: str, given: Mapping[str, object], arrays: bool = False) -> dict:
+        """The stage's inputs from ``given`` (checked against their bounds) and defaults; an
+        input the stage does not read, or a missing required one, is an error."""
+        self.stage(stage)
+        for name in given:
+            inp = self.family.input(name)
+            if inp not in self.stage_inputs(stage):
+                readers = [s for s in self.stages if name in self.stages[s].inputs]
+                raise SymcostError(f"{name}: stage {stage} does not read it (stages that do: "
+                                   f"{', '.join(readers) or 'none'})")
+        out: dict = {}
+        for inp in self.stage_inputs(stage):
+            if inp.name in given:
+                value = given[inp.name]
+                out[inp.name] = inp.check_array(value) if arrays else inp.check(value)
+            elif inp.default is None:
+                raise SymcostError(f"{inp.name}: required by stage {stage} ({inp.help})")
+            else:
+                out[inp.name] = np.asarray(inp.default, dtype=np.int64) if arrays else inp.default
+        if arrays:
+            check_shapes(**out)
+        return out
+
+    # -- trees ----------------------------------------------------------------------------
+    def tree(self, stage: str = "vision", dtype: str = "bf16", kv_dtype: str | None = None) -> Node:
+        spec, prec = self.stage(stage), precision(dtype, kv_dtype)
+        return self._memo(("tree", stage, prec), lambda: self._build(spec, self.symbols(), prec))
+
+    @staticmethod
+    def _build(spec: Stage, v, prec: Precision) -> Node:
+        with building(prec):
+            return spec.build(v)
 
     def weights_tree(self) -> Node:
         return self._memo("weights", self.weights)
@@ -101,244 +151,224 @@ class Model:
         root = self.weights_tree()
         return sum(int(root.find(p).cost.params) for p in self.stage(stage).weights)
 
-    def _check_options(self, stage, convention, dtype, kv_dtype, attention) -> None:
-        """Each option is one of its allowed names (before any is used in a memo key)."""
-        self.stage(stage)
-        get_convention(convention)
-        dtype_bytes(dtype, kv_dtype)
-        choose("attention", dict.fromkeys(ATTENTION), attention)
-
     # -- closed forms ---------------------------------------------------------------------
-    def _metrics(self, cost: Cost, stage: str, convention: str, dtype: str, kv_dtype,
-                 v: SimpleNamespace) -> dict:
+    def _metrics(self, cost: Cost, stage: str, convention: str, prec: Precision, v) -> dict:
         """Every integer metric of a stage's ``cost`` (expressions or ints, as ``v`` holds)."""
-        wb, _, kb = dtype_bytes(dtype, kv_dtype)
-        out = cost_metrics(cost, convention, dtype, kv_dtype)
+        spec = self.stage(stage)
         params = self.stage_params(stage)
-        out["params"] = params
-        out["weight_bytes"] = wb * params
-        out["kv_bytes"] = kb * self.kv_elems_per_token * v.B * self.stage(stage).kv_tokens(v)
-        return {m: out[m] for m in METRICS if m in out}
+        kv_per_token = self.kv_elems_per_token * prec.kv
+        weight_bytes = prec.weight * params
+        return {
+            "flops": get_convention(convention).flops(cost),
+            "macs": cost.macs,
+            "params": params,
+            "weight_bytes": weight_bytes,
+            "kv_bytes": kv_per_token * spec.kv_out(v),
+            "activation_bytes": cost.peak_bytes,
+            "memory_bytes": weight_bytes + kv_per_token * spec.kv_in(v) + cost.peak_bytes,
+            "io_bytes": cost.io_bytes,
+        }
 
     def expressions(self, stage: str = "vision", convention: str = "torch", dtype: str = "bf16",
-                    kv_dtype: str | None = None, attention: str = "eager") -> dict[str, sp.Expr]:
-        """All integer metrics of a stage as closed forms in tile and stage symbols."""
-        self._check_options(stage, convention, dtype, kv_dtype, attention)
-        key = ("expr", stage, convention, dtype, kv_dtype, attention)
-        return self._memo(key, lambda: {
-            m: self.expand(sp.sympify(e)) for m, e in self._metrics(
-                self.tree(stage, attention).cost, stage, convention, dtype, kv_dtype,
-                stage_vars()).items()})
+                    kv_dtype: str | None = None) -> dict[str, sp.Expr]:
+        """All integer metrics of a stage as closed forms in layout and input symbols, plus
+        ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
+        prec = precision(dtype, kv_dtype)
+        get_convention(convention)
+        key = ("expr", stage, convention, prec)
+
+        def make():
+            cost = self.tree(stage, dtype, kv_dtype).cost
+            out = self._metrics(cost, stage, convention, prec, self.symbols())
+            out["work"] = 2 * cost.macs + cost.vector_flops
+            return {m: self.expand(e) for m, e in out.items()}
+        return self._memo(key, make)
 
     def formula(self, stage: str = "vision", metric: str = "flops", convention: str = "torch", *,
                 by: str | None = None, named: bool = False, image: bool = False,
-                dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager"):
-        """A metric as a SymPy expression: total (``by=None``), per ``"component"`` or per ``"kind"``.
+                dtype: str = "bf16", kv_dtype: str | None = None, hardware=None,
+                compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0):
+        """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` or per
+        ``"kind"``.
 
-        ``named=True`` keeps the model's named quantities (``n_crops``, ``prefill_tokens`` ...)
-        as symbols; by default they are expanded into tile and stage symbols (``w_tiles``,
-        ``h_tiles``, ``P``, ``L``, ``N``, ``B``); ``image=True`` also substitutes the tile rule,
-        giving expressions in ``W``, ``H``.
+        ``named=True`` keeps the model's named quantities (e.g. ``n_crops``) as symbols; by
+        default they are expanded into layout and input symbols; ``image=True`` also
+        substitutes the layout rule, giving expressions in the image inputs. ``time_s`` needs
+        ``hardware``.
         """
-        allowed = [m for m in METRICS if m != "arithmetic_intensity"]
-        if metric not in allowed:
-            raise SymcostError(f"metric: {metric!r} is not one of {', '.join(allowed)}")
-
-        def finish(expr):
-            expr = sp.sympify(expr)
-            if named and not image:
-                return expr
-            expr = self.expand(expr)
-            return expr.subs(self.tile_expressions()) if image else expr
-
+        check_metric(metric, tuple(m for m in INT_METRICS) + ("time_s",))
+        self.stage(stage)
+        if by is not None:
+            choose("by", dict.fromkeys(BREAKDOWNS), by)
+        prec = precision(dtype, kv_dtype)
+        get_convention(convention)
+        if metric == "time_s":
+            if hardware is None:
+                raise SymcostError("hardware: time_s needs a hardware preset or file")
+            if by is not None:
+                raise SymcostError(f"by: time_s has no per-{by} breakdown")
+            total = self.time_expressions(stage, hardware, dtype, kv_dtype, compute_efficiency,
+                                          bandwidth_efficiency, named=True)["time_s"]
+            return self._finish(total, named, image)
+        if hardware is not None:
+            raise SymcostError(f"hardware: applies to metric time_s only, not {metric}")
         if by is None:
-            tree = self.tree(stage, attention)
-            return finish(self._metrics(tree.cost, stage, convention, dtype, kv_dtype,
-                                        stage_vars())[metric])
-        if metric in ("params", "weight_bytes", "kv_bytes"):
+            cost = self.tree(stage, dtype, kv_dtype).cost
+            return self._finish(self._metrics(cost, stage, convention, prec, self.symbols())[metric],
+                                named, image)
+        if metric in ("params", "weight_bytes", "kv_bytes", "memory_bytes"):
             raise SymcostError(f"metric: {metric!r} has no per-{by} breakdown; "
                                "use parameters() for per-module parameters")
-        tree = self.tree(stage, attention)
-        costs = choose("by", {"component": tree.components, "kind": tree.by_kind}, by)()
-        return {name: finish(cost_metrics(c, convention, dtype, kv_dtype)[metric])
-                for name, c in costs.items()}
+        tree = self.tree(stage, dtype, kv_dtype)
+        costs = tree.components() if by == "component" else tree.by_kind()
+        names = {"flops": lambda c: get_convention(convention).flops(c), "macs": lambda c: c.macs,
+                 "activation_bytes": lambda c: c.peak_bytes, "io_bytes": lambda c: c.io_bytes}
+        return {name: self._finish(names[metric](c), named, image) for name, c in costs.items()}
 
-    def _times(self, tree: Node, stage: str, hardware, dtype: str, kv_dtype,
-               efficiency: float, v: SimpleNamespace) -> dict:
-        """``time_s``; for a request also ``ttft_s`` (vision + prefill) and ``tpot_s`` (mean
-        decode step, 0 when N = 1). Floats for a numeric tree, expressions for a symbolic one."""
-        hw = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
+    def _finish(self, expr, named: bool, image: bool):
+        expr = sp.sympify(expr)
+        if not named or image:
+            expr = self.expand(expr)
+        if image:
+            expr = expr.subs(self.tile_expressions())
+        return tidy(expr, self._collect_by())
 
-        leaves = [(path, c) for path, node, c in tree.walk() if node.kind is not None]
+    def _collect_by(self) -> tuple[sp.Symbol, ...]:
+        serving = self.family.serving
+        return (self.family.input(serving.batch).symbol,) if serving else ()
 
-        def seconds(under=None):  # the ops under a dotted path (all ops when None)
-            return roofline_seconds(
-                [c for path, c in leaves if under is None or path.startswith(under + ".")],
-                hw, dtype, lambda c: io_bytes(c, dtype, kv_dtype), efficiency)
+    # -- time -----------------------------------------------------------------------------
+    def _times(self, tree: Node, stage: str, hw: Hardware, prec: Precision, ce: float, be: float,
+               v, shares: bool = False) -> dict:
+        """``time_s`` and the stage's own latencies; with ``shares`` (numeric trees only) also the
+        time of ops bound by compute, memory and launches, and the stage's ``bound``."""
+        spec = self.stage(stage)
+        ops = [(path, op_times(c, hw, prec, self.runtime, graph, ce, be))
+               for path, c, graph in tree.leaves()]
+        zero = 0.0 if shares else sp.Integer(0)
+
+        def seconds(under=None):
+            return sum((smax(smax(*t[:2]), t[2]) for path, t in ops
+                        if under is None or path == under or path.startswith(under + ".")), zero)
 
         out = {"time_s": seconds()}
-        if stage == "request":
-            out["ttft_s"] = seconds("request.vision") + seconds("request.prefill")
-            out["tpot_s"] = where(v.N >= 2, seconds("request.decode") / (v.N - 1), 0)
+        for timing in spec.timings:
+            total = sum((seconds(f"{tree.name}.{p}") for p in timing.paths), zero)
+            per = timing.per(v) if timing.per else 1
+            out[timing.name] = where(sp.sympify(per) >= 1, total / per, 0) \
+                if isinstance(per, sp.Basic) else (total / per if per >= 1 else 0.0)
+        if shares:
+            parts = dict.fromkeys(("compute", "memory", "launch"), 0.0)
+            for _, t in ops:
+                k = max(range(3), key=lambda i: t[i])
+                parts[("compute", "memory", "launch")[k]] += t[k]
+            out.update({f"{k}_bound_s": x for k, x in parts.items()})
+            out["bound"] = max(parts, key=lambda k: parts[k])
         return out
 
-    def time_expressions(self, stage, hardware, dtype="bf16", kv_dtype=None, attention="eager",
-                         efficiency=1.0) -> dict:
-        """Roofline times as closed forms (see :mod:`symcost.hardware` for the model)."""
-        self._check_options(stage, "torch", dtype, kv_dtype, attention)
-        hardware = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
-        efficiency = check_efficiency(efficiency)
-        return self._memo(("time", stage, hardware, dtype, kv_dtype, attention, efficiency),
-                          lambda: {k: self.expand(sp.sympify(e)) for k, e in self._times(
-                              self.tree(stage, attention), stage, hardware, dtype, kv_dtype,
-                              efficiency, stage_vars()).items()})
+    def time_expressions(self, stage, hardware, dtype="bf16", kv_dtype=None,
+                         compute_efficiency=1.0, bandwidth_efficiency=1.0, named=False) -> dict:
+        """Times as closed forms (see :mod:`symcost.hardware` for the model)."""
+        hw = get_hardware(hardware)
+        ce = check_fraction("compute_efficiency", compute_efficiency)
+        be = check_fraction("bandwidth_efficiency", bandwidth_efficiency)
+        prec = precision(dtype, kv_dtype)
+        key = ("time", stage, hw, prec, ce, be, named)
+
+        def make():
+            tree = self.tree(stage, dtype, kv_dtype)
+            times = self._times(tree, stage, hw, prec, ce, be, self.symbols())
+            return {k: (sp.sympify(e) if named else self.expand(e)) for k, e in times.items()}
+        return self._memo(key, make)
 
     # -- layout ---------------------------------------------------------------------------
     def tile_expressions(self) -> dict:
-        if self.layout is None:
-            return {w_tiles: sp.Integer(1), h_tiles: sp.Integer(1)}
-        i, j = self.layout.expressions
-        return {w_tiles: i, h_tiles: j}
+        return dict(zip(self.layout.outputs, self.layout.expressions))
 
-    def tile_grid(self, width, height) -> tuple[np.ndarray, np.ndarray]:
-        """``(w_tiles, h_tiles)`` int64 arrays for integer ``width``, ``height`` arrays."""
-        w, h = check_ints("width", width), check_ints("height", height)
-        check_shapes(width=w, height=h)
-        w, h = np.broadcast_arrays(w, h)
-        if self.layout is None:
-            return np.ones_like(w), np.ones_like(h)
-        return self.layout.numpy(w, h)
+    def tile_grid(self, *arrays) -> tuple[np.ndarray, ...]:
+        """The layout's outputs (e.g. ``(w_tiles, h_tiles)``) as int64 arrays for its input arrays."""
+        if len(arrays) != len(self.layout.inputs):
+            raise SymcostError(f"tile_grid: expected {len(self.layout.inputs)} arrays "
+                               f"({', '.join(i.name for i in self.layout.inputs)}), got {len(arrays)}")
+        checked = [i.check_array(a) for i, a in zip(self.layout.inputs, arrays)]
+        check_shapes(**{i.name: a for i, a in zip(self.layout.inputs, checked)})
+        checked = np.broadcast_arrays(*checked)
+        grid = self.layout.outcomes[self.layout.codes(*checked)]
+        return tuple(grid[..., k] for k in range(grid.shape[-1]))
 
     # -- evaluation -----------------------------------------------------------------------
-    def evaluate(self, width: int, height: int, stage: str = "vision", prompt_tokens: int = 0,
-                 kv_len: int = 0, new_tokens: int = 1, batch: int = 1, convention: str = "torch",
-                 dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager",
-                 hardware=None, efficiency: float = 1.0) -> dict:
-        """The numeric model: one shape, the cost tree built from plain ints.
+    def _parse_call(self, args, stage):
+        """``(image values..., [stage])`` positional arguments -> (stage, {image input: value})."""
+        args = list(args)
+        if args and isinstance(args[-1], str):
+            if stage is not None:
+                raise SymcostError("stage: given twice")
+            stage = args.pop()
+        image = self.family.image or ()
+        if len(args) > len(image):
+            raise SymcostError(f"expected at most {len(image)} positional values "
+                               f"({', '.join(image)}) and a stage, got {len(args)}")
+        return stage or self.family.default_stage, dict(zip(image, args))
 
-        Returns the tile grid, named quantities, every integer metric, ``components``
-        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, roofline times.
+    def evaluate(self, *args, stage: str | None = None, convention: str = "torch",
+                 dtype: str = "bf16", kv_dtype: str | None = None, hardware=None,
+                 compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0,
+                 **inputs) -> dict:
+        """The numeric model at one point, e.g. ``evaluate(1280, 720, "request", new_tokens=500)``:
+        the cost tree built from plain ints.
+
+        Returns the layout outputs, named quantities, every integer metric, ``components``
+        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times.
         NB: only the sum over decode steps touches SymPy (a one-variable power sum).
         """
-        args = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
-                    batch=batch)
-        args = {k: check_int(k, x) for k, x in args.items()}
-        i, j = (int(a) for a in self.tile_grid(check_int("width", width),
-                                               check_int("height", height)))
-        self._check_options(stage, convention, dtype, kv_dtype, attention)
-        efficiency = check_efficiency(efficiency)  # checked even without hardware: never ignored
+        stage, image = self._parse_call(args, stage)
+        values = self.check_inputs(stage, {**image, **inputs})
+        prec = precision(dtype, kv_dtype)
         conv = get_convention(convention)
-        v = self.values(i, j, **args)
-        tree = self.stage(stage).build(v, attention)
-        out = {"w_tiles": i, "h_tiles": j, **{str(s): getattr(v, str(s)) for s in self.named}}
-        out.update(self._metrics(tree.cost, stage, convention, dtype, kv_dtype, v))
+        ce = check_fraction("compute_efficiency", compute_efficiency)
+        be = check_fraction("bandwidth_efficiency", bandwidth_efficiency)
+        hw = get_hardware(hardware) if hardware is not None else None
+        if hw is None and (ce != 1.0 or be != 1.0):
+            raise SymcostError("compute_efficiency/bandwidth_efficiency: apply only with hardware")
+        grid = (1,) * len(self.layout.outputs)
+        out: dict = {}
+        if self.uses_layout(stage):
+            grid = tuple(int(g) for g in self.tile_grid(*[values[i.name] for i in self.layout.inputs]))
+            out.update({str(s): g for s, g in zip(self.layout.outputs, grid)})
+        v = self.values(grid, values)
+        tree = self._build(self.stage(stage), v, prec)
+        out.update({k: int(getattr(v, k)) for k in self.stage_quantities(stage)})
+        cost = tree.cost
+        out.update({k: int(x) for k, x in self._metrics(cost, stage, convention, prec, v).items()})
+        work = 2 * cost.macs + cost.vector_flops
+        out["arithmetic_intensity"] = float(work) / float(cost.io_bytes) if cost.io_bytes else 0.0
         out["components"] = {p: int(conv.flops(c)) for p, c in tree.components().items()}
-        if hardware is not None:
-            out.update({k: float(t) for k, t in self._times(tree, stage, hardware, dtype, kv_dtype,
-                                                            efficiency, v).items()})
-        return {k: int(x) if isinstance(x, sp.Integer) else x for k, x in out.items()}
+        if hw is not None:
+            times = self._times(tree, stage, hw, prec, ce, be, v, shares=True)
+            out.update({k: (t if isinstance(t, str) else float(t)) for k, t in times.items()})
+        return out
 
     def compile(self, stage: str = "vision", metrics=("flops",), convention: str = "torch",
-                dtype: str = "bf16", kv_dtype: str | None = None, attention: str = "eager",
-                components: bool = False, hardware: str | None = None,
-                efficiency: float = 1.0) -> "Evaluator":
-        """A vectorised evaluator of the given metrics (and the model's quantities); with
-        ``hardware``, also roofline ``time_s`` (and ``ttft_s``, ``tpot_s`` for a request)."""
-        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-            raise SymcostError(f"metrics: {metrics!r} is not a list of names from "
-                               f"{', '.join(METRICS)}")
-        metrics = tuple(metrics)
-        for m in metrics:
-            if not isinstance(m, str) or m not in METRICS:
-                raise SymcostError(f"metric: {m!r} is not one of {', '.join(METRICS)}")
-        self._check_options(stage, convention, dtype, kv_dtype, attention)
+                dtype: str = "bf16", kv_dtype: str | None = None, components: bool = False,
+                hardware=None, compute_efficiency: float = 1.0,
+                bandwidth_efficiency: float = 1.0):
+        """A vectorised evaluator of the given metrics (and the stage's quantities); ``time_s``
+        (and the stage's latencies) need ``hardware``."""
+        from .evaluator import Evaluator
+
+        metrics = check_metrics(metrics)
+        self.stage(stage)
+        get_convention(convention)
+        prec = precision(dtype, kv_dtype)
         if not isinstance(components, bool):
             raise SymcostError(f"components: {components!r} is not True or False")
-        if hardware is not None:
-            hardware = hardware if isinstance(hardware, Hardware) else get_hardware(hardware)
-        efficiency = check_efficiency(efficiency)
-        key = ("compile", stage, metrics, convention, dtype, kv_dtype, attention, components,
-               hardware, efficiency)
-        return self._memo(key, lambda: Evaluator(self, stage, metrics, convention, dtype, kv_dtype,
-                                                 attention, components, hardware, efficiency))
-
-
-class Evaluator:
-    """``ev(width, height, prompt_tokens=0, kv_len=0, new_tokens=1, batch=1) -> dict of arrays``.
-
-    Exact integers (int64, or Python ints where a value could exceed int64); the tile grid,
-    the model's quantities and ``arithmetic_intensity`` (float) come with the metrics.
-    """
-
-    def __init__(self, model: Model, stage, metrics, convention, dtype, kv_dtype, attention,
-                 components, hardware=None, efficiency=1.0):
-        self.model, self.metrics = model, metrics
-        exprs = model.expressions(stage, convention, dtype, kv_dtype, attention)
-        wanted = {m: exprs[m] for m in metrics if m != "arithmetic_intensity"}
-        if "arithmetic_intensity" in metrics:
-            wanted.update(flops=exprs["flops"], io_bytes=exprs["io_bytes"])
-        wanted.update(model.quantities)
-        if components:
-            per = model.formula(stage, "flops", convention, by="component", dtype=dtype,
-                                kv_dtype=kv_dtype, attention=attention)
-            wanted.update({f"components.{k}": v for k, v in per.items()})
-        self.args = (w_tiles, h_tiles) + tuple(s for n, s in ARGUMENTS.items()
-                                               if n not in ("width", "height"))
-        self._fn = CompiledFunction(self.args, wanted)
-        self._time = None
-        if hardware is not None:
-            times = model.time_expressions(stage, hardware, dtype, kv_dtype, attention, efficiency)
-            self._time_names = tuple(times)
-            self._time = sp.lambdify(self.args, list(times.values()), modules="numpy")
-
-    def __call__(self, width, height, prompt_tokens=0, kv_len=0, new_tokens=1, batch=1):
-        values = dict(prompt_tokens=prompt_tokens, kv_len=kv_len, new_tokens=new_tokens,
-                      batch=batch)
-        arrays = [check_ints(n, v) for n, v in values.items()]
-        check_shapes(width=width, height=height, **dict(zip(values, arrays)))
-        if any(a.size != 1 for a in arrays):
-            i, j = self.model.tile_grid(width, height)
-            return self._evaluate(i, j, arrays)
-        # every output depends on (W, H) only through the tile grid: evaluate each possible grid
-        # once, then gather per point (exact: the same values the per-point program computes)
-        w, h = np.broadcast_arrays(check_ints("width", width), check_ints("height", height))
-        shape = np.broadcast_shapes(w.shape, *[a.shape for a in arrays])
-        layout = self.model.layout
-        if layout is None:
-            grids, code = np.ones((1, 2), dtype=np.int64), np.zeros(shape, dtype=np.intp)
-        else:
-            grids, code, wf, hf = layout.outcomes, np.empty(w.size, dtype=np.intp), \
-                w.reshape(-1), h.reshape(-1)
-            for s in range(0, w.size, CHUNK):  # temporaries stay in cache
-                code[s:s + CHUNK] = layout.codes(wf[s:s + CHUNK], hf[s:s + CHUNK])
-            code = np.broadcast_to(code.reshape(w.shape), shape)
-        table = self._evaluate(grids[:, 0], grids[:, 1], [a.reshape(-1) for a in arrays])
-        code = np.ascontiguousarray(code).reshape(-1)
-        out = {k: np.take(v, code).reshape(shape) for k, v in table.items() if v.dtype == object}
-        for dtype in (np.int64, np.float64):  # one block per dtype: fewer, larger page faults
-            names = [k for k, v in table.items() if v.dtype == dtype]
-            block = np.empty((len(names), code.size), dtype=dtype)
-            for row, k in zip(block, names):
-                np.take(table[k], code, out=row, mode="clip")  # codes are in range; no buffer
-                out[k] = row.reshape(shape)
-        return {k: out[k] for k in table}
-
-    def _evaluate(self, i, j, arrays):
-        """All outputs for tile grids ``i``, ``j`` and stage argument arrays (broadcast)."""
-        out = self._fn(i, j, *arrays)
-        out = {"w_tiles": i, "h_tiles": j, **out}
-        if self._time is not None:
-            cols = np.broadcast_arrays(i, j, *arrays)
-            with np.errstate(divide="ignore", invalid="ignore"):  # branches select() discards
-                times = self._time(*cols)
-            for name, value in zip(self._time_names, times):
-                out[name] = np.broadcast_to(np.asarray(value, dtype=np.float64), cols[0].shape)
-        if "arithmetic_intensity" in self.metrics:
-            flops = out["flops"].astype(np.float64)
-            io = out["io_bytes"].astype(np.float64)
-            out["arithmetic_intensity"] = np.divide(flops, io, out=np.zeros_like(flops),
-                                                    where=io > 0)
-            for m in ("flops", "io_bytes"):
-                if m not in self.metrics:
-                    del out[m]
-        return out
+        hw = get_hardware(hardware) if hardware is not None else None
+        if "time_s" in metrics and hw is None:
+            raise SymcostError("hardware: metric time_s needs a hardware preset or file")
+        ce = check_fraction("compute_efficiency", compute_efficiency)
+        be = check_fraction("bandwidth_efficiency", bandwidth_efficiency)
+        if hw is None and (ce != 1.0 or be != 1.0):
+            raise SymcostError("compute_efficiency/bandwidth_efficiency: apply only with hardware")
+        key = ("compile", stage, metrics, convention, prec, components, hw, ce, be)
+        return self._memo(key, lambda: Evaluator(self, stage, metrics, convention, prec,
+                                                 components, hw, ce, be))

@@ -1,13 +1,17 @@
 """Primitive op formulas: small pure functions of shapes, each registered once under its kind.
 
-Every formula returns a :class:`Cost`. Shapes may be ints or SymPy expressions.
+Every formula returns a :class:`Cost`. Shapes are element counts (ints or SymPy expressions);
+bytes follow the precision the tree is built in (:func:`symcost.dtypes.current`).
 
 NB: vector FLOPs (our own convention, used by the ``symcost`` counting convention only):
 add/mul 1 per element, layer norm 5 (as fvcore), RMS norm 4, softmax 5 (max, sub, exp, sum,
 div), exact GELU 8, SiLU 4, quick-GELU 4, RoPE 3 (x*cos + rot(x)*sin); bias adds are 1 per
 output element.
-NB: bytes: a formula reads its inputs and weights and writes its outputs once each (no cache
-reuse); ``peak_act_elems`` is inputs + outputs (+ materialised intermediates) of the op.
+NB: traffic: a kernel reads its inputs and weights and writes its outputs once each (no cache
+reuse across kernels). An op that runs as several kernels (an eager norm, eager attention)
+counts the reads and writes of its intermediates.
+NB: liveness: ``peak_bytes`` is what the op allocates at its busiest moment (its output
+included), ``out_bytes`` what it leaves for the next op.
 """
 from __future__ import annotations
 
@@ -15,13 +19,17 @@ from typing import Callable
 
 import sympy as sp
 
-from .cost import Cost
+from .cost import Cost, Count
+from .dtypes import FP32_BYTES, current
+from .errors import SymcostError
 
-__all__ = ["OPS", "register", "fvcore_einsum", "ACTIVATION_FLOPS"]
+__all__ = ["OPS", "register", "fvcore_einsum", "expected_distinct", "ACTIVATION_FLOPS",
+           "get_op"]
 
 OPS: dict[str, Callable[..., Cost]] = {}
 
-ACTIVATION_FLOPS = {"gelu": 8, "silu": 4, "quick_gelu": 4, "add": 1, "mul": 1, "rope": 3}
+ACTIVATION_FLOPS = {"gelu": 8, "silu": 4, "quick_gelu": 4, "add": 1, "mul": 1, "rope": 3,
+                    "copy": 0}
 
 
 def register(kind: str):
@@ -32,6 +40,12 @@ def register(kind: str):
         OPS[kind] = fn
         return fn
     return deco
+
+
+def get_op(kind: str) -> Callable[..., Cost]:
+    if kind not in OPS:
+        raise SymcostError(f"op kind: {kind!r} is not one of {', '.join(sorted(OPS))}")
+    return OPS[kind]
 
 
 def _sig4_halved(flop: int) -> int:
@@ -65,61 +79,123 @@ class fvcore_einsum(sp.Function):
         return None
 
 
+def expected_distinct_value(draws: int, population: int, per_draw: int) -> int:
+    """``round(population * (1 - (1 - per_draw/population) ** draws))`` in IEEE doubles."""
+    return int(round(population * (1.0 - (1.0 - per_draw / population) ** draws)))
+
+
+class expected_distinct(sp.Function):
+    """Expected distinct items when ``draws`` times ``per_draw`` of ``population`` are picked
+    uniformly (without replacement within a draw), rounded to an integer.
+
+    NB: evaluated in IEEE doubles (the same expression in Python and NumPy), so the compiled
+    value equals the SymPy one exactly.
+    """
+
+    is_integer = True
+    is_nonnegative = True
+
+    @classmethod
+    def eval(cls, draws, population, per_draw):
+        if draws.is_Integer and population.is_Integer and per_draw.is_Integer:
+            return sp.Integer(expected_distinct_value(int(draws), int(population), int(per_draw)))
+        return None
+
+
+def _out(elems: Count, bytes_per: int) -> dict:
+    """An op that allocates only its output."""
+    return {"out_bytes": elems * bytes_per, "peak_bytes": elems * bytes_per}
+
+
 @register("linear")
-def linear(tokens, d_in, d_out, bias=True) -> Cost:
-    """``y = x W^T (+ b)`` on ``tokens`` rows."""
-    params = d_in * d_out + (d_out if bias else 0)
+def linear(tokens, d_in, d_out, bias=True, tied=False) -> Cost:
+    """``y = x W^T (+ b)`` on ``tokens`` rows; ``tied``: the weight is owned elsewhere (params 0)."""
+    p = current()
+    weights = d_in * d_out + (d_out if bias else 0)
     return Cost(mm_macs=tokens * d_in * d_out, vector_flops=tokens * d_out if bias else 0,
-                params=params, weight_elems=params, act_read_elems=tokens * d_in,
-                act_write_elems=tokens * d_out, peak_act_elems=tokens * (d_in + d_out))
+                params=0 if tied else weights, weight_read_bytes=weights * p.weight,
+                act_read_bytes=tokens * d_in * p.act, act_write_bytes=tokens * d_out * p.act,
+                kernels=1, **_out(tokens * d_out, p.act))
 
 
 @register("conv2d")
 def conv2d(batch, c_in, c_out, kernel, in_hw, out_hw, bias=False) -> Cost:
     """Square conv, ``in_hw``/``out_hw`` the input/output side; no groups, no dilation."""
-    params = c_out * c_in * kernel * kernel + (c_out if bias else 0)
+    p = current()
+    weights = c_out * c_in * kernel * kernel + (c_out if bias else 0)
     out = batch * out_hw * out_hw * c_out
-    inp = batch * in_hw * in_hw * c_in
     return Cost(conv_macs=out * c_in * kernel * kernel, vector_flops=out if bias else 0,
-                params=params, weight_elems=params, act_read_elems=inp, act_write_elems=out,
-                peak_act_elems=inp + out)
+                params=weights, weight_read_bytes=weights * p.weight,
+                act_read_bytes=batch * in_hw * in_hw * c_in * p.act, act_write_bytes=out * p.act,
+                kernels=1, **_out(out, p.act))
 
 
 @register("layer_norm")
 def layer_norm(tokens, dim, aten=True) -> Cost:
-    """LayerNorm with affine; ``aten=False`` for hand-written norms (elementwise ops) counters miss."""
-    elems = tokens * dim
-    return Cost(ln_elems=elems if aten else 0, vector_flops=5 * elems, params=2 * dim,
-                weight_elems=2 * dim, act_read_elems=elems, act_write_elems=elems,
-                peak_act_elems=2 * elems)
+    """LayerNorm with affine. ``aten=False``: hand-written from elementwise ops (which counters
+    miss): mean, x-u, pow, mean, x-u, +eps, sqrt, div, *w, +b: 10 kernels, two full-size
+    temporaries live at once."""
+    p = current()
+    e = tokens * dim
+    if aten:
+        return Cost(ln_elems=e, vector_flops=5 * e, params=2 * dim, weight_read_bytes=2 * dim * p.weight,
+                    act_read_bytes=e * p.act, act_write_bytes=e * p.act, kernels=1,
+                    **_out(e, p.act))
+    return Cost(vector_flops=5 * e, params=2 * dim, weight_read_bytes=2 * dim * p.weight,
+                act_read_bytes=8 * e * p.act, act_write_bytes=5 * e * p.act, kernels=10,
+                out_bytes=e * p.act, peak_bytes=2 * e * p.act)
 
 
 @register("rms_norm")
-def rms_norm(tokens, dim) -> Cost:
-    elems = tokens * dim
-    return Cost(vector_flops=4 * elems, params=dim, weight_elems=dim, act_read_elems=elems,
-                act_write_elems=elems, peak_act_elems=2 * elems)
+def rms_norm(tokens, dim, fused=False) -> Cost:
+    """RMSNorm computed in fp32. Eager (HF): x.float(), pow, mean, +eps, rsqrt, mul, cast back,
+    *w: 8 kernels (6 when activations are fp32 and the casts are no-ops), two fp32 temporaries
+    live at once. ``fused``: one kernel reading x and writing y."""
+    p = current()
+    e = tokens * dim
+    if fused:
+        return Cost(vector_flops=4 * e, params=dim, weight_read_bytes=dim * p.weight,
+                    act_read_bytes=e * p.act, act_write_bytes=e * p.act, kernels=1,
+                    **_out(e, p.act))
+    casts = 2 * p.act * e if p.act != FP32_BYTES else 0
+    return Cost(vector_flops=4 * e, params=dim, weight_read_bytes=dim * p.weight,
+                act_read_bytes=4 * FP32_BYTES * e + casts,
+                act_write_bytes=3 * FP32_BYTES * e + casts,
+                kernels=6 + (2 if casts else 0),
+                out_bytes=e * p.act, peak_bytes=2 * FP32_BYTES * e)
 
 
 @register("elementwise")
 def elementwise(elems, fn="add", n_inputs=1) -> Cost:
-    """``fn`` over ``elems`` outputs reading ``n_inputs`` tensors of that size."""
-    return Cost(vector_flops=ACTIVATION_FLOPS[fn] * elems, act_read_elems=n_inputs * elems,
-                act_write_elems=elems, peak_act_elems=(n_inputs + 1) * elems)
+    """``fn`` over ``elems`` outputs reading ``n_inputs`` tensors of that size (one kernel)."""
+    p = current()
+    return Cost(vector_flops=ACTIVATION_FLOPS[fn] * elems, act_read_bytes=n_inputs * elems * p.act,
+                act_write_bytes=elems * p.act, kernels=1, **_out(elems, p.act))
+
+
+@register("cast")
+def cast(elems, to_bytes=FP32_BYTES) -> Cost:
+    """A dtype copy (``x.float()``); a no-op costing nothing when ``x`` already has that size."""
+    p = current()
+    if p.act == to_bytes:
+        return Cost()
+    return Cost(act_read_bytes=elems * p.act, act_write_bytes=elems * to_bytes, kernels=1,
+                **_out(elems, to_bytes))
 
 
 @register("bmm")
 def bmm(batch, m, k, n) -> Cost:
     """``[batch, m, k] @ [batch, k, n]``."""
-    a, b, out = batch * m * k, batch * k * n, batch * m * n
-    return Cost(mm_macs=batch * m * k * n, act_read_elems=a + b, act_write_elems=out,
-                peak_act_elems=a + b + out)
+    p = current()
+    return Cost(mm_macs=batch * m * k * n, act_read_bytes=batch * (m * k + k * n) * p.act,
+                act_write_bytes=batch * m * n * p.act, kernels=1, **_out(batch * m * n, p.act))
 
 
 @register("softmax")
 def softmax(elems) -> Cost:
-    return Cost(vector_flops=5 * elems, act_read_elems=elems, act_write_elems=elems,
-                peak_act_elems=2 * elems)
+    p = current()
+    return Cost(vector_flops=5 * elems, act_read_bytes=elems * p.act,
+                act_write_bytes=elems * p.act, kernels=1, **_out(elems, p.act))
 
 
 @register("einsum")
@@ -128,65 +204,93 @@ def einsum(out_elems, contracted, operand_elems) -> Cost:
 
     NB: torch lowers it to bmm (exact MACs); fvcore rounds it (see ``fvcore_einsum``).
     """
+    p = current()
     macs = out_elems * contracted
     rounded = _sig4_halved(2 * macs) if isinstance(macs, int) else fvcore_einsum(macs)
-    return Cost(einsum_macs=macs, einsum_fvcore=rounded,
-                act_read_elems=operand_elems, act_write_elems=out_elems,
-                peak_act_elems=operand_elems + out_elems)
+    return Cost(einsum_macs=macs, einsum_fvcore=rounded, act_read_bytes=operand_elems * p.act,
+                act_write_bytes=out_elems * p.act, kernels=1, **_out(out_elems, p.act))
 
 
 @register("moe_linear")
 def moe_linear(tokens, d_in, d_out, experts, experts_read) -> Cost:
     """One projection of ``experts`` expert MLPs, ``tokens`` routed rows in all (no bias).
 
-    ``experts_read`` experts have their weights read (those that received a row).
+    ``experts_read`` experts have their weights read (those that received a row), one kernel
+    each.
     """
+    p = current()
     return Cost(mm_macs=tokens * d_in * d_out, params=experts * d_in * d_out,
-                weight_elems=experts_read * d_in * d_out, act_read_elems=tokens * d_in,
-                act_write_elems=tokens * d_out, peak_act_elems=tokens * (d_in + d_out))
+                weight_read_bytes=experts_read * d_in * d_out * p.weight,
+                act_read_bytes=tokens * d_in * p.act, act_write_bytes=tokens * d_out * p.act,
+                kernels=experts_read, **_out(tokens * d_out, p.act))
 
 
 @register("attention")
-def attention(batch_heads, s_q, s_k, d, materialise_scores=True) -> Cost:
-    """Unfused attention ``softmax(QK^T/sqrt(d) + mask) V`` (counters see two bmm).
+def attention(batch, heads, kv_heads, s_q, s_k, d, flash=False) -> Cost:
+    """Decoder attention ``softmax(QK^T/sqrt(d) + mask) V`` over ``s_k`` cached keys and values.
 
-    K and V are read from the KV cache. ``materialise_scores=False`` models a flash kernel:
-    same MACs, scores never leave the chip.
+    Eager (HF): QK^T, /sqrt(d), +mask, softmax to fp32, cast back, PV: 6 kernels, each reading
+    and writing the ``[batch, heads, s_q, s_k]`` scores; with GQA (kv_heads < heads) K and V are
+    first expanded to every head (2 copies). ``flash``: one kernel, scores never leave the chip.
     NB: the full ``s_q x s_k`` rectangle is computed (no causal skipping), as the vendor does.
-    NB: materialised scores cost 3 writes and 3 reads (QK^T, mask add, softmax, PV).
     """
-    scores = batch_heads * s_q * s_k
-    q_or_out = batch_heads * s_q * d
-    kv = 2 * batch_heads * s_k * d
-    io = 3 * scores if materialise_scores else 0
+    p = current()
+    scores = batch * heads * s_q * s_k
+    q_or_out = batch * heads * s_q * d
+    cached = 2 * batch * kv_heads * s_k * d
+    # eager, bytes per score element: 4 kernels write (and 4 read) it at the activation dtype,
+    # the softmax writes (and the cast reads) it in fp32; the mask is read once per sequence
+    per_score = 0 if flash else 4 * p.act + FP32_BYTES
+    mask = 0 if flash else batch * s_q * s_k * p.act
+    gqa = kv_heads != heads and not flash
+    expand = 2 * batch * heads * s_k * d * p.act if gqa else 0
     return Cost(mm_macs=2 * scores * d, vector_flops=7 * scores,  # scale, mask add, softmax
-                act_read_elems=q_or_out + io, act_write_elems=q_or_out + io, kv_read_elems=kv,
-                peak_act_elems=2 * q_or_out + kv + (scores if materialise_scores else 0))
+                act_read_bytes=q_or_out * p.act + per_score * scores + mask + expand,
+                act_write_bytes=q_or_out * p.act + per_score * scores + expand,
+                kv_read_bytes=cached * p.kv,
+                kernels=1 if flash else 6 + (2 if gqa else 0),
+                out_bytes=q_or_out * p.act,
+                peak_bytes=q_or_out * p.act + (0 if flash else (p.act + FP32_BYTES) * scores)
+                + expand)
 
 
 @register("sdpa")
 def sdpa(batch_heads, s_q, s_k, d_qk, d_v, mask_elems=0) -> Cost:
-    """Fused attention ``softmax(QK^T/sqrt(d) + mask) V``; scores are never written to memory."""
+    """Fused attention ``softmax(QK^T/sqrt(d) + mask) V`` on activations; scores never written."""
+    p = current()
     q, k, v, out = (batch_heads * s_q * d_qk, batch_heads * s_k * d_qk,
                     batch_heads * s_k * d_v, batch_heads * s_q * d_v)
     scores = batch_heads * s_q * s_k
     return Cost(sdpa_macs=scores * (d_qk + d_v), vector_flops=6 * scores,  # scale + softmax
-                act_read_elems=q + k + v + mask_elems, act_write_elems=out,
-                peak_act_elems=q + k + v + mask_elems + out)
+                act_read_bytes=(q + k + v + mask_elems) * p.act, act_write_bytes=out * p.act,
+                kernels=1, **_out(out, p.act))
 
 
-@register("kv_append")
-def kv_append(tokens, dim) -> Cost:
-    """Write new keys and values (``tokens x dim`` each) into the KV cache."""
-    return Cost(act_read_elems=2 * tokens * dim, kv_write_elems=2 * tokens * dim,
-                peak_act_elems=2 * tokens * dim)
+@register("kv_cache")
+def kv_cache(batch, kv_heads, d, new, cached, concat=True) -> Cost:
+    """Store ``new`` keys and values per sequence next to ``cached`` ones, for one layer.
+
+    ``concat`` (HF DynamicCache): K and V are each replaced by ``cat([old, new])``: reads the
+    old cache, writes all of it again, and holds a second copy of one tensor while it copies.
+    Otherwise (paged): the new rows are written in place.
+    """
+    p = current()
+    row = batch * kv_heads * d  # one token of K (or V), all sequences
+    grown = 2 * new * row * p.kv
+    if not concat:
+        return Cost(act_read_bytes=2 * new * row * p.act, kv_write_bytes=grown, kernels=1,
+                    peak_bytes=grown, retained_bytes=grown)
+    return Cost(act_read_bytes=2 * new * row * p.act, kv_read_bytes=2 * cached * row * p.kv,
+                kv_write_bytes=2 * (cached + new) * row * p.kv, kernels=2,
+                peak_bytes=(cached + 2 * new) * row * p.kv, retained_bytes=grown)
 
 
 @register("embedding")
 def embedding(tokens, vocab, dim) -> Cost:
     """Row gather: reads one table row per token."""
-    return Cost(params=vocab * dim, weight_elems=tokens * dim, act_write_elems=tokens * dim,
-                peak_act_elems=tokens * dim)
+    p = current()
+    return Cost(params=vocab * dim, weight_read_bytes=tokens * dim * p.weight,
+                act_write_bytes=tokens * dim * p.act, kernels=1, **_out(tokens * dim, p.act))
 
 
 @register("parameter")
@@ -211,3 +315,15 @@ def fvcore_einsum_numpy(macs):
     m, r = np.divmod(flop, q)
     m = m + ((2 * r > q) | ((2 * r == q) & (m % 2 == 1)))
     return np.where(flop < 10_000, flop // 2, (m * q) // 2)
+
+
+def expected_distinct_numpy(draws, population, per_draw):
+    """Vectorised :class:`expected_distinct`: Python floats per distinct argument triple, so the
+    value is bit for bit the SymPy one (NumPy's vectorised ``pow`` may differ in the last ulp)."""
+    import numpy as np
+
+    args = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (draws, population, per_draw)))
+    stacked = np.stack([a.reshape(-1) for a in args], axis=1)
+    keys, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    values = np.array([expected_distinct_value(*map(int, k)) for k in keys], dtype=np.int64)
+    return values[inverse.reshape(-1)].reshape(args[0].shape)

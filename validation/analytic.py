@@ -11,7 +11,8 @@ import sympy as sp
 import symcost
 from symcost.conventions import flops
 
-from derivations.deepseek_ocr.decoder import decoder
+from derivations.common.decoder import Execution, decoder
+from derivations.deepseek_ocr import DECODER
 
 __all__ = ["COUNTER_CONVENTIONS", "vision_columns", "decoder_columns"]
 
@@ -39,12 +40,13 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
     conv, ootb = COUNTER_CONVENTIONS[counter]
     model = symcost.load("deepseek-ocr", preset=preset, vision_mode=vision_mode)
     i, j = (int(a) for a in model.tile_grid(width, height))
-    subs = {symcost.w_tiles: i, symcost.h_tiles: j, symcost.B: 1}
+    v = model.symbols()
+    subs = {v.w_tiles: i, v.h_tiles: j, v.batch: 1}
     tree = model.tree("vision")
     comps = tree.components()
     out = {"w_tiles": i, "h_tiles": j,
-           "n_crops": _value(symcost.n_crops, subs, model),
-           "n_image_tokens": _value(symcost.image_tokens, subs, model),
+           "n_crops": _value(v.n_crops, subs, model),
+           "n_image_tokens": _value(v.image_tokens, subs, model),
            "vision_total": _value(flops(tree.cost, conv), subs, model),
            "vision_total_out_of_the_box": _value(flops(tree.cost, ootb), subs, model)}
     out["vision_total_excl_attn_core"] = out["vision_total_out_of_the_box"]  # same by definition
@@ -65,7 +67,9 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
 def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
     """Analytic decoder FLOPs for one forward, keyed like ``decoder_flops.csv`` (batch 1)."""
     conv, _ = COUNTER_CONVENTIONS[counter]
-    tree = decoder(1, s_new, l_past + s_new)
+    ex = Execution(flash=False, concat_cache=True, fused_kernels=False, logits_all=True,
+                   logits_upcast=True, expected_experts=True, graph_decode=False)
+    tree = decoder(DECODER, ex, 1, s_new, l_past)
     subs: dict = {}
     comps = tree.components()
 
@@ -75,7 +79,7 @@ def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
     out = {"lm_head": node("lm_head"), "total_full_depth": _value(flops(tree.cost, conv), subs)}
     per_layer = {"dense_L0": ("layer0", 1), "moe_L1": ("moe_layers", 11)}
     for prefix, (layer, count) in per_layer.items():
-        parts = {"total": layer, "attn": f"{layer}.attn", "attn_proj": f"{layer}.attn.attn_proj",
+        parts = {"total": layer, "attn": f"{layer}.attn",
                  "rope": f"{layer}.attn.rope", "attn_core": f"{layer}.attn.attn_core",
                  "mlp": f"{layer}.mlp"}
         if layer == "moe_layers":
@@ -86,6 +90,8 @@ def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
             if value % count:
                 raise AssertionError(f"{path}: {value} is not {count} equal layers")
             out[f"{prefix}_{col}"] = value // count
+        proj = sum(node(f"{layer}.attn.{p}_proj") for p in "qkvo")
+        out[f"{prefix}_attn_proj"] = proj // count
     out["moe_L1_moe_other"] = (out["moe_L1_mlp"] - out["moe_L1_moe_gate"]
                                - out["moe_L1_moe_shared"] - out["moe_L1_moe_routed"])
     out["moe_layers_min"] = out["moe_layers_max"] = out["moe_L1_total"]  # all MoE layers alike

@@ -1,55 +1,69 @@
 """DeepSeek-OCR (v1): the whole request as cost trees, read top-down like the architecture.
 
-    request = vision + prefill + decode steps
-    vision  = per request: global view [+ tiles, one batched call] -> SAM -> CLIP -> projector
-    prefill = decoder over P prompt tokens + the image-token block, empty cache
-    decode  = decoder over 1 token with L cached tokens
+    vision (per image) = [tiles: one batched call] + global view -> SAM-B -> CLIP-L -> projector
+                         -> image block (rows + newlines, separator)
+    prefill, decode, request: see ``derivations.common.vlm``
 
-Stage semantics (stated once):
-- ``prefill`` runs S0 = P + image_tokens positions (P counts every non-image token, BOS
-  included; the tokenizer is not available offline, so the user supplies P).
-- ``request`` generating N tokens = vision + prefill (which yields token 1) + N-1 decode steps;
-  step t = 1..N-1 sees L = S0 + t - 1 cached tokens. The KV cache then holds S0 + N - 1 tokens.
-- ``B`` requests: the vendor loops over batch elements in vision (weights re-read per
-  element) and runs the decoder on the whole batch (weights read once per forward).
+Sizes come from the vendor's ``config.json`` (copied next to this file); the tile rule is the
+vendor's ``dynamic_preprocess``: candidates in CPython's set order, no tiles when both sides
+are <= 640, ties broken by area.
 """
 from __future__ import annotations
 
-import sympy as sp
+import json
+from pathlib import Path
 
-from symcost import (Model, Stage, SymcostError, TileRule, choose, image_tokens, n_crops, op,
-                     prefill_tokens, repeat, seq, sum_over, where)
+from symcost import (AspectTiler, Family, FixedLayout, Model, Option, SymcostError,
+                     by_tile_count, get_runtime, op, seq, when, where)
 
-from .decoder import KV_ELEMS_PER_TOKEN, decoder
-from .presets import PRESETS, Preset
-from .vision import view
+from ..common.decoder import DecoderConfig, decoder
+from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, execution, h_tiles, image_tokens,
+                          n_crops, prefill_tokens, serving_options, stages, w_tiles)
+from .presets import PRESETS, VISION_MODES, Preset
+from .vision import VisionConfig, view
 
-__all__ = ["load", "PRESETS", "VISION_MODES"]
+__all__ = ["FAMILY", "load", "PRESETS", "VISION_MODES", "CONFIG", "DECODER", "VISION",
+           "vendor_candidates", "tokens_side"]
 
-VISION_MODES = {
-    "crops": "global view + dynamic tiles (the vendor's crop mode)",
-    "nocrop": "global view only (what the small-image shortcut and crop_mode=False give)",
-}
-_t = sp.Symbol("t", integer=True, positive=True)  # decode step index
+CONFIG = json.loads((Path(__file__).with_name("config.json")).read_text())
+# NB: the vendor's LlamaAttention recomputes RoPE cos/sin in every layer (a counted matmul)
+DECODER = DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=True)
+VISION = VisionConfig.from_hf(CONFIG)
+SHORTCUT_PX = 640  # hard-coded in the vendor's dynamic_preprocess, whatever the tile size
 
 
-def _tokens_side(px: int) -> int:
+def vendor_candidates(max_num: int, min_num: int = 2) -> tuple[tuple[int, int], ...]:
+    """Grids with ``min_num <= i*j <= max_num``, sorted by ``i*j`` stably over CPython's set order.
+
+    NB: the vendor sorts a ``set`` of small-int tuples; CPython's iteration order for them is
+    deterministic (tuple hashes of ints do not depend on the hash seed), so we reproduce it by
+    building the same set here.
+    """
+    cands = {(i, j) for n in range(min_num, max_num + 1) for i in range(1, n + 1)
+             for j in range(1, n + 1) if min_num <= i * j <= max_num}
+    return by_tile_count(cands)
+
+
+def tokens_side(px: int) -> int:
     """Feature-map side per view in the LLM layout: ceil((px // 16) / 4)."""
     return -(-(px // 16) // 4)
 
 
-def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9) -> Model:
-    """The DeepSeek-OCR cost model for a preset and vision mode.
-
-    ``max_crops``: the tiler's largest grid (``i*j``); 9 in the vendor's HF code, 6 in its vLLM
-    config.
-    """
-    p: Preset = choose("preset", PRESETS, preset)
-    choose("vision_mode", VISION_MODES, vision_mode)
-    if isinstance(max_crops, bool) or not isinstance(max_crops, int) or not 2 <= max_crops <= 9:
-        raise SymcostError(f"max_crops: {max_crops!r} is not an integer in [2, 9]")
+def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | None = None,
+         runtime: str = "hf", attention: str | None = None, logits: str | None = None,
+         experts: str = "expected") -> Model:
+    """The DeepSeek-OCR cost model for a preset, vision mode and runtime."""
+    p: Preset = PRESETS[preset]
     tiling = p.crop_mode and vision_mode == "crops"
-    qg, qt = _tokens_side(p.global_px), _tokens_side(p.image_size)
+    if max_crops is not None and not tiling:
+        raise SymcostError("max_crops: applies only to the crop presets (gundam, gundam-m) in "
+                           "vision mode crops")
+    max_crops = max_crops or 9
+    ex, serving = execution(runtime, attention, logits, experts, logits_default="all",
+                            logits_upcast=True)
+    global_px = p.global_px(vision_mode)
+    qg, qt = tokens_side(global_px), tokens_side(p.image_size)
+    hidden = VISION.llm_hidden
 
     # Named quantities, in order; each may use the ones before it.
     def crops(v):  # the small-image shortcut records grid (1,1) and runs no tiles
@@ -59,50 +73,62 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int = 9)
         tiles = (v.h_tiles * qt) * (v.w_tiles * qt + 1)
         return qg * (qg + 1) + 1 + (where(v.n_crops > 0, tiles, 0) if tiling else 0)
 
-    def vision(v, _attention):
-        views = [view("global", 1, p.global_px)]
-        if tiling:  # one batched call on all tiles; costs 0 when n_crops = 0
-            views.append(view("crops", v.n_crops, p.image_size))
-        return repeat("vision", v.B, *views)
-
-    def prefill(v, attention, name="decoder"):
-        s0 = v.prefill_tokens
-        return decoder(v.B, s0, s0, flash=attention == "flash", name=name)
-
-    def decode(v, attention):
-        return decoder(v.B, 1, v.L + 1, flash=attention == "flash")
-
-    def request(v, attention):
-        def step(t):  # step t sees S0 + t - 1 cached tokens plus itself
-            return decoder(v.B, 1, v.prefill_tokens + t, flash=attention == "flash")
-        # N = 1 sums over no steps: every count is 0, and the peak of a decode step never
-        # exceeds the prefill's, so the closed form needs no branch on N
-        return seq("request", vision(v, attention), prefill(v, attention, name="prefill"),
-                   sum_over("decode", _t, 1, v.N - 1, step))
+    def views(v):
+        parts = []
+        if tiling:  # one batched call on all tiles, only when there are tiles
+            parts.append(when(v.n_crops > 0, view(VISION, "crops", v.n_crops, p.image_size,
+                                                  keep=True)))
+        parts.append(view(VISION, "global", 1, global_px, keep=True))
+        # features with newline rows and the separator, concatenated into one block
+        parts.append(op("layout", "elementwise", elems=v.image_tokens * hidden, fn="copy"))
+        return parts
 
     def weights():
         return seq("model",
-                   seq("vision", *view("vision", 1, p.global_px).children,
-                       op("image_newline", "parameter", elems=1280),
-                       op("view_seperator", "parameter", elems=1280)),
-                   decoder(1, 1, 1))
+                   seq("vision", *view(VISION, "vision", 1, 1024).children,
+                       op("image_newline", "parameter", elems=hidden),
+                       op("view_seperator", "parameter", elems=hidden)),
+                   decoder(DECODER, ex, 1, 1, 0))
 
-    stages = {
-        "vision": Stage(vision, ("vision",), lambda v: 0, "SAM + CLIP + projector on all views"),
-        "prefill": Stage(prefill, ("decoder",), lambda v: v.prefill_tokens,
-                         "decoder over prompt + image tokens"),
-        "decode": Stage(decode, ("decoder",), lambda v: v.L + 1,
-                        "one decoder step with L cached tokens"),
-        "request": Stage(request, ("vision", "decoder"), lambda v: v.prefill_tokens + v.N - 1,
-                         "vision + prefill + N-1 decode steps"),
-    }
+    if tiling:
+        layout = AspectTiler(inputs=INPUTS[:2], outputs=(w_tiles, h_tiles),
+                             candidates=vendor_candidates(max_crops), tile=p.image_size,
+                             shortcut=lambda w, h: (w <= SHORTCUT_PX) & (h <= SHORTCUT_PX),
+                             shortcut_text=f"both sides <= {SHORTCUT_PX}")
+    else:
+        layout = FixedLayout(INPUTS[:2], (w_tiles, h_tiles), (1, 1),
+                             "no tiles in this preset and vision mode")
+    settings = [("family", "deepseek-ocr"), ("preset", f"{p.name} ({p.summary})")]
+    if p.crop_mode:
+        settings.append(("vision_mode", f"{vision_mode} ({VISION_MODES[vision_mode]})"))
+    if tiling:
+        settings.append(("max_crops", f"{max_crops}"))
+    settings += [(k, str(x)) for k, x in serving.items()]
+    summary = f"{global_px}px global view" + (f" + {p.image_size}px tiles" if tiling else "")
     return Model(
-        family="deepseek-ocr", preset=p.name,
-        options={"summary": p.summary, "vision_mode": vision_mode, "crop_mode": p.crop_mode,
-                 "max_crops": max_crops,
-                 "base_size": p.base_size, "image_size": p.image_size,
-                 "global_px": p.global_px, "crop_px": p.image_size if tiling else 0},
-        layout=TileRule(tile=p.image_size, max_num=max_crops) if tiling else None,
+        family=FAMILY,
+        options={"preset": p.name, "vision_mode": vision_mode, "max_crops": max_crops,
+                 "crop_mode": p.crop_mode, "global_px": global_px,
+                 "crop_px": p.image_size if tiling else 0, **serving},
+        layout=layout,
         named={n_crops: crops, image_tokens: image_block,
-               prefill_tokens: lambda v: v.P + v.image_tokens},
-        stages=stages, weights=weights, kv_elems_per_token=KV_ELEMS_PER_TOKEN)
+               prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens},
+        stages=stages(DECODER, ex, views, summary),
+        weights=weights, kv_elems_per_token=DECODER.kv_elems_per_token,
+        runtime=get_runtime(runtime), settings=tuple(settings))
+
+
+FAMILY = Family(
+    name="deepseek-ocr",
+    summary="DeepSeek-OCR (v1): SAM-B + CLIP-L vision, 640/1024-px tiles, DeepSeek-V2 MoE decoder",
+    inputs=INPUTS,
+    options=(Option("preset", {k: p.summary for k, p in PRESETS.items()}, "gundam",
+                    "resolution preset (the vendor's base_size / image_size / crop_mode)"),
+             Option("vision_mode", VISION_MODES, "crops",
+                    "which vendor call builds the views (matters for gundam, gundam-m)"),
+             Option("max_crops", range(2, 10), None,
+                    "largest tile grid i*j (crop presets, vision mode crops); default 9 as in "
+                    "the HF code, 6 in the vendor's vLLM config"))
+    + serving_options("all"),
+    stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
+    default_stage="vision")

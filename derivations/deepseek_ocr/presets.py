@@ -1,22 +1,23 @@
-"""DeepSeek-OCR resolution presets (ARCHITECTURE.md §2)."""
+"""DeepSeek-OCR resolution presets and vision modes (the vendor's infer() arguments)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Preset", "PRESETS"]
+__all__ = ["Preset", "PRESETS", "VISION_MODES"]
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    base_size: int   # global view side in crop mode
-    image_size: int  # tile side in crop mode; global view side in no-crop mode
+    base_size: int   # global view side in crop mode (and in vLLM no-crop)
+    image_size: int  # tile side in crop mode; global view side in the HF no-crop path
     crop_mode: bool
     summary: str
 
-    @property
-    def global_px(self) -> int:
-        return self.base_size if self.crop_mode else self.image_size
+    def global_px(self, vision_mode: str) -> int:
+        """Side of the global view: HF's crop_mode=False builds it at image_size, everything
+        else (crop mode, the small-image shortcut, vLLM's no-crop) at base_size."""
+        return self.image_size if vision_mode == "nocrop-hf" else self.base_size
 
 
 PRESETS = {p.name: p for p in (
@@ -29,3 +30,13 @@ PRESETS = {p.name: p for p in (
     # this is the vLLM semantics: 1024 tiles, the tiler given image_size=1024.
     Preset("gundam-m", 1280, 1024, True, "1280 global view + 1024 tiles (vLLM semantics)"),
 )}
+
+# mode -> the vendor call it reproduces (for the crop presets; Tiny-Large never tile, so every
+# mode is the same computation there)
+VISION_MODES = {
+    "crops": "global view at base_size + dynamic tiles: HF infer() and vLLM with crop_mode=True",
+    "nocrop": "global view at base_size only: the small-image shortcut (both sides <= 640) and "
+              "vLLM with crop_mode=False",
+    "nocrop-hf": "global view at image_size only: HF infer() with crop_mode=False (Gundam: a "
+                 "640 view, resized without keeping the aspect ratio; Gundam-M: 1024, padded)",
+}

@@ -1,0 +1,216 @@
+"""The DeepSeek-V2-style language model both OCR families share: dense layers, then MoE layers.
+
+``decoder(cfg, ex, batch, s, past)``: one forward of ``s`` new tokens per sequence after
+``past`` cached ones, for ``batch`` sequences; shapes may be symbolic. ``cfg`` holds the sizes
+(read from a Hugging Face ``config.json``-style dict), ``ex`` how a runtime executes them.
+
+    layer = input_norm -> attn (q, k, v, rope, cache, core, o) -> +x -> post_norm -> mlp -> +h
+    mlp   = SwiGLU (dense layers) | router -> routed experts -> shared experts -> +  (MoE)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symcost import captured, current, op, repeat, seq, smin
+from symcost.ops import expected_distinct
+
+__all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token",
+           "activated_params_per_token"]
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    vocab: int
+    hidden: int
+    layers: int
+    dense_layers: int           # the first layers are dense, the rest MoE
+    heads: int
+    kv_heads: int
+    head_dim: int
+    dense_ff: int
+    experts: int                # routed experts per MoE layer
+    top_k: int                  # experts per token
+    expert_ff: int
+    shared_ff: int              # the shared experts as one SwiGLU of this width
+    attention_bias: bool
+    tied_embeddings: bool
+    rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
+
+    @classmethod
+    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> "DecoderConfig":
+        """From a Hugging Face text config dict (DeepSeek-V2 keys)."""
+        heads = c["num_attention_heads"]
+        layer_types = c.get("mlp_layer_types")
+        dense = layer_types.count("dense") if layer_types else c["first_k_dense_replace"]
+        return cls(vocab=c["vocab_size"], hidden=c["hidden_size"],
+                   layers=c["num_hidden_layers"], dense_layers=dense, heads=heads,
+                   kv_heads=c.get("num_key_value_heads") or heads,
+                   head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+                   dense_ff=c["intermediate_size"], experts=c["n_routed_experts"],
+                   top_k=c["num_experts_per_tok"], expert_ff=c["moe_intermediate_size"],
+                   shared_ff=c["n_shared_experts"] * c["moe_intermediate_size"],
+                   attention_bias=bool(c.get("attention_bias", False)),
+                   tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+                   rope_matmul_per_layer=rope_matmul_per_layer)
+
+    @property
+    def kv_elems_per_token(self) -> int:
+        """K and V of every layer for one cached token."""
+        return 2 * self.layers * self.kv_heads * self.head_dim
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a runtime runs the decoder. Each field is one serving decision (see the families'
+    RUNTIMES tables for which runtime makes which, and why)."""
+    flash: bool             # attention in one fused kernel (else the eager op chain)
+    concat_cache: bool      # the KV cache grows by torch.cat (HF DynamicCache), else paged append
+    fused_kernels: bool     # norms, RoPE and the MoE as fused kernels (else eager op by op)
+    logits_all: bool        # lm_head on every prefill position (else the last one)
+    logits_upcast: bool     # the forward returns logits.float() (the vendor's DeepseekV2 code)
+    expected_experts: bool  # experts touched: expected under uniform routing (else worst case)
+    graph_decode: bool      # decode steps replay a CUDA graph
+
+    def touched(self, cfg: DecoderConfig, tokens):
+        """Experts whose weights a MoE layer reads for ``tokens`` routed tokens."""
+        if self.expected_experts:
+            return expected_distinct(tokens, cfg.experts, cfg.top_k)
+        return smin(cfg.experts, cfg.top_k * tokens)
+
+
+# Kernels per op in eager PyTorch, counted from the code each runtime runs:
+# RMSNorm: x.float(), pow, mean, +eps, rsqrt, *, .to(), *w (the formula's own count);
+# RoPE (HF apply_rotary_pos_emb): rotate_half = 2 slices + neg + cat, then x*cos, rot*sin, +,
+# for q and for k; the per-layer cos/sin (vendor LlamaRotaryEmbedding): matmul, cat, cos, sin,
+# two casts; MoE (vendor moe_infer): per touched expert gate, up, act, mul, down; around the loop
+# router cast + linear + softmax + topk, and argsort, gather, cat, scatter, fp32 cast, mul, sum,
+# cast back.
+_ROPE_APPLY_KERNELS = 2 * 7
+_ROPE_TABLE_KERNELS = 6
+_ROUTER_KERNELS = 4
+_MOE_LOOP_KERNELS_PER_EXPERT = 5
+_MOE_AROUND_KERNELS = 8
+
+
+def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
+    """``down(silu(gate(x)) * up(x))``, no bias."""
+    h = cfg.hidden
+    return seq(name,
+               op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+               op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+               op("silu", "elementwise", elems=t * ff, fn="silu"),
+               op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
+               op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
+               keep=keep)
+
+
+def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
+    t = batch * s
+    q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    proj = dict(tokens=t, d_in=cfg.hidden, bias=cfg.attention_bias, keep=True)
+    rope = [op("apply", "elementwise", elems=t * (q_dim + kv_dim), fn="rope",
+               kernels=1 if ex.fused_kernels else _ROPE_APPLY_KERNELS)]
+    if cfg.rope_matmul_per_layer:  # counted by FLOP counters: 2*64*s per layer
+        rope.insert(0, op("cos_sin", "bmm", batch=batch, m=cfg.head_dim // 2, k=1, n=s,
+                          kernels=_ROPE_TABLE_KERNELS, keep=True))
+    return seq(
+        "attn",
+        op("q_proj", "linear", d_out=q_dim, **proj),
+        op("k_proj", "linear", d_out=kv_dim, **proj),
+        op("v_proj", "linear", d_out=kv_dim, **proj),
+        seq("rope", *rope, keep=True),
+        op("kv_cache", "kv_cache", batch=batch, kv_heads=cfg.kv_heads, d=cfg.head_dim, new=s,
+           cached=past, concat=ex.concat_cache),
+        op("attn_core", "attention", batch=batch, heads=cfg.heads, kv_heads=cfg.kv_heads,
+           s_q=s, s_k=past + s, d=cfg.head_dim, flash=ex.flash),
+        op("o_proj", "linear", tokens=t, d_in=q_dim, d_out=cfg.hidden, bias=False),
+    )
+
+
+def _moe(cfg: DecoderConfig, ex: Execution, t):
+    """Router (fp32 softmax, greedy top-k, not renormalised), routed experts, shared experts.
+
+    Routed compute is ``top_k * t`` rows through one expert each, whatever the routing; only
+    the experts touched have their weights read.
+    """
+    h, rows = cfg.hidden, cfg.top_k * t
+    touched = ex.touched(cfg, t)
+    proj = dict(experts=cfg.experts, experts_read=touched)
+    per_expert = 1 if ex.fused_kernels else touched  # fused MoE: one grouped kernel per projection
+    return seq(
+        "mlp",
+        seq("gate",
+            op("router", "linear", tokens=t, d_in=h, d_out=cfg.experts, bias=False,
+               kernels=1 if ex.fused_kernels else _ROUTER_KERNELS),
+            op("softmax", "softmax", elems=t * cfg.experts), keep=True),
+        seq("routed",
+            op("dispatch", "elementwise", elems=rows * h, fn="copy",
+               kernels=1 if ex.fused_kernels else _MOE_AROUND_KERNELS // 2),
+            op("gate_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
+               kernels=per_expert, keep=True, **proj),
+            op("up_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
+               kernels=per_expert, keep=True, **proj),
+            op("silu", "elementwise", elems=rows * cfg.expert_ff, fn="silu", kernels=per_expert),
+            op("mul", "elementwise", elems=rows * cfg.expert_ff, fn="mul", n_inputs=2,
+               kernels=per_expert),
+            op("down_proj", "moe_linear", tokens=rows, d_in=cfg.expert_ff, d_out=h,
+               kernels=per_expert, **proj),
+            op("combine", "elementwise", elems=rows * h, fn="mul", n_inputs=2,
+               kernels=1 if ex.fused_kernels else _MOE_AROUND_KERNELS // 2),
+            keep=True),
+        _swiglu("shared", cfg, t, cfg.shared_ff),
+        op("add_shared", "elementwise", elems=t * h, n_inputs=2),
+    )
+
+
+def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bool, count: int):
+    t = batch * s
+    norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_kernels)
+    mlp = _moe(cfg, ex, t) if moe else _swiglu("mlp", cfg, t, cfg.dense_ff)
+    return repeat(name, count,
+                  op("input_norm", "rms_norm", **norm),
+                  _attention(cfg, ex, batch, s, past),
+                  op("residual1", "elementwise", elems=t * cfg.hidden, n_inputs=2, keep=True),
+                  op("post_norm", "rms_norm", **norm),
+                  mlp,
+                  op("residual2", "elementwise", elems=t * cfg.hidden, n_inputs=2))
+
+
+def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
+    """Embedding, dense then MoE layers, final norm, lm_head (all positions or the last), and
+    the fp32 upcast of the logits where the runtime's forward does it."""
+    t = batch * s
+    logit_rows = t if ex.logits_all else batch
+    parts = [op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden)]
+    if cfg.dense_layers:
+        parts.append(_layer("layer0", cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
+    if cfg.layers > cfg.dense_layers:
+        parts.append(_layer("moe_layers", cfg, ex, batch, s, past, moe=True,
+                            count=cfg.layers - cfg.dense_layers))
+    parts += [op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_kernels),
+              op("lm_head", "linear", tokens=logit_rows, d_in=cfg.hidden, d_out=cfg.vocab,
+                 bias=False, tied=cfg.tied_embeddings)]
+    if ex.logits_upcast:
+        parts.append(op("logits_float", "cast", elems=logit_rows * cfg.vocab))
+    return seq(name, *parts)
+
+
+def decode_step(cfg: DecoderConfig, ex: Execution, batch, past, name: str = "step"):
+    """One generated token per sequence: the decoder on 1 new token, then the next token."""
+    step = seq(name, decoder(cfg, ex, batch, 1, past), next_token(cfg, batch))
+    return captured(step) if ex.graph_decode else step
+
+
+def next_token(cfg: DecoderConfig, batch):
+    """Greedy sampling reads the last position's logits as fp32 (generate() and vLLM's sampler
+    both copy them to fp32 first)."""
+    return op("next_token", "cast", elems=batch * cfg.vocab)
+
+
+def activated_params_per_token(cfg: DecoderConfig) -> int:
+    """Parameters one token uses, embedding excluded: weights a 1-token forward reads."""
+    ex = Execution(flash=False, concat_cache=True, fused_kernels=False, logits_all=True,
+                   logits_upcast=False, expected_experts=False, graph_decode=False)
+    tree = decoder(cfg, ex, 1, 1, 0)
+    read = tree.cost.weight_read_bytes - tree.find("embed_tokens").cost.weight_read_bytes
+    return int(read) // current().weight

@@ -1,0 +1,139 @@
+"""SAM ViT-B image encoder with the neck and two stride-2 convs (both OCR families' front end).
+
+``sam(cfg, batch, px)``: one call on ``batch`` square views of ``px`` pixels; ``px`` is an int
+(it fixes every shape), ``batch`` may be symbolic (the tile count).
+
+    patch_embed -> windowed blocks (14x14 windows, padded) and global blocks -> neck -> net2 -> net3
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symcost import op, repeat, seq
+
+__all__ = ["SamConfig", "sam", "down2"]
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    window: int = 14
+    global_blocks: tuple[int, ...] = (2, 5, 8, 11)
+    patch: int = 16
+    pos_grid: int = 64            # the absolute position table is pos_grid x pos_grid
+    neck: int = 256
+    downsample: tuple[int, int] = (512, 1024)  # net_2, net_3 output channels
+    mlp_ratio: int = 4
+
+    @classmethod
+    def from_hf(cls, c: dict) -> "SamConfig":
+        """From a dict with the keys of transformers' SAM vision config (or the vendor's
+        ``sam_vit_b`` entry: width, layers, heads)."""
+        width = c.get("hidden_size", c.get("width"))
+        return cls(width=width, layers=c.get("num_hidden_layers", c.get("layers")),
+                   heads=c.get("num_attention_heads", c.get("heads")),
+                   window=c.get("window_size", 14),
+                   global_blocks=tuple(c.get("global_attn_indexes", (2, 5, 8, 11))),
+                   patch=c.get("patch_size", 16),
+                   pos_grid=c.get("image_size", 1024) // c.get("patch_size", 16),
+                   neck=c.get("output_channels", 256),
+                   downsample=tuple(c.get("downsample_channels", (512, 1024))),
+                   mlp_ratio=int(c.get("mlp_ratio", 4)))
+
+    @property
+    def out_channels(self) -> int:
+        return self.downsample[1]
+
+    def grid(self, px: int) -> int:
+        """Side of the output map for a ``px`` view."""
+        return down2(down2(px // self.patch))
+
+
+def _ceil_to(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def down2(x: int) -> int:
+    """Output side of a 3x3 stride-2 pad-1 conv."""
+    return (x + 2 - 3) // 2 + 1
+
+
+def _block(cfg: SamConfig, name: str, batch, g: int, windowed: bool, count: int):
+    """A pre-LN ViT block; windowed blocks attend in windows over the zero-padded map."""
+    c, w = cfg.width, cfg.window
+    head_dim = c // cfg.heads
+    tokens = batch * g * g
+    if windowed:
+        gp = _ceil_to(g, w)
+        side, groups, attn_tokens = w, batch * (gp // w) ** 2, batch * gp * gp
+    else:
+        side, groups, attn_tokens = g, batch, tokens
+    heads = groups * cfg.heads              # batch * windows * heads
+    hw = side * side
+    bias_elems = heads * hw * hw            # rel-pos bias, materialised as SDPA's attn_mask
+    q_elems = heads * hw * head_dim
+    rel_len = 2 * (w if windowed else cfg.pos_grid) - 1
+    attn = [
+        op("qkv", "linear", tokens=attn_tokens, d_in=c, d_out=3 * c, keep=True),
+        # decomposed rel-pos on the unscaled q: rel_h = q.Rh, rel_w = q.Rw (two einsums)
+        op("rel_h", "einsum", out_elems=heads * hw * side, contracted=head_dim,
+           operand_elems=q_elems + side * side * head_dim, keep=True),
+        op("rel_w", "einsum", out_elems=heads * hw * side, contracted=head_dim,
+           operand_elems=q_elems + side * side * head_dim, keep=True),
+        # rel_h[..., None] + rel_w[..., None, :]; its reads (side/hw of the output) are neglected
+        op("rel_pos_bias", "elementwise", elems=bias_elems, n_inputs=0),
+        op("rel_pos", "parameter", elems=2 * rel_len * head_dim),
+        op("attn_core", "sdpa", batch_heads=heads, s_q=hw, s_k=hw, d_qk=head_dim,
+           d_v=head_dim, mask_elems=bias_elems),
+        op("proj", "linear", tokens=attn_tokens, d_in=c, d_out=c),
+    ]
+    if windowed:  # pad and split into windows, then merge and crop back: two copies each way
+        attn.insert(0, op("partition", "elementwise", elems=attn_tokens * c, fn="copy", kernels=2))
+        attn.append(op("unpartition", "elementwise", elems=tokens * c, fn="copy", kernels=2))
+    return repeat(
+        name, count,
+        op("norm1", "layer_norm", tokens=tokens, dim=c),
+        seq("attn", *attn),
+        op("residual1", "elementwise", elems=tokens * c, n_inputs=2, keep=True),
+        op("norm2", "layer_norm", tokens=tokens, dim=c),
+        op("fc1", "linear", tokens=tokens, d_in=c, d_out=cfg.mlp_ratio * c),
+        op("gelu", "elementwise", elems=tokens * cfg.mlp_ratio * c, fn="gelu"),
+        op("fc2", "linear", tokens=tokens, d_in=cfg.mlp_ratio * c, d_out=c),
+        op("residual2", "elementwise", elems=tokens * c, n_inputs=2),
+    )
+
+
+def sam(cfg: SamConfig, batch, px: int, keep: bool = False):
+    """Patch embed, windowed + global blocks, neck, net_2, net_3 (``keep``: the map is read
+    again after the next op, e.g. by a projector).
+
+    Block order does not change any count, so the tree groups blocks by kind.
+    NB: the neck's LayerNorm2d is hand-written from elementwise ops (counters miss it).
+    """
+    g = px // cfg.patch
+    g2 = down2(g)
+    g4 = down2(g2)
+    c, neck = cfg.width, cfg.neck
+    n_global = len(cfg.global_blocks)
+    return seq(
+        "sam",
+        seq("patch_embed",
+            op("conv", "conv2d", batch=batch, c_in=3, c_out=c, kernel=cfg.patch, in_hw=px,
+               out_hw=g, bias=True),
+            op("pos_embed", "parameter", elems=cfg.pos_grid * cfg.pos_grid * c),
+            op("pos_add", "elementwise", elems=batch * g * g * c, n_inputs=2)),
+        _block(cfg, "win_blocks", batch, g, windowed=True, count=cfg.layers - n_global),
+        _block(cfg, "glob_blocks", batch, g, windowed=False, count=n_global),
+        seq("neck",
+            op("conv1", "conv2d", batch=batch, c_in=c, c_out=neck, kernel=1, in_hw=g, out_hw=g),
+            op("norm1", "layer_norm", tokens=batch * g * g, dim=neck, aten=False),
+            op("conv2", "conv2d", batch=batch, c_in=neck, c_out=neck, kernel=3, in_hw=g, out_hw=g),
+            op("norm2", "layer_norm", tokens=batch * g * g, dim=neck, aten=False)),
+        op("net2", "conv2d", batch=batch, c_in=neck, c_out=cfg.downsample[0], kernel=3,
+           in_hw=g, out_hw=g2),
+        op("net3", "conv2d", batch=batch, c_in=cfg.downsample[0], c_out=cfg.downsample[1],
+           kernel=3, in_hw=g2, out_hw=g4),
+        keep=keep,
+    )

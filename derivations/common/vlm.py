@@ -1,0 +1,152 @@
+"""What both OCR families share above the layers: inputs, serving options, and the stages of a
+request (vision -> prefill -> decode steps).
+
+    request = vision + prefill + next token + (N - 1) decode steps
+    vision  = per image: the family's views (global, tiles) through its vision tower
+    prefill = decoder over P prompt tokens + the image-token block, empty cache
+    decode  = decoder over 1 token per sequence with L cached tokens, then the next token
+
+Stage semantics (stated once):
+- ``prefill`` runs S0 = P + image_tokens positions (P counts every non-image token, BOS
+  included; the tokenizer is not available offline, so the user supplies P).
+- ``request`` generating N tokens = vision + prefill (which yields token 1) + N-1 decode steps;
+  step t = 1..N-1 sees S0 + t - 1 cached tokens. The KV cache then holds S0 + N - 1 tokens.
+- ``B`` requests: vision loops over images (weights re-read per image, in both runtimes: the
+  vendor's HF forward and vLLM's ``_pixel_values_to_embedding`` loop); the decoder runs the
+  whole batch at once (weights read once per forward).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy as sp
+
+from symcost import Input, Option, Serving, Stage, SymcostError, Timing, repeat, seq, sum_over
+
+from .decoder import DecoderConfig, Execution, decode_step, decoder, next_token
+
+__all__ = ["INPUTS", "W", "H", "P", "L", "N", "B", "w_tiles", "h_tiles", "n_crops",
+           "image_tokens", "prefill_tokens", "SERVING", "serving_options", "execution",
+           "stages", "STAGE_NAMES"]
+
+_TOKENS = 1 << 20  # the models' positions end at 8192; 128x headroom keeps every count exact
+INPUTS = (
+    Input("width", sp.Symbol("W", integer=True, positive=True), 1, 65_535, None, "px",
+          "image width (65,535 is the largest side a JPEG can have)"),
+    Input("height", sp.Symbol("H", integer=True, positive=True), 1, 65_535, None, "px",
+          "image height"),
+    Input("prompt_tokens", sp.Symbol("P", integer=True, nonnegative=True), 0, _TOKENS, 0,
+          "tokens", "text tokens of the prompt, BOS included, image block excluded"),
+    Input("kv_len", sp.Symbol("L", integer=True, nonnegative=True), 0, _TOKENS, 0, "tokens",
+          "tokens already in the KV cache before a decode step"),
+    Input("new_tokens", sp.Symbol("N", integer=True, positive=True), 1, _TOKENS, 1, "tokens",
+          "tokens generated per request"),
+    Input("batch", sp.Symbol("B", integer=True, positive=True), 1, 1 << 16, 1, "requests",
+          "requests (one image each) served together"),
+)
+W, H, P, L, N, B = (i.symbol for i in INPUTS)
+
+# Layout outputs and named quantities: formulas read in these
+w_tiles = sp.Symbol("w_tiles", integer=True, positive=True)     # tiles across the width
+h_tiles = sp.Symbol("h_tiles", integer=True, positive=True)     # tiles down the height
+n_crops = sp.Symbol("n_crops", integer=True, nonnegative=True)  # tiles encoded
+image_tokens = sp.Symbol("image_tokens", integer=True, positive=True)     # image block length
+prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)  # S0 = P + image block
+
+SERVING = Serving(stage="request", batch="batch", new_tokens="new_tokens",
+                  prompt_tokens="prompt_tokens")
+STAGE_NAMES = ("vision", "prefill", "decode", "request")
+
+RUNTIMES = {
+    "hf": "the vendor's Hugging Face code: eager ops, DynamicCache by concatenation, "
+          "one kernel per op",
+    "vllm": "vLLM: flash attention, paged KV cache, fused kernels, last-position logits, "
+            "CUDA-graph decode",
+}
+
+
+def serving_options(logits_default: str) -> tuple[Option, ...]:
+    """The runtime-dependent options, with the family's logits default under ``hf``."""
+    return (
+        Option("runtime", RUNTIMES, "hf", "how the model is served"),
+        Option("attention", {"eager": "HF eager attention (the vendor's default)",
+                             "flash": "flash_attention_2 (HF) / vLLM's kernels"},
+               None, "decoder attention kernel; default eager under hf, flash under vllm "
+                     "(vllm has no eager)"),
+        Option("logits", {"all": "lm_head on every prefill position (a plain forward)",
+                          "last": "the last position only (generate() with logits_to_keep=1, "
+                                  "vLLM)"},
+               None, f"which prefill positions get logits; default {logits_default} under hf, "
+                     "last under vllm (vllm has no all)"),
+        Option("experts", {"expected": "expected distinct experts under uniform routing, "
+                                       "64*(1-(58/64)^tokens)",
+                           "worst": "every routed row hits a new expert, min(64, 6*tokens)"},
+               "expected", "experts whose weights a MoE layer reads (traffic and time only; "
+                           "FLOPs are the same)"),
+    )
+
+
+def execution(runtime: str, attention: str | None, logits: str | None, experts: str,
+              logits_default: str, logits_upcast: bool) -> tuple[Execution, dict]:
+    """The decoder execution for the chosen options, and the options resolved.
+
+    Why each: the vendor's HF code runs eager attention (``LlamaAttention``), grows the cache by
+    ``torch.cat``, launches every op from Python, and (v1) returns ``logits.float()``; vLLM
+    uses flash attention, paged KV, fused norms/RoPE/MoE, samples from the last position and
+    replays decode steps as CUDA graphs. Uniform routing is the default for experts touched:
+    it is what a batch of unrelated pages does on average, and it is an upper bound for any
+    skewed routing at the same token count, while the worst case overstates decode traffic at
+    batch 2-32 by up to 1.4x.
+    """
+    vllm = runtime == "vllm"
+    if vllm and attention == "eager":
+        raise SymcostError("attention: 'eager' does not apply to runtime vllm (flash only)")
+    if vllm and logits == "all":
+        raise SymcostError("logits: 'all' does not apply to runtime vllm (last position only)")
+    attention = attention or ("flash" if vllm else "eager")
+    logits = logits or ("last" if vllm else logits_default)
+    ex = Execution(flash=attention == "flash", concat_cache=not vllm, fused_kernels=vllm,
+                   logits_all=logits == "all", logits_upcast=logits_upcast and not vllm,
+                   expected_experts=experts == "expected", graph_decode=vllm)
+    return ex, {"runtime": runtime, "attention": attention, "logits": logits, "experts": experts}
+
+
+def stages(dec: DecoderConfig, ex: Execution, views: Callable, summary: str) -> dict[str, Stage]:
+    """The four stages from a family's per-image vision views ``views(v) -> [Node]``."""
+    t = sp.Symbol("t", integer=True, positive=True)  # decode step index
+
+    def vision(v):
+        return repeat("vision", v.batch, *views(v), collect=True)
+
+    def prefill(v, name="prefill"):
+        return decoder(dec, ex, v.batch, v.prefill_tokens, 0, name=name)
+
+    def decode(v):
+        return decode_step(dec, ex, v.batch, v.kv_len, name="decode")
+
+    def request(v):
+        # N = 1 sums over no steps: every count is 0
+        return seq("request", vision(v), prefill(v),
+                   next_token(dec, v.batch),
+                   sum_over("decode", t, 1, v.new_tokens - 1,
+                            lambda k: decode_step(dec, ex, v.batch, v.prefill_tokens + k - 1)))
+
+    image = ("width", "height")
+    return {
+        "vision": Stage("vision", f"{summary}, per image", image + ("batch",), vision, ("vision",)),
+        "prefill": Stage("prefill", "decoder over prompt + image tokens, empty cache",
+                         image + ("prompt_tokens", "batch"), prefill, ("decoder",),
+                         kv_out=lambda v: v.batch * v.prefill_tokens),
+        "decode": Stage("decode", "one decoder step per sequence with L cached tokens",
+                        ("kv_len", "batch"), decode, ("decoder",),
+                        kv_in=lambda v: v.batch * v.kv_len,
+                        kv_out=lambda v: v.batch * (v.kv_len + 1)),
+        "request": Stage(
+            "request", "vision + prefill + N-1 decode steps",
+            image + ("prompt_tokens", "new_tokens", "batch"), request, ("vision", "decoder"),
+            kv_out=lambda v: v.batch * (v.prefill_tokens + v.new_tokens - 1),
+            timings=(Timing("ttft_s", ("vision", "prefill", "next_token"),
+                            help="time to first token: vision + prefill"),
+                     Timing("tpot_s", ("decode",), per=lambda v: v.new_tokens - 1,
+                            help="time per output token: mean decode step (0 when N = 1)"))),
+    }

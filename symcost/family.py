@@ -1,0 +1,138 @@
+"""What a model family declares, and the registry of families.
+
+A family (one package under ``derivations/``) declares its inputs, options, stages and how
+to build a :class:`~symcost.model.Model` for chosen options. The engine, the CLI, sweeps,
+reports, plots and validation read everything from that declaration.
+
+Families are registered as entry points of the group ``symcost.families`` (``name =
+"package:FAMILY"`` in ``pyproject.toml``); adding a family is one package plus that line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from .errors import SymcostError
+from .inputs import Input
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .tree import Node
+
+__all__ = ["Option", "Stage", "Timing", "Serving", "Family", "families", "get_family"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A choice made when a model is loaded (a preset, a vision mode, a runtime ...)."""
+    name: str                             # keyword of load(), e.g. "vision_mode"
+    choices: Mapping[str, str] | range    # value -> what it means (one line); or int range
+    default: str | int | None             # None: decided from other options (help says how)
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value) -> str | int:
+        if isinstance(self.choices, range):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value in self.choices
+            if not ok:
+                raise SymcostError(f"{self.name}: {value!r} is not an integer in "
+                                   f"[{self.choices.start}, {self.choices.stop - 1}]")
+            return value
+        if not isinstance(value, str) or value not in self.choices:
+            raise SymcostError(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A latency made of some sub-trees of a stage: ``sum(time of paths) / per``."""
+    name: str                              # e.g. "ttft_s"
+    paths: tuple[str, ...]                 # dotted paths under the stage root
+    per: Callable[[object], object] | None = None  # divisor from stage values (e.g. N - 1)
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One thing a model does, as a cost tree built from stage values ``v``."""
+    name: str
+    summary: str
+    inputs: tuple[str, ...]                 # names of the inputs the stage reads
+    build: Callable[[object], "Node"]       # stage values -> tree (closure over the setup)
+    weights: tuple[str, ...]                # paths in the weights tree of the modules it runs
+    kv_in: Callable[[object], object] = lambda v: 0    # cached tokens per sequence before
+    kv_out: Callable[[object], object] = lambda v: 0   # cached tokens per sequence after
+    timings: tuple[Timing, ...] = ()
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What ``plan`` needs: the stage of one whole request and the inputs that mean
+    "requests in a batch" and "tokens generated per request"."""
+    stage: str
+    batch: str
+    new_tokens: str
+    prompt_tokens: str
+    first_token: str = "ttft_s"   # timing names of the request stage
+    per_token: str = "tpot_s"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...]
+    stage_names: tuple[str, ...]             # in the order a request runs them
+    load: Callable[..., "Model"]             # load(**options) -> Model
+    image: tuple[str, str] | None = None     # inputs set by CLI --image WxH
+    serving: Serving | None = None
+    default_stage: str = ""
+    notes: tuple[str, ...] = field(default=())  # lines for --help and the README
+
+    def input(self, name: str) -> Input:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise SymcostError(f"input: {name!r} is not one of {', '.join(self.input_names)}")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    def option(self, name: str) -> Option:
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise SymcostError(f"{name}: not an option of {self.name}; options: "
+                           f"{', '.join(o.name for o in self.options)}")
+
+
+@lru_cache(maxsize=None)
+def _registry() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="symcost.families")}
+
+
+def families() -> tuple[str, ...]:
+    """Names of the registered families."""
+    return tuple(sorted(_registry()))
+
+
+def get_family(name: str) -> Family:
+    """The declaration of a registered family."""
+    registry = _registry()
+    if not isinstance(name, str) or name not in registry:
+        raise SymcostError(f"family: {name!r} is not one of {', '.join(sorted(registry))}")
+    return _import(registry[name])
+
+
+@lru_cache(maxsize=None)
+def _import(target: str) -> Family:
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)
