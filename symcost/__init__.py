@@ -7,34 +7,45 @@
 
 The engine knows no model: families (``derivations/``) declare their inputs, options, stages
 and layout rule, and register themselves as ``symcost.families`` entry points.
+Names are imported on first use, so ``import symcost`` (and the CLI's start) stays light.
 """
 from __future__ import annotations
 
-from .arith import smax, smin, where
-from .conventions import CONVENTIONS
-from .cost import Cost
-from .dtypes import DTYPE_BYTES, current
-from .errors import SymcostError
-from .family import Family, Option, Serving, Stage, Timing, families, get_family
-from .hardware import HARDWARE
-from .inputs import Input
-from .layout import AspectTiler, FixedLayout, by_tile_count
-from .metrics import METRICS
-from .model import Model
-from .runtime import RUNTIMES, get_runtime
-from .tree import Node, captured, choose, op, repeat, seq, sum_over, when
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "load", "families", "get_family", "Family", "Option", "Stage", "Timing", "Serving", "Input",
-    "Model", "Cost", "Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose",
-    "where", "smin", "smax", "AspectTiler", "FixedLayout", "by_tile_count", "CONVENTIONS",
-    "METRICS", "DTYPE_BYTES", "HARDWARE", "RUNTIMES", "get_runtime", "current", "SymcostError",
-]
+# public name -> the module that defines it
+_WHERE = {
+    "smax": "arith", "smin": "arith", "where": "arith",
+    "CONVENTIONS": "conventions", "Cost": "cost", "DTYPE_BYTES": "dtypes", "current": "dtypes",
+    "SymcostError": "errors",
+    "Family": "family", "Option": "family", "Serving": "family", "Stage": "family",
+    "Timing": "family", "families": "family", "get_family": "family",
+    "HARDWARE": "hardware", "Input": "inputs",
+    "AspectTiler": "layout", "FixedLayout": "layout", "by_tile_count": "layout",
+    "METRICS": "metrics", "Model": "model", "RUNTIMES": "runtime", "get_runtime": "runtime",
+    "Node": "tree", "captured": "tree", "choose": "tree", "op": "tree", "repeat": "tree",
+    "seq": "tree", "sum_over": "tree", "when": "tree",
+}
+__all__ = ["load", *_WHERE]
+
+if TYPE_CHECKING:
+    from .model import Model
 
 
-def load(family: str, **options) -> Model:
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'symcost' has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def load(family: str, **options) -> "Model":
     """Load a family's cost model, e.g. ``load("deepseek-ocr", preset="gundam")``; options the
     family does not declare are refused, declared ones checked against their choices."""
+    from .family import get_family
+
     fam = get_family(family)
     for name in options:
         fam.option(name)  # raises, naming the options the family has

@@ -9,7 +9,7 @@ Families are registered as entry points of the group ``symcost.families`` (``nam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -94,7 +94,7 @@ class Family:
     image: tuple[str, str] | None = None     # inputs set by CLI --image WxH
     serving: Serving | None = None
     default_stage: str = ""
-    notes: tuple[str, ...] = field(default=())  # lines for --help and the README
+    validation: str | None = None            # "module:function" measuring reference modules
 
     def input(self, name: str) -> Input:
         for i in self.inputs:

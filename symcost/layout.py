@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from math import isqrt
 from types import SimpleNamespace
 from typing import Callable, Protocol, Sequence
 
@@ -54,6 +55,8 @@ class Layout(Protocol):
     def pieces(self) -> tuple[tuple[object, tuple[int, ...]], ...]: ...  # ordered conditions
 
     def describe(self) -> str: ...
+
+    def breaks(self, a: int, b: int, k_max: int) -> list[int]: ...  # see AspectTiler.breaks
 
 
 def by_tile_count(candidates: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -87,6 +90,9 @@ class FixedLayout:
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
         return f"({names}) = {self.values}: {self.reason}"
+
+    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,24 @@ class AspectTiler:
         return (f"tile {self.tile}px, {counts[0]} <= {self.outputs[0]}*{self.outputs[1]} <= "
                 f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
                 f"above {self._tie}^2*i*j/2 px")
+
+    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
+        """Scales k after which the grid of ``(a*k, b*k)`` may change, for k in [1, k_max].
+
+        Along the ray the aspect ratio is fixed, so only the shortcut (assumed to hold for small
+        images only: its last k is found by bisection) and the area bins (``a*b*k^2`` against
+        each tie threshold) can change the outcome.
+        """
+        out = set()
+        if self.shortcut(a, b):
+            lo, hi = 1, k_max + 1  # shortcut(lo) holds; hi is past the end
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if self.shortcut(a * mid, b * mid) else (lo, mid)
+            out.add(lo)
+        for t in self.thresholds:  # largest k with a*b*k^2 <= t
+            out.add(isqrt(t // (a * b)))
+        return sorted(k for k in out if 1 <= k < k_max)
 
     # -- numeric --------------------------------------------------------------------------
     @cached_property

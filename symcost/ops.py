@@ -226,12 +226,13 @@ def moe_linear(tokens, d_in, d_out, experts, experts_read) -> Cost:
 
 
 @register("attention")
-def attention(batch, heads, kv_heads, s_q, s_k, d, flash=False) -> Cost:
+def attention(batch, heads, kv_heads, s_q, s_k, d, fused=False) -> Cost:
     """Decoder attention ``softmax(QK^T/sqrt(d) + mask) V`` over ``s_k`` cached keys and values.
 
     Eager (HF): QK^T, /sqrt(d), +mask, softmax to fp32, cast back, PV: 6 kernels, each reading
     and writing the ``[batch, heads, s_q, s_k]`` scores; with GQA (kv_heads < heads) K and V are
-    first expanded to every head (2 copies). ``flash``: one kernel, scores never leave the chip.
+    first expanded to every head (2 copies). ``fused`` (SDPA, flash): one kernel, scores never
+    leave the chip, and FLOP counters see an SDPA op rather than two matmuls.
     NB: the full ``s_q x s_k`` rectangle is computed (no causal skipping), as the vendor does.
     """
     p = current()
@@ -240,17 +241,19 @@ def attention(batch, heads, kv_heads, s_q, s_k, d, flash=False) -> Cost:
     cached = 2 * batch * kv_heads * s_k * d
     # eager, bytes per score element: 4 kernels write (and 4 read) it at the activation dtype,
     # the softmax writes (and the cast reads) it in fp32; the mask is read once per sequence
-    per_score = 0 if flash else 4 * p.act + FP32_BYTES
-    mask = 0 if flash else batch * s_q * s_k * p.act
-    gqa = kv_heads != heads and not flash
+    per_score = 0 if fused else 4 * p.act + FP32_BYTES
+    mask = 0 if fused else batch * s_q * s_k * p.act
+    gqa = kv_heads != heads and not fused
     expand = 2 * batch * heads * s_k * d * p.act if gqa else 0
-    return Cost(mm_macs=2 * scores * d, vector_flops=7 * scores,  # scale, mask add, softmax
+    macs = 2 * scores * d
+    return Cost(mm_macs=0 if fused else macs, sdpa_macs=macs if fused else 0,
+                vector_flops=7 * scores,  # scale, mask add, softmax
                 act_read_bytes=q_or_out * p.act + per_score * scores + mask + expand,
                 act_write_bytes=q_or_out * p.act + per_score * scores + expand,
                 kv_read_bytes=cached * p.kv,
-                kernels=1 if flash else 6 + (2 if gqa else 0),
+                kernels=1 if fused else 6 + (2 if gqa else 0),
                 out_bytes=q_or_out * p.act,
-                peak_bytes=q_or_out * p.act + (0 if flash else (p.act + FP32_BYTES) * scores)
+                peak_bytes=q_or_out * p.act + (0 if fused else (p.act + FP32_BYTES) * scores)
                 + expand)
 
 

@@ -10,10 +10,34 @@ import numpy as np
 from .errors import SymcostError
 from .files import atomic_write, check_target
 
-__all__ = ["load_measured", "plot_curves", "PLOT_FORMATS"]
+__all__ = ["load_measured", "plot_curves", "sweep_plot", "PLOT_FORMATS"]
 
 _COUNTER = {"FlopCounterMode": "torch", "fvcore": "fvcore"}
 PLOT_FORMATS = ("png", "svg")
+
+
+def sweep_plot(args, family, model, stage, widths, heights, metric, inputs) -> None:
+    """Square images where the grid has them (W = H), else the first height's row."""
+    import symcost
+
+    common = np.intersect1d(widths, heights)
+    w, h = (common, common) if len(common) > 1 else (widths, np.full_like(widths, heights[0]))
+    measured = load_measured(args.measured, model.options.get("preset"), args.convention) \
+        if args.measured and stage == "vision" and metric == "flops" else []
+    curves, tiles, at_measured = {}, None, []
+    opts = {k: v for k, v in vars(args).items() if k in {o.name for o in family.options} and v}
+    for mode in ("crops", "nocrop"):
+        m = symcost.load(family.name, **{**opts, "vision_mode": mode})
+        ev = m.compile(stage, (metric,), args.convention, dtype=args.dtype, kv_dtype=args.kv_dtype)
+        out = ev(w, h, **inputs)
+        curves[mode] = out[metric]
+        if mode == "crops":
+            tiles = out["w_tiles"] * out["h_tiles"] * (out["n_crops"] > 0)
+            at_measured = [int(ev(mw, mh, **inputs)[metric]) for mw, mh, _ in measured]
+    title = (f"{family.name} {model.options.get('preset')}: {stage} {metric} ({args.convention})"
+             + ("" if len(common) > 1 else f", height {heights[0]}"))
+    plot_curves(args.plot, np.sqrt(w * h), curves, tiles, measured, at_measured, title, metric,
+                force=args.force)
 
 
 def load_measured(path: str, preset: str, convention: str) -> list[tuple[int, int, int]]:

@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 
-from .checks import LIMITS
 from .errors import SymcostError
 from .files import atomic_write, check_target
+from .inputs import Input
 from .model import Model
 
 __all__ = ["parse_range", "sweep", "write_table", "MAX_CELLS", "FORMATS"]
@@ -19,35 +19,37 @@ _RANGE = re.compile(r"(0*[0-9]{1,18}):(0*[0-9]{1,18}):(0*[0-9]{1,18})")  # bound
 _ROWS_PER_WRITE = 1 << 18
 
 
-def parse_range(flag: str, text: str, name: str) -> np.ndarray:
-    """``A:B:STEP`` -> ``A, A+STEP, ... <= B`` (inclusive), every value within ``LIMITS[name]``."""
-    lo_lim, hi_lim = LIMITS[name]
+def parse_range(text: str, inp: Input) -> np.ndarray:
+    """``A:B:STEP`` -> ``A, A+STEP, ... <= B`` (inclusive), every value within the input's bounds."""
+    flag = inp.flag
     m = _RANGE.fullmatch(text)
     if not m:
-        raise SymcostError(f"{flag}: {text!r} is not A:B:STEP with integers "
-                           f"{lo_lim} <= A <= B <= {hi_lim}, STEP >= 1")
+        shown = repr(text if len(text) <= 40 else text[:37] + "...")
+        raise SymcostError(f"{flag}: {shown} is not A:B:STEP with integers "
+                           f"{inp.lo} <= A <= B <= {inp.hi}, STEP >= 1")
     a, b, step = (int(g) for g in m.groups())
     if step < 1:
         raise SymcostError(f"{flag}: step {step} must be >= 1")
-    if not lo_lim <= a <= b <= hi_lim:
-        raise SymcostError(f"{flag}: {text!r} needs {lo_lim} <= A <= B <= {hi_lim} "
+    if not inp.lo <= a <= b <= inp.hi:
+        raise SymcostError(f"{flag}: {text!r} needs {inp.lo} <= A <= B <= {inp.hi} "
                            "(empty or reversed ranges are refused)")
     return np.arange(a, b + 1, step, dtype=np.int64)
 
 
 def sweep(model: Model, widths: np.ndarray, heights: np.ndarray, stage: str, metrics,
           convention: str, *, dtype: str = "bf16", kv_dtype: str | None = None,
-          attention: str = "eager", **stage_values) -> dict[str, np.ndarray]:
-    """Every (width, height) pair, width fastest; columns width, height, tiles, metrics."""
+          **inputs) -> dict[str, np.ndarray]:
+    """Every (width, height) pair, width fastest; columns width, height, layout, metrics."""
     n_cols = 4 + len(metrics)
     if len(widths) * len(heights) * n_cols > MAX_CELLS:
         raise SymcostError(f"--width/--height: {len(widths)} x {len(heights)} points x {n_cols} "
                            f"columns exceeds the limit of {MAX_CELLS:,} cells")
     w, h = np.meshgrid(widths, heights, indexing="xy")
     w, h = w.reshape(-1), h.reshape(-1)
-    out = model.compile(stage, tuple(metrics), convention, dtype=dtype, kv_dtype=kv_dtype,
-                        attention=attention)(w, h, **stage_values)
-    return {"width": w, "height": h, "w_tiles": out["w_tiles"], "h_tiles": out["h_tiles"],
+    out = model.compile(stage, tuple(metrics), convention, dtype=dtype, kv_dtype=kv_dtype)(
+        w, h, **inputs)
+    names = model.family.image
+    return {names[0]: w, names[1]: h, **{str(s): out[str(s)] for s in model.layout.outputs},
             **{m: out[m] for m in metrics}}
 
 

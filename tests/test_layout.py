@@ -7,7 +7,10 @@ import pytest
 import sympy as sp
 
 import symcost
-from symcost import H, W, TileRule
+from derivations.common.vlm import H, W
+
+GUNDAM = symcost.load("deepseek-ocr", preset="gundam")
+RULE = GUNDAM.layout  # 640 tiles, up to 9
 
 # The documented candidate order (ARCHITECTURE.md §2.1), written out by hand.
 ORDER = [(1, 2), (2, 1), (3, 1), (1, 3), (2, 2), (4, 1), (1, 4), (5, 1), (1, 5), (1, 6), (6, 1),
@@ -45,7 +48,7 @@ def vendor_grid_arrays(w, h, tile=640):
 
 
 def test_candidate_order_is_the_vendors():
-    assert list(TileRule(640).candidates) == ORDER
+    assert list(RULE.candidates) == ORDER
 
 
 @pytest.mark.parametrize("w,h,grid", [
@@ -53,28 +56,28 @@ def test_candidate_order_is_the_vendors():
     (1280, 720, (2, 1)), (1920, 1080, (4, 2)), (2000, 1000, (4, 2)), (2560, 1440, (4, 2)),
     (3000, 400, (7, 1)), (400, 3000, (1, 8)), (378, 648, (2, 3)), (1654, 2339, (2, 3))])
 def test_documented_examples(w, h, grid):
-    rule = TileRule(640)
+    rule = RULE
     assert vendor_grid(w, h) == grid
-    assert tuple(int(x) for x in rule.numpy(w, h)) == grid
+    assert tuple(int(x) for x in GUNDAM.tile_grid(w, h)) == grid
     assert tuple(int(e.xreplace({W: w, H: h})) for e in rule.expressions) == grid
 
 
 def test_exact_midpoint_rays_follow_floats():
     """On W/H = midpoint, float arithmetic decides; check every ray at several scales."""
-    rule = TileRule(640)
+    rule = RULE
     checked = 0
     for m in rule.midpoints:
         for k in (1, 2, 3, 7, 50, 333):
             w, h = m.numerator * k, m.denominator * k
             want = vendor_grid(w, h)
-            assert tuple(int(x) for x in rule.numpy(w, h)) == want, (w, h)
+            assert tuple(int(x) for x in GUNDAM.tile_grid(w, h)) == want, (w, h)
             assert tuple(int(e.xreplace({W: w, H: h})) for e in rule.expressions) == want
             checked += 1
     assert checked == 6 * len(rule.midpoints)
 
 
 def test_symbolic_pieces_match_the_walk_on_random_points():
-    rule = TileRule(640)
+    rule = RULE
     rng = random.Random(0)
     for _ in range(300):
         w, h = rng.randint(1, 10_000), rng.randint(1, 10_000)
@@ -84,7 +87,7 @@ def test_symbolic_pieces_match_the_walk_on_random_points():
 
 def test_integer_comparisons_stay_integer():
     """No condition of the rule may compare floats or rationals (SymPy likes W < 60*H/11)."""
-    rule = TileRule(640)
+    rule = RULE
     for cond, _ in rule.pieces:
         for atom in sp.preorder_traversal(cond):
             assert not isinstance(atom, (sp.Float, sp.Rational)) or isinstance(atom, sp.Integer)
@@ -92,7 +95,7 @@ def test_integer_comparisons_stay_integer():
 
 def test_exhaustive_8192_squared():
     """All 67,108,864 pairs in [1, 8192]^2: evaluator == an independent array walk."""
-    rule = TileRule(640)
+    rule = RULE
     n = 8192
     w = np.arange(1, n + 1, dtype=np.int64)
     mismatches = 0
@@ -100,7 +103,7 @@ def test_exhaustive_8192_squared():
     for h0 in range(1, n + 1, 512):
         hh = np.arange(h0, min(h0 + 512, n + 1), dtype=np.int64)
         ww, hh = np.meshgrid(w, hh, indexing="xy")
-        gi, gj = rule.numpy(ww, hh)
+        gi, gj = GUNDAM.tile_grid(ww, hh)
         vi, vj = vendor_grid_arrays(ww, hh)
         mismatches += int(np.count_nonzero((gi != vi) | (gj != vj)))
     elapsed = time.perf_counter() - start
@@ -125,3 +128,20 @@ def test_max_crops_restricts_the_candidates():
     order6 = [c for c in ORDER if c[0] * c[1] <= 6]
     for w, h in [(3000, 400), (4000, 4000), (1920, 1080), (641, 640)]:
         assert tuple(int(x) for x in m.tile_grid(w, h)) == vendor_grid(w, h, order=order6)
+
+
+def test_sides_beyond_exact_floats_are_refused():
+    """The float comparison is exact while max(W*q, H*p) < 2**52; beyond, codes() refuses."""
+    big = np.array([2 ** 50], dtype=np.int64)
+    with pytest.raises(symcost.SymcostError, match="too large"):
+        RULE.codes(big, big)
+
+
+def test_breaks_on_a_ray_are_where_the_grid_changes():
+    """Every change of grid along (a*k, b*k) happens right after a reported break."""
+    for a, b in [(1, 1), (16, 9), (210, 297), (3, 1), (1, 7)]:
+        k_max = 65_535 // max(a, b)
+        ks = np.arange(1, k_max + 1)
+        codes = RULE.codes(a * ks, b * ks)
+        changes = set((np.nonzero(np.diff(codes))[0] + 1).tolist())  # k after which it changes
+        assert changes <= set(RULE.breaks(a, b, k_max)), (a, b)

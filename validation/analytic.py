@@ -67,8 +67,8 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
 def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
     """Analytic decoder FLOPs for one forward, keyed like ``decoder_flops.csv`` (batch 1)."""
     conv, _ = COUNTER_CONVENTIONS[counter]
-    ex = Execution(flash=False, concat_cache=True, fused_kernels=False, logits_all=True,
-                   logits_upcast=True, expected_experts=True, graph_decode=False)
+    ex = Execution(attention="eager", concat_cache=True, fused_norms=False, moe_loop=True,
+                   logits_all=True, logits_upcast=True, expected_experts=True, graph_decode=False)
     tree = decoder(DECODER, ex, 1, s_new, l_past)
     subs: dict = {}
     comps = tree.components()

@@ -1,8 +1,6 @@
 """Analytic vs measured, per component: the engine of ``symcost validate``."""
 from __future__ import annotations
 
-import symcost
-
 from .analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 
 __all__ = ["compare", "validate_case", "STAGES"]
@@ -23,28 +21,43 @@ def compare(analytic: dict[str, int], measured: dict[str, int]) -> list[dict]:
     return rows
 
 
-def validate_case(preset: str, vision_mode: str, stage: str, width: int, height: int,
-                  counter: str, prompt_tokens: int = 0, kv_len: int = 0,
-                  max_crops: int = 9) -> dict:
+def validate_case(model, stage: str, counter: str, point: dict, check_only: bool = False) -> dict:
     """Measure one shape with ``counter`` and compare it with the analytic columns."""
+    from symcost import SymcostError
+
     from .measure import measure_decoder, measure_vision
 
-    model = symcost.load("deepseek-ocr", preset=preset, vision_mode=vision_mode,
-                         max_crops=max_crops)
-    point = model.evaluate(width, height, stage, prompt_tokens=prompt_tokens, kv_len=kv_len)
-    case = {"preset": preset, "vision_mode": vision_mode, "stage": stage, "width": width,
-            "height": height, "counter": counter, "convention": COUNTER_CONVENTIONS[counter][0], "w_tiles": point["w_tiles"],
-            "h_tiles": point["h_tiles"], "n_crops": point["n_crops"]}
-    if stage == "vision":
-        opts = model.options
-        measured = measure_vision(opts["global_px"], opts["crop_px"] or None, point["n_crops"],
-                                  counter)
-        analytic = vision_columns(preset, width, height, counter, vision_mode)
+    if stage == "decode" and counter.startswith("fvcore"):
+        raise SymcostError("--counter: fvcore cannot trace a decode step (it needs a KV cache "
+                           "of real tensors); use torch or torch-cpu")
+    if check_only:
+        return {}
+    opts = model.options
+    width, height = point.get("width", 1), point.get("height", 1)
+    prompt_tokens, kv_len = point.get("prompt_tokens", 0), point.get("kv_len", 0)
+    if stage == "decode":
+        r = model.evaluate(stage="decode", kv_len=kv_len)
+        r.update(w_tiles=1, h_tiles=1, n_crops=0)
     else:
-        s_new, l_past = (point["prefill_tokens"], 0) if stage == "prefill" else (1, kv_len)
+        r = model.evaluate(width, height, stage, **({"prompt_tokens": prompt_tokens}
+                                                     if stage == "prefill" else {}))
+    case = {"preset": opts["preset"], "vision_mode": opts["vision_mode"], "stage": stage,
+            "width": width, "height": height, "counter": counter,
+            "convention": COUNTER_CONVENTIONS[counter][0], "w_tiles": r["w_tiles"],
+            "h_tiles": r["h_tiles"], "n_crops": r["n_crops"]}
+    if stage == "vision":
+        measured = measure_vision(opts["global_px"], opts["crop_px"] or None, r["n_crops"],
+                                  counter)
+        analytic = vision_columns(opts["preset"], width, height, counter, opts["vision_mode"])
+        case["title"] = (f"{opts['preset']} {opts['vision_mode']} {width}x{height} vision, "
+                         f"counter {counter}: tiles {r['w_tiles']}x{r['h_tiles']} "
+                         f"({r['n_crops']} crops)")
+    else:
+        s_new, l_past = (r["prefill_tokens"], 0) if stage == "prefill" else (1, kv_len)
         case.update(s_new=s_new, l_past=l_past)
         measured = measure_decoder(s_new, l_past, counter)
         analytic = decoder_columns(s_new, l_past, counter)
+        case["title"] = f"decoder {stage} S={s_new} L={l_past}, counter {counter}"
     case["rows"] = compare(analytic, measured)
     case["ok"] = all(r["ok"] for r in case["rows"])
     case["measured"] = measured

@@ -61,11 +61,12 @@ class DecoderConfig:
 
 @dataclass(frozen=True)
 class Execution:
-    """How a runtime runs the decoder. Each field is one serving decision (see the families'
-    RUNTIMES tables for which runtime makes which, and why)."""
-    flash: bool             # attention in one fused kernel (else the eager op chain)
+    """How a runtime runs the decoder. Each field is one serving decision (see
+    ``derivations.common.vlm.execution`` for which runtime makes which, and why)."""
+    attention: str          # "eager" (the op chain, scores in memory), "sdpa" or "flash" (fused)
     concat_cache: bool      # the KV cache grows by torch.cat (HF DynamicCache), else paged append
-    fused_kernels: bool     # norms, RoPE and the MoE as fused kernels (else eager op by op)
+    fused_norms: bool       # RMSNorm and RoPE as single kernels (else eager op by op)
+    moe_loop: bool          # routed experts one by one (vendor moe_infer), else grouped kernels
     logits_all: bool        # lm_head on every prefill position (else the last one)
     logits_upcast: bool     # the forward returns logits.float() (the vendor's DeepseekV2 code)
     expected_experts: bool  # experts touched: expected under uniform routing (else worst case)
@@ -84,7 +85,8 @@ class Execution:
 # for q and for k; the per-layer cos/sin (vendor LlamaRotaryEmbedding): matmul, cat, cos, sin,
 # two casts; MoE (vendor moe_infer): per touched expert gate, up, act, mul, down; around the loop
 # router cast + linear + softmax + topk, and argsort, gather, cat, scatter, fp32 cast, mul, sum,
-# cast back.
+# cast back; the model-level cos/sin (transformers 5.x): matmul-free outer product, cat, cos, sin,
+# two casts.
 _ROPE_APPLY_KERNELS = 2 * 7
 _ROPE_TABLE_KERNELS = 6
 _ROUTER_KERNELS = 4
@@ -109,7 +111,7 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
     q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     proj = dict(tokens=t, d_in=cfg.hidden, bias=cfg.attention_bias, keep=True)
     rope = [op("apply", "elementwise", elems=t * (q_dim + kv_dim), fn="rope",
-               kernels=1 if ex.fused_kernels else _ROPE_APPLY_KERNELS)]
+               kernels=1 if ex.fused_norms else _ROPE_APPLY_KERNELS)]
     if cfg.rope_matmul_per_layer:  # counted by FLOP counters: 2*64*s per layer
         rope.insert(0, op("cos_sin", "bmm", batch=batch, m=cfg.head_dim // 2, k=1, n=s,
                           kernels=_ROPE_TABLE_KERNELS, keep=True))
@@ -122,7 +124,7 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
         op("kv_cache", "kv_cache", batch=batch, kv_heads=cfg.kv_heads, d=cfg.head_dim, new=s,
            cached=past, concat=ex.concat_cache),
         op("attn_core", "attention", batch=batch, heads=cfg.heads, kv_heads=cfg.kv_heads,
-           s_q=s, s_k=past + s, d=cfg.head_dim, flash=ex.flash),
+           s_q=s, s_k=past + s, d=cfg.head_dim, fused=ex.attention != "eager"),
         op("o_proj", "linear", tokens=t, d_in=q_dim, d_out=cfg.hidden, bias=False),
     )
 
@@ -136,16 +138,16 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
     h, rows = cfg.hidden, cfg.top_k * t
     touched = ex.touched(cfg, t)
     proj = dict(experts=cfg.experts, experts_read=touched)
-    per_expert = 1 if ex.fused_kernels else touched  # fused MoE: one grouped kernel per projection
+    per_expert = touched if ex.moe_loop else 1  # grouped MoE: one kernel per projection
     return seq(
         "mlp",
         seq("gate",
             op("router", "linear", tokens=t, d_in=h, d_out=cfg.experts, bias=False,
-               kernels=1 if ex.fused_kernels else _ROUTER_KERNELS),
+               kernels=1 if ex.fused_norms else _ROUTER_KERNELS),
             op("softmax", "softmax", elems=t * cfg.experts), keep=True),
         seq("routed",
             op("dispatch", "elementwise", elems=rows * h, fn="copy",
-               kernels=1 if ex.fused_kernels else _MOE_AROUND_KERNELS // 2),
+               kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1),
             op("gate_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
                kernels=per_expert, keep=True, **proj),
             op("up_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
@@ -156,7 +158,7 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
             op("down_proj", "moe_linear", tokens=rows, d_in=cfg.expert_ff, d_out=h,
                kernels=per_expert, **proj),
             op("combine", "elementwise", elems=rows * h, fn="mul", n_inputs=2,
-               kernels=1 if ex.fused_kernels else _MOE_AROUND_KERNELS // 2),
+               kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1),
             keep=True),
         _swiglu("shared", cfg, t, cfg.shared_ff),
         op("add_shared", "elementwise", elems=t * h, n_inputs=2),
@@ -165,7 +167,7 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
 
 def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bool, count: int):
     t = batch * s
-    norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_kernels)
+    norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_norms)
     mlp = _moe(cfg, ex, t) if moe else _swiglu("mlp", cfg, t, cfg.dense_ff)
     return repeat(name, count,
                   op("input_norm", "rms_norm", **norm),
@@ -181,13 +183,17 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     the fp32 upcast of the logits where the runtime's forward does it."""
     t = batch * s
     logit_rows = t if ex.logits_all else batch
-    parts = [op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden)]
+    parts = []
+    if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
+        parts.append(op("rotary", "elementwise", elems=2 * batch * s * cfg.head_dim, fn="copy",
+                        kernels=1 if ex.fused_norms else _ROPE_TABLE_KERNELS, keep=True))
+    parts.append(op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden))
     if cfg.dense_layers:
         parts.append(_layer("layer0", cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
     if cfg.layers > cfg.dense_layers:
         parts.append(_layer("moe_layers", cfg, ex, batch, s, past, moe=True,
                             count=cfg.layers - cfg.dense_layers))
-    parts += [op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_kernels),
+    parts += [op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_norms),
               op("lm_head", "linear", tokens=logit_rows, d_in=cfg.hidden, d_out=cfg.vocab,
                  bias=False, tied=cfg.tied_embeddings)]
     if ex.logits_upcast:
@@ -209,8 +215,9 @@ def next_token(cfg: DecoderConfig, batch):
 
 def activated_params_per_token(cfg: DecoderConfig) -> int:
     """Parameters one token uses, embedding excluded: weights a 1-token forward reads."""
-    ex = Execution(flash=False, concat_cache=True, fused_kernels=False, logits_all=True,
-                   logits_upcast=False, expected_experts=False, graph_decode=False)
+    ex = Execution(attention="eager", concat_cache=True, fused_norms=False, moe_loop=True,
+                   logits_all=True, logits_upcast=False, expected_experts=False,
+                   graph_decode=False)
     tree = decoder(cfg, ex, 1, 1, 0)
     read = tree.cost.weight_read_bytes - tree.find("embed_tokens").cost.weight_read_bytes
     return int(read) // current().weight

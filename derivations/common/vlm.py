@@ -11,23 +11,23 @@ Stage semantics (stated once):
   included; the tokenizer is not available offline, so the user supplies P).
 - ``request`` generating N tokens = vision + prefill (which yields token 1) + N-1 decode steps;
   step t = 1..N-1 sees S0 + t - 1 cached tokens. The KV cache then holds S0 + N - 1 tokens.
-- ``B`` requests: vision loops over images (weights re-read per image, in both runtimes: the
-  vendor's HF forward and vLLM's ``_pixel_values_to_embedding`` loop); the decoder runs the
-  whole batch at once (weights read once per forward).
+- ``B`` requests: the family's vision stage says how images are batched (per image or all
+  views in one call); the decoder runs the whole batch at once (weights read once per forward).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import sympy as sp
 
-from symcost import Input, Option, Serving, Stage, SymcostError, Timing, repeat, seq, sum_over
+from symcost import Input, Option, Serving, Stage, SymcostError, Timing, seq, sum_over
 
 from .decoder import DecoderConfig, Execution, decode_step, decoder, next_token
 
 __all__ = ["INPUTS", "W", "H", "P", "L", "N", "B", "w_tiles", "h_tiles", "n_crops",
            "image_tokens", "prefill_tokens", "SERVING", "serving_options", "execution",
-           "stages", "STAGE_NAMES"]
+           "stages", "STAGE_NAMES", "HfCode"]
 
 _TOKENS = 1 << 20  # the models' positions end at 8192; 128x headroom keeps every count exact
 INPUTS = (
@@ -65,19 +65,20 @@ RUNTIMES = {
 }
 
 
-def serving_options(logits_default: str) -> tuple[Option, ...]:
-    """The runtime-dependent options, with the family's logits default under ``hf``."""
+def serving_options(attention_default: str, logits_default: str) -> tuple[Option, ...]:
+    """The runtime-dependent options, with the family's defaults under ``hf``."""
     return (
         Option("runtime", RUNTIMES, "hf", "how the model is served"),
-        Option("attention", {"eager": "HF eager attention (the vendor's default)",
-                             "flash": "flash_attention_2 (HF) / vLLM's kernels"},
-               None, "decoder attention kernel; default eager under hf, flash under vllm "
-                     "(vllm has no eager)"),
+        Option("attention", {"eager": "the HF eager op chain (scores in memory)",
+                             "sdpa": "torch SDPA, one fused kernel (transformers' default)",
+                             "flash": "flash attention (HF flash_attention_2, vLLM)"},
+               None, f"decoder attention kernel; default {attention_default} under hf, flash "
+                     "under vllm (which has only flash)"),
         Option("logits", {"all": "lm_head on every prefill position (a plain forward)",
                           "last": "the last position only (generate() with logits_to_keep=1, "
                                   "vLLM)"},
                None, f"which prefill positions get logits; default {logits_default} under hf, "
-                     "last under vllm (vllm has no all)"),
+                     "last under vllm (which has only last)"),
         Option("experts", {"expected": "expected distinct experts under uniform routing, "
                                        "64*(1-(58/64)^tokens)",
                            "worst": "every routed row hits a new expert, min(64, 6*tokens)"},
@@ -86,37 +87,44 @@ def serving_options(logits_default: str) -> tuple[Option, ...]:
     )
 
 
+@dataclass(frozen=True)
+class HfCode:
+    """What a family's Hugging Face code does where runtimes differ."""
+    attention: str        # default attention implementation
+    logits: str           # default logits (plain forward: all; generate(): last)
+    logits_upcast: bool   # the forward returns logits.float()
+    moe_loop: bool        # routed experts one by one in Python
+
+
 def execution(runtime: str, attention: str | None, logits: str | None, experts: str,
-              logits_default: str, logits_upcast: bool) -> tuple[Execution, dict]:
+              hf: HfCode) -> tuple[Execution, dict]:
     """The decoder execution for the chosen options, and the options resolved.
 
-    Why each: the vendor's HF code runs eager attention (``LlamaAttention``), grows the cache by
-    ``torch.cat``, launches every op from Python, and (v1) returns ``logits.float()``; vLLM
-    uses flash attention, paged KV, fused norms/RoPE/MoE, samples from the last position and
-    replays decode steps as CUDA graphs. Uniform routing is the default for experts touched:
-    it is what a batch of unrelated pages does on average, and it is an upper bound for any
-    skewed routing at the same token count, while the worst case overstates decode traffic at
-    batch 2-32 by up to 1.4x.
+    Why each: the HF code grows the cache by ``torch.cat`` (DynamicCache) and launches every op
+    from Python (eager norms and RoPE); the family's HF code decides its attention, logits and
+    MoE loop. vLLM uses flash attention, a paged KV cache, fused norms/RoPE/MoE kernels,
+    samples from the last position only and replays decode steps as CUDA graphs. Uniform
+    routing is the default for experts touched: it is what a batch of unrelated pages does on
+    average and an upper bound for skewed routing at the same token count, while the worst case
+    overstates decode traffic at batch 2-32 by up to 1.4x.
     """
     vllm = runtime == "vllm"
-    if vllm and attention == "eager":
-        raise SymcostError("attention: 'eager' does not apply to runtime vllm (flash only)")
+    if vllm and attention not in (None, "flash"):
+        raise SymcostError(f"attention: {attention!r} does not apply to runtime vllm (flash only)")
     if vllm and logits == "all":
         raise SymcostError("logits: 'all' does not apply to runtime vllm (last position only)")
-    attention = attention or ("flash" if vllm else "eager")
-    logits = logits or ("last" if vllm else logits_default)
-    ex = Execution(flash=attention == "flash", concat_cache=not vllm, fused_kernels=vllm,
-                   logits_all=logits == "all", logits_upcast=logits_upcast and not vllm,
+    attention = attention or ("flash" if vllm else hf.attention)
+    logits = logits or ("last" if vllm else hf.logits)
+    ex = Execution(attention=attention, concat_cache=not vllm, fused_norms=vllm,
+                   moe_loop=hf.moe_loop and not vllm, logits_all=logits == "all",
+                   logits_upcast=hf.logits_upcast and not vllm,
                    expected_experts=experts == "expected", graph_decode=vllm)
     return ex, {"runtime": runtime, "attention": attention, "logits": logits, "experts": experts}
 
 
-def stages(dec: DecoderConfig, ex: Execution, views: Callable, summary: str) -> dict[str, Stage]:
-    """The four stages from a family's per-image vision views ``views(v) -> [Node]``."""
+def stages(dec: DecoderConfig, ex: Execution, vision: Callable, summary: str) -> dict[str, Stage]:
+    """The four stages, from the family's vision stage ``vision(v) -> Node`` (root "vision")."""
     t = sp.Symbol("t", integer=True, positive=True)  # decode step index
-
-    def vision(v):
-        return repeat("vision", v.batch, *views(v), collect=True)
 
     def prefill(v, name="prefill"):
         return decoder(dec, ex, v.batch, v.prefill_tokens, 0, name=name)
@@ -133,7 +141,7 @@ def stages(dec: DecoderConfig, ex: Execution, views: Callable, summary: str) -> 
 
     image = ("width", "height")
     return {
-        "vision": Stage("vision", f"{summary}, per image", image + ("batch",), vision, ("vision",)),
+        "vision": Stage("vision", summary, image + ("batch",), vision, ("vision",)),
         "prefill": Stage("prefill", "decoder over prompt + image tokens, empty cache",
                          image + ("prompt_tokens", "batch"), prefill, ("decoder",),
                          kv_out=lambda v: v.batch * v.prefill_tokens),

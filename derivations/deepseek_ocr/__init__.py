@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from symcost import (AspectTiler, Family, FixedLayout, Model, Option, SymcostError,
-                     by_tile_count, get_runtime, op, seq, when, where)
+                     by_tile_count, get_runtime, op, repeat, seq, when, where)
 
 from ..common.decoder import DecoderConfig, decoder
-from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, execution, h_tiles, image_tokens,
-                          n_crops, prefill_tokens, serving_options, stages, w_tiles)
+from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, HfCode, execution, h_tiles,
+                          image_tokens, n_crops, prefill_tokens, serving_options, stages, w_tiles)
 from .presets import PRESETS, VISION_MODES, Preset
 from .vision import VisionConfig, view
 
@@ -30,6 +30,9 @@ CONFIG = json.loads((Path(__file__).with_name("config.json")).read_text())
 DECODER = DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=True)
 VISION = VisionConfig.from_hf(CONFIG)
 SHORTCUT_PX = 640  # hard-coded in the vendor's dynamic_preprocess, whatever the tile size
+# The vendor's HF code: LlamaAttention (eager), lm_head on every position of a forward and
+# logits.float(), moe_infer looping over experts
+HF = HfCode(attention="eager", logits="all", logits_upcast=True, moe_loop=True)
 
 
 def vendor_candidates(max_num: int, min_num: int = 2) -> tuple[tuple[int, int], ...]:
@@ -59,8 +62,7 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | No
         raise SymcostError("max_crops: applies only to the crop presets (gundam, gundam-m) in "
                            "vision mode crops")
     max_crops = max_crops or 9
-    ex, serving = execution(runtime, attention, logits, experts, logits_default="all",
-                            logits_upcast=True)
+    ex, serving = execution(runtime, attention, logits, experts, HF)
     global_px = p.global_px(vision_mode)
     qg, qt = tokens_side(global_px), tokens_side(p.image_size)
     hidden = VISION.llm_hidden
@@ -72,6 +74,9 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | No
     def image_block(v):  # global rows + newlines, separator, stitched tile rows + newlines
         tiles = (v.h_tiles * qt) * (v.w_tiles * qt + 1)
         return qg * (qg + 1) + 1 + (where(v.n_crops > 0, tiles, 0) if tiling else 0)
+
+    def vision(v):  # the vendor loops over the images of a batch (so does vLLM)
+        return repeat("vision", v.batch, *views(v), collect=True)
 
     def views(v):
         parts = []
@@ -113,7 +118,7 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | No
         layout=layout,
         named={n_crops: crops, image_tokens: image_block,
                prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens},
-        stages=stages(DECODER, ex, views, summary),
+        stages=stages(DECODER, ex, vision, summary + ", image by image"),
         weights=weights, kv_elems_per_token=DECODER.kv_elems_per_token,
         runtime=get_runtime(runtime), settings=tuple(settings))
 
@@ -129,6 +134,6 @@ FAMILY = Family(
              Option("max_crops", range(2, 10), None,
                     "largest tile grid i*j (crop presets, vision mode crops); default 9 as in "
                     "the HF code, 6 in the vendor's vLLM config"))
-    + serving_options("all"),
+    + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision")
+    default_stage="vision", validation="validation.compare:validate_case")

@@ -1,0 +1,117 @@
+"""symcost plan FAMILY: the largest batch that fits, what it serves, and inverse questions."""
+from __future__ import annotations
+
+import json
+import re
+
+from ..args import (add_hardware, add_inputs, add_model_options, add_precision, given_inputs,
+                    hardware_settings, load_model, parse_image, single)
+from ..errors import SymcostError
+
+HELP = "capacity and throughput on a GPU: largest batch, TTFT, TPOT, pages/day; inverse queries"
+
+
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if len(text) <= 40 else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < 1e30:
+            raise SymcostError(f"{name}: {text[:40]!r} is not a positive number")
+        return value
+    return parse
+
+
+def _aspect(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(0*[1-9][0-9]{0,4}):(0*[1-9][0-9]{0,4})", text)
+    if not m:
+        raise SymcostError(f"--aspect: {text[:40]!r} is not W:H with integers in [1, 99999]")
+    return int(m.group(1)), int(m.group(2))
+
+
+def add_arguments(p, family):
+    add_model_options(p, family)
+    add_inputs(p, family)
+    add_precision(p)
+    add_hardware(p, required=True)
+    g = p.add_argument_group("inverse questions")
+    g.add_argument("--max-flops", type=_positive("--max-flops"), default=None,
+                   help="largest image (at --aspect) whose request FLOPs (torch convention, "
+                        "batch 1) stay within this many FLOP")
+    g.add_argument("--max-ttft-ms", type=_positive("--max-ttft-ms"), default=None,
+                   help="largest image (at --aspect) whose time to first token stays within this")
+    g.add_argument("--max-memory-gb", type=_positive("--max-memory-gb"), default=None,
+                   help="largest image (at --aspect) whose memory (GB, 1e9 B) stays within this")
+    g.add_argument("--aspect", type=_aspect, default=None,
+                   help="W:H of the image for the questions above. Default: the first "
+                        "--image's aspect, else 1:1")
+    g.add_argument("--pages-per-day", type=_positive("--pages-per-day"), default=None,
+                   help="the batch reaching this throughput on one device, and the devices "
+                        "needed for it at the largest batch")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def run(args, family) -> int:
+    from ..plan import for_throughput, largest_image, plan
+    from ..report import human, settings_lines
+    if family.serving is None:
+        raise SymcostError(f"plan: {family.name} declares no serving stage")
+    s = family.serving
+    model = load_model(family, single(args, family))
+    hw = hardware_settings(args)
+    inputs = given_inputs(args, family)
+    batch = inputs.pop(s.batch, None)
+    kw = dict(dtype=args.dtype, kv_dtype=args.kv_dtype, **hw)
+    images = [parse_image(t, *(family.input(n) for n in family.image)) for t in args.image or []]
+    inverse = any(x is not None for x in (args.max_flops, args.max_ttft_ms, args.max_memory_gb))
+    if not images and not inverse:
+        raise SymcostError("--image: plan needs at least one image (repeat for a mix)")
+    if args.aspect is not None and not inverse:
+        raise SymcostError("--aspect: applies only with --max-flops, --max-ttft-ms or --max-memory-gb")
+    points = [{**dict(zip(family.image, img)), **inputs} for img in images]
+    for point in points:
+        model.check_inputs(s.stage, {**point, s.batch: batch or 1})
+    out: dict = {"family": family.name, **model.options, "hardware": args.hardware,
+                 "dtype": args.dtype, "kv_dtype": args.kv_dtype or args.dtype, **inputs}
+    if points:
+        plans = [plan(model, args.hardware, point, batch, **kw) for point in points]
+        if len(plans) == 1:
+            out.update(plans[0], image=f"{images[0][0]}x{images[0][1]}")
+        else:  # a mix in equal parts: the largest batch fits every image; time adds per page
+            rate = len(plans) / sum(1 / p["pages_per_day"] for p in plans)
+            out.update(max_batch=min(p["max_batch"] for p in plans),
+                       memory_bytes=max(p["memory_bytes"] for p in plans),
+                       memory_capacity_bytes=plans[0]["memory_capacity_bytes"],
+                       ttft_s=max(p["ttft_s"] for p in plans), tpot_s=max(p["tpot_s"] for p in plans),
+                       pages_per_day=rate, pages_per_s=rate / 86_400,
+                       tokens_per_s=sum(p["tokens_per_s"] for p in plans) / len(plans),
+                       bound=plans[0]["bound"],
+                       images=[{"image": f"{w}x{h}", **p} for (w, h), p in zip(images, plans)])
+    aspect = args.aspect or (images[0] if images else (1, 1))
+    questions = {"max_flops": ("flops", args.max_flops, {}),
+                 "max_ttft_ms": ("ttft_s", args.max_ttft_ms and args.max_ttft_ms / 1e3,
+                                 dict(hardware=args.hardware, **kw)),
+                 "max_memory_gb": ("memory_bytes", args.max_memory_gb and args.max_memory_gb * 1e9,
+                                   dict(dtype=args.dtype, kv_dtype=args.kv_dtype))}
+    for key, (metric, budget, extra) in questions.items():
+        if budget is not None:
+            point = {**inputs, s.batch: batch or 1}
+            out[f"largest_image_{key}"] = largest_image(model, metric, budget, aspect, point,
+                                                        **extra)
+    if args.pages_per_day is not None:
+        if not points:
+            raise SymcostError("--pages-per-day: needs --image")
+        out["throughput"] = for_throughput(model, args.hardware, points[0], args.pages_per_day, **kw)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print("\n".join(settings_lines(model, s.stage, None, None, inputs)))
+    print(f"# {args.hardware}: memory the runtime may use {out.get('memory_capacity_bytes', 0) / 1e9:.2f} GB"
+          if points else f"# {args.hardware}")
+    for k, v in out.items():
+        if k in ("family",) or isinstance(v, (list,)):
+            continue
+        print(f"{k:>28}  {json.dumps(v) if isinstance(v, dict) else human(v)}")
+    return 0
+
