@@ -11,8 +11,8 @@ import sympy as sp
 import symcost
 from symcost.conventions import flops
 
-from derivations.common.decoder import Execution, decoder
-from derivations.deepseek_ocr import DECODER
+from derivations.common.decoder import decoder
+from derivations.deepseek_ocr import DECODER, VENDOR
 
 __all__ = ["COUNTER_CONVENTIONS", "vision_columns", "decoder_columns"]
 
@@ -67,9 +67,7 @@ def vision_columns(preset: str, width: int, height: int, counter: str,
 def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
     """Analytic decoder FLOPs for one forward, keyed like ``decoder_flops.csv`` (batch 1)."""
     conv, _ = COUNTER_CONVENTIONS[counter]
-    ex = Execution(attention="eager", concat_cache=True, fused_norms=False, moe_loop=True,
-                   logits_all=True, logits_upcast=True, expected_experts=True, graph_decode=False)
-    tree = decoder(DECODER, ex, 1, s_new, l_past)
+    tree = decoder(DECODER, VENDOR, 1, s_new, l_past)
     subs: dict = {}
     comps = tree.components()
 

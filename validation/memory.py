@@ -578,7 +578,10 @@ def _clip_block(layer, qkv, x):
 
 
 class VendorVision:
-    """One view through SAM -> CLIP -> projector -> newline/separator layout, as the vendor runs it."""
+    """One view through SAM -> CLIP -> projector -> newline/separator layout, as the vendor runs it.
+
+    With a batch of views (tiles) it returns the projector output and skips the layout.
+    """
 
     def __init__(self, vision=None):
         import torch
@@ -630,6 +633,8 @@ class VendorVision:
             with scope("projector"):
                 feats = torch.cat((feats_2[:, 1:], feats_1.flatten(2).permute(0, 2, 1)), dim=-1)
                 feats = self.vt.projector(feats)
+            if feats.shape[0] > 1:  # a batch of tiles: the crop layout (Gundam) is not run here
+                return feats
             with scope("layout"):
                 _, hw, n_dim = feats.shape
                 h = w = int(hw ** 0.5)
@@ -968,6 +973,8 @@ CASES = {
     # name: (kind, params)
     "vision_tiny": ("vision", {"size": 512}),
     "vision_base": ("vision", {"size": 1024}),
+    "vision_small": ("vision", {"size": 640}),
+    "vision_tiles_640x4": ("vision", {"size": 640, "batch": 4}),
     "prefill_273": ("prefill", {"seq": 273}),
     "prefill_1000": ("prefill", {"seq": 1000}),
     "prefill_generate_1000": ("prefill", {"seq": 1000, "generate_step": True}),

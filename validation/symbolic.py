@@ -32,7 +32,7 @@ __all__ = ["Trace", "trace", "traced_flops", "to_sympy", "clip_layer", "clip_ful
            "S", "B", "n", "g", "L"]
 
 # Our symbols (B and L are symcost's own).
-from symcost.symbols import B, L  # noqa: E402
+from derivations.common.vlm import B, L  # noqa: E402
 
 S = sp.Symbol("S", integer=True, positive=True)   # new tokens in one decoder forward
 n = sp.Symbol("n", integer=True, positive=True)   # CLIP token count per view (1 + grid^2)
@@ -318,13 +318,14 @@ def clip_layer(batch_hint=3, n_hint=37):
     The hand tree takes the grid g4 (n = g4^2 + 1) and is polynomial in g4^2, so substituting
     g4 = sqrt(n - 1) gives it exactly as a polynomial in n.
     """
+    from derivations.deepseek_ocr import VISION
     from derivations.deepseek_ocr.vision import clip
 
     layer = _vision().clip.encoder.layers[0]
     t = trace(layer, [(batch_hint, n_hint, 1024)], {(0, 0): B, (0, 1): n},
               call=lambda m, x: m(x, None))
     g4 = sp.Symbol("g4", integer=True, positive=True)
-    hand = sp.expand(_torch(clip(B, g4).find("layers"), 24).subs(g4, sp.sqrt(n - 1)))
+    hand = sp.expand(_torch(clip(VISION.clip, B, g4).find("layers"), 24).subs(g4, sp.sqrt(n - 1)))
     return t.total, hand, t
 
 
@@ -334,10 +335,11 @@ def clip_full(batch_hint=3, g_hint=10):
     Hand: clip(B, g) (every node; embeddings and norms count 0 under "torch"). The position table is
     resized only when g != 16: a hint != 16 traces that branch and guards Ne(g, 16).
     """
+    from derivations.deepseek_ocr import VISION
     from derivations.deepseek_ocr.vision import clip
 
     t = trace(_vision().clip, [(batch_hint, 1024, g_hint, g_hint)], {(0, 0): B, (0, 2): g, (0, 3): g})
-    return t.total, _torch(clip(B, g)), t
+    return t.total, _torch(clip(VISION.clip, B, g)), t
 
 
 def _symint_get_rel_pos(self, q_size, k_size, rel_pos):
@@ -356,17 +358,18 @@ def _symint_get_rel_pos(self, q_size, k_size, rel_pos):
 
 
 def sam_global_block(g_hint=40, patched=True):
-    """SAM global-attention block (layers[2]) on [1, g, g, 768]; hand: _sam_block(windowed=False).
+    """SAM global-attention block (layers[2]) on [1, g, g, 768]; hand: _block(windowed=False).
 
     ``patched=False`` runs the module as is; g is then specialised (see the module NB) and this returns
     the Trace with ``specialized`` set instead of raising.
     """
     import types
 
-    from derivations.deepseek_ocr.vision import _sam_block
+    from derivations.common.sam import _block
+    from derivations.deepseek_ocr import VISION
 
     block = _vision().sam.layers[2]
-    hand = _torch(_sam_block("glob", 1, g, windowed=False, count=1))
+    hand = _torch(_block(VISION.sam, "glob", 1, g, windowed=False, count=1))
     dims = {(0, 1): g, (0, 2): g}
     if not patched:
         t, _ = _run(block, [(1, g_hint, g_hint, 768)], dims, None)
@@ -385,11 +388,12 @@ def sam_windowed_block(g_hint=40):
     The trace carries the padding as ``Mod(14 - Mod(g, 14), 14)`` and floor divisions; the hand form
     has ``ceiling(g/14)``. ``by_residue`` proves them equal for each g mod 14.
     """
-    from derivations.deepseek_ocr.vision import _sam_block
+    from derivations.common.sam import _block
+    from derivations.deepseek_ocr import VISION
 
     block = _vision().sam.layers[0]
     t = trace(block, [(1, g_hint, g_hint, 768)], {(0, 1): g, (0, 2): g})
-    hand = _torch(_sam_block("win", 1, g, windowed=True, count=1))
+    hand = _torch(_block(VISION.sam, "win", 1, g, windowed=True, count=1))
     return t.total, hand, t
 
 
@@ -411,7 +415,8 @@ def decoder_layers(s_hint=37, past_hint=53, past=True, s_static=None):
     to 1, only L symbolic). Hand: decoder(1, S, K): layer0, moe_layers / 11 (compared with each of
     layers 1..11), lm_head and the whole decoder.
     """
-    from derivations.deepseek_ocr.decoder import decoder
+    from derivations.common.decoder import decoder
+    from derivations.deepseek_ocr import DECODER, VENDOR
 
     s_dim = s_static if s_static is not None else s_hint
     shapes = [(1, s_dim, 1280)]
@@ -432,7 +437,7 @@ def decoder_layers(s_hint=37, past_hint=53, past=True, s_static=None):
 
     t = trace(_language_model(), shapes, dims, call=call)
     s = S if s_static is None else sp.Integer(s_static)
-    tree = decoder(1, s, s + L if past else s)
+    tree = decoder(DECODER, VENDOR, 1, s, L if past else 0)
     parts = {"layer0": (t.by_module["model.layers.0"], _torch(tree.find("layer0")))}
     moe = _torch(tree.find("moe_layers"), 11)
     for i in range(1, 12):

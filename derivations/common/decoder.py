@@ -213,11 +213,8 @@ def next_token(cfg: DecoderConfig, batch):
     return op("next_token", "cast", elems=batch * cfg.vocab)
 
 
-def activated_params_per_token(cfg: DecoderConfig) -> int:
+def activated_params_per_token(cfg: DecoderConfig, ex: Execution) -> int:
     """Parameters one token uses, embedding excluded: weights a 1-token forward reads."""
-    ex = Execution(attention="eager", concat_cache=True, fused_norms=False, moe_loop=True,
-                   logits_all=True, logits_upcast=False, expected_experts=False,
-                   graph_decode=False)
     tree = decoder(cfg, ex, 1, 1, 0)
     read = tree.cost.weight_read_bytes - tree.find("embed_tokens").cost.weight_read_bytes
     return int(read) // current().weight

@@ -22,7 +22,7 @@ from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, HfCode, execution, h_til
 from .presets import PRESETS, VISION_MODES, Preset
 from .vision import VisionConfig, view
 
-__all__ = ["FAMILY", "load", "PRESETS", "VISION_MODES", "CONFIG", "DECODER", "VISION",
+__all__ = ["FAMILY", "load", "PRESETS", "VISION_MODES", "CONFIG", "DECODER", "VISION", "VENDOR",
            "vendor_candidates", "tokens_side"]
 
 CONFIG = json.loads((Path(__file__).with_name("config.json")).read_text())
@@ -33,6 +33,7 @@ SHORTCUT_PX = 640  # hard-coded in the vendor's dynamic_preprocess, whatever the
 # The vendor's HF code: LlamaAttention (eager), lm_head on every position of a forward and
 # logits.float(), moe_infer looping over experts
 HF = HfCode(attention="eager", logits="all", logits_upcast=True, moe_loop=True)
+VENDOR = execution("hf", None, None, "expected", HF)[0]  # the vendor's code path, for validation
 
 
 def vendor_candidates(max_num: int, min_num: int = 2) -> tuple[tuple[int, int], ...]:
