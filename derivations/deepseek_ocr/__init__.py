@@ -137,4 +137,4 @@ FAMILY = Family(
                     "the HF code, 6 in the vendor's vLLM config"))
     + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision", validation="validation.compare:validate_case")
+    default_stage="vision", compare_option="vision_mode", validation="validation.compare:validate_case")

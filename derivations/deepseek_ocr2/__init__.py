@@ -120,4 +120,4 @@ FAMILY = Family(
     options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded"),)
     + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision", validation="validation.ocr2_compare:validate_case")
+    default_stage="vision", compare_option="vision_mode", validation="validation.ocr2_compare:validate_case")
