@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 
-__all__ = ["compare", "validate_case", "STAGES"]
+__all__ = ["compare", "validate_case", "vendor_global_view", "STAGES"]
 
 STAGES = ("vision", "prefill", "decode")
 
@@ -19,6 +19,23 @@ def compare(analytic: dict[str, int], measured: dict[str, int]) -> list[dict]:
                      if diff is not None else None,
                      "ok": diff == 0})
     return rows
+
+
+def vendor_global_view(preset: str, vision_mode: str, width: int, height: int) -> tuple[int, int]:
+    """Size of the global view the vendor builds from a W x H image (PIL, as ARCHITECTURE.md §2):
+    HF crop_mode=False pads (or, at image_size <= 640, resizes) to image_size; crop mode, the
+    small-image shortcut and vLLM's no-crop pad to base_size."""
+    from PIL import Image, ImageOps
+
+    from derivations.deepseek_ocr import PRESETS
+
+    p = PRESETS[preset]
+    side = p.image_size if (vision_mode == "nocrop-hf" or not p.crop_mode) else p.base_size
+    image = Image.new("RGB", (width, height))
+    if vision_mode == "nocrop-hf" or not p.crop_mode:
+        if side <= 640:
+            image = image.resize((side, side))  # aspect ratio not kept
+    return ImageOps.pad(image, (side, side), color=(127, 127, 127)).size
 
 
 def validate_case(model, stage: str, counter: str, point: dict, check_only: bool = False) -> dict:
@@ -46,8 +63,11 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
             "convention": COUNTER_CONVENTIONS[counter][0], "w_tiles": r["w_tiles"],
             "h_tiles": r["h_tiles"], "n_crops": r["n_crops"]}
     if stage == "vision":
-        measured = measure_vision(opts["global_px"], opts["crop_px"] or None, r["n_crops"],
-                                  counter)
+        gw, gh = vendor_global_view(opts["preset"], opts["vision_mode"], width, height)
+        if (gw, gh) != (opts["global_px"], opts["global_px"]):
+            raise AssertionError(f"the vendor builds a {gw}x{gh} global view, the model "
+                                 f"{opts['global_px']}")
+        measured = measure_vision(gw, opts["crop_px"] or None, r["n_crops"], counter)
         analytic = vision_columns(opts["preset"], width, height, counter, opts["vision_mode"])
         case["title"] = (f"{opts['preset']} {opts['vision_mode']} {width}x{height} vision, "
                          f"counter {counter}: tiles {r['w_tiles']}x{r['h_tiles']} "

@@ -158,7 +158,8 @@ class LiveBytes:
             return
         nbytes = st.nbytes()
         aid = len(self._allocs)
-        self._allocs.append((nbytes, tuple(t.shape), str(t.dtype).replace("torch.", ""), op, _tag(), preexisting))
+        dtype = str(t.dtype).replace("torch.", "")
+        self._allocs.append((nbytes, tuple(t.shape), dtype, op, _tag(), preexisting))
         self._live[key] = (aid, nbytes)
         self._finalizers.append(weakref.finalize(st, self._on_free, key))
         if not preexisting:
@@ -609,7 +610,8 @@ class VendorVision:
         patch_embeds = patch_embeds.flatten(2).transpose(1, 2)  # a copy: the SAM map is channels-last
         cls = emb_mod.class_embedding.expand(batch, 1, -1)
         emb = torch.cat([cls, patch_embeds], dim=1)
-        return emb + _clip_abs_pos(F.embedding(self.position_ids, emb_mod.position_embedding.weight), emb.size(1))
+        table = F.embedding(self.position_ids, emb_mod.position_embedding.weight)  # a temporary, as vendor
+        return emb + _clip_abs_pos(table, emb.size(1))
 
     def _clip(self, pixels, patch_embeds):
         clip = self.vt.clip
@@ -864,7 +866,8 @@ def _decoder_layer(layer, inv_freq, hidden_states, attention_mask, position_ids,
             hidden_states = _moe(mlp, hidden_states)
     else:
         with scope("mlp"):
-            hidden_states = _swiglu(hidden_states, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
+            hidden_states = _swiglu(hidden_states, mlp.gate_proj.weight, mlp.up_proj.weight,
+                                    mlp.down_proj.weight)
     hidden_states = residual + hidden_states
     return (hidden_states, present)
 
@@ -898,7 +901,8 @@ class VendorDecoder:
         self.dtype = self.lm.lm_head.weight.dtype
         self.hidden = self.lm.lm_head.weight.shape[1]
         self.vocab = self.lm.lm_head.weight.shape[0]
-        self.inv_freq = 1.0 / (ROPE_THETA ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.int64).float() / HEAD_DIM))
+        exponents = torch.arange(0, HEAD_DIM, 2, dtype=torch.int64).float() / HEAD_DIM
+        self.inv_freq = 1.0 / (ROPE_THETA ** exponents)  # LlamaRotaryEmbedding's fp32 buffer
 
     def _model(self, cache, attention_mask, position_ids, inputs_embeds, input_ids):
         """DeepseekOCRModel.forward + DeepseekV2Model.forward: returns the final-norm hidden states."""
@@ -912,7 +916,8 @@ class VendorDecoder:
         hidden_states = inputs_embeds
         for i, layer in enumerate(self.layers):
             with scope(f"L{i}"):
-                layer_outputs = _decoder_layer(layer, self.inv_freq, hidden_states, mask, position_ids, cache, i)
+                layer_outputs = _decoder_layer(layer, self.inv_freq, hidden_states, mask, position_ids,
+                                               cache, i)
             hidden_states = layer_outputs[0]
         with scope("norm"):
             hidden_states = _rms_norm(self.lm.model.norm, hidden_states)
@@ -1010,18 +1015,18 @@ def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: 
         del run
         gc.collect()
 
-    ctx = AllocatorPeak() if allocator else contextlib.nullcontext()
-    with ctx as ap:
+    ap = AllocatorPeak() if allocator else None
+    with ap if ap is not None else contextlib.nullcontext():
         run, pre = _setup(runner, kind, params)
         tracker = LiveBytes(preexisting=pre)
         del pre
         gc.collect()
         t0 = time.perf_counter()
-        with tracker, (ap.stage() if allocator else contextlib.nullcontext()):
+        with tracker, (ap.stage() if ap is not None else contextlib.nullcontext()):
             out = run()
         wall_tracked = time.perf_counter() - t0
         del out, run
-    ops = {}
+    ops: dict[str, int] = {}
     for r in tracker._allocs:
         if "scaled_dot_product" in r[3] or "_efficient_attention" in r[3] or "_flash_attention" in r[3]:
             ops[r[3]] = ops.get(r[3], 0) + 1
@@ -1038,7 +1043,9 @@ def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: 
     after = _proc_status()
     del out, run
     gc.collect()
-    rss_delta = after["VmHWM"] - before["VmRSS"] if hwm_ok and "VmHWM" in after and "VmRSS" in before else None
+    rss_delta = None
+    if hwm_ok and "VmHWM" in after and "VmRSS" in before:
+        rss_delta = after["VmHWM"] - before["VmRSS"]
 
     torch_threads = torch.get_num_threads()
     phases = tracker.peak_by_phase()
@@ -1049,8 +1056,8 @@ def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: 
         "final_bytes": tracker.final_bytes,
         "baseline_bytes": tracker.baseline_bytes,
         "n_allocs": tracker.n_allocs,
-        "allocator_peak_bytes": ap.peak_bytes if allocator else None,
-        "allocator_final_bytes": ap.final_bytes if allocator else None,
+        "allocator_peak_bytes": getattr(ap, "peak_bytes", None),
+        "allocator_final_bytes": getattr(ap, "final_bytes", None),
         "wall_s": wall,
         "wall_s_tracked": wall_tracked,
         "rss_peak_delta_bytes": rss_delta,
@@ -1074,7 +1081,9 @@ def measure_all(cases=DEFAULT_CASES, *, n_layers: int | None = None, allocator: 
                 top: int = 12, vision=None, lm=None) -> dict:
     """{case name: result of ``measure``} for the named ``CASES``; models are built once."""
     results = {}
-    vision_runner = decoder_runner = None
+    vision_runner: VendorVision | None = None
+    decoder_runner: VendorDecoder | None = None
+    runner: VendorVision | VendorDecoder
     for name in cases:
         kind, params = CASES[name]
         if kind == "vision":
@@ -1090,25 +1099,27 @@ def measure_all(cases=DEFAULT_CASES, *, n_layers: int | None = None, allocator: 
 
 
 def _mib(n):
-    return "-" if n is None else f"{n / 2**20:10.2f}"
+    return "-" if n is None else f"{n / 2**20:.2f}"
 
 
 def format_results(results: dict, groups: int = 10) -> str:
     """Readable summary: per case the peaks, timings and the grouped breakdown at the peak."""
     lines = []
     for name, r in results.items():
-        lines.append(f"== {name} {r['params']}: peak {r['peak_bytes']:,} B ({_mib(r['peak_bytes']).strip()} MiB); "
-                     f"allocator {_mib(r['allocator_peak_bytes']).strip()} MiB; live at end "
-                     f"{_mib(r['final_bytes']).strip()} MiB; wall {r['wall_s']:.2f} s (tracked {r['wall_s_tracked']:.2f} s); "
-                     f"RSS high-water delta {_mib(r['rss_peak_delta_bytes']).strip()} MiB")
+        lines.append(f"== {name} {r['params']}: peak {r['peak_bytes']:,} B ({_mib(r['peak_bytes'])} MiB); "
+                     f"allocator {_mib(r['allocator_peak_bytes'])} MiB; "
+                     f"live at end {_mib(r['final_bytes'])} MiB; "
+                     f"wall {r['wall_s']:.2f} s (tracked {r['wall_s_tracked']:.2f} s); "
+                     f"RSS high-water delta {_mib(r['rss_peak_delta_bytes'])} MiB")
         b = r["breakdown"]
-        lines.append(f"   new storages {b['new_bytes']:,} B, pre-existing freed {b['preexisting_freed_bytes']:,} B; "
-                     f"attention kernels {r['attention_kernels']}")
+        lines.append(f"   new storages {b['new_bytes']:,} B, pre-existing freed "
+                     f"{b['preexisting_freed_bytes']:,} B; attention kernels {r['attention_kernels']}")
         for g in b["groups"][:groups]:
             lines.append(f"   {g['bytes']:>14,}  {g['count']:>3} x {list(g['shape'])!s:<26} {g['dtype']:<9} "
                          f"{g['op']:<42} {g['tag']}")
         rest = b["groups"][groups:]
-        lines.append(f"   {sum(g['bytes'] for g in rest):>14,}  (rest: {sum(g['count'] for g in rest)} storages)")
+        rest_bytes = sum(g["bytes"] for g in rest)
+        lines.append(f"   {rest_bytes:>14,}  (rest: {sum(g['count'] for g in rest)} storages)")
         top_phases = list(r["peak_by_phase"].items())[:8]
         lines.append("   local peaks: " + ", ".join(f"{k} {v / 2**20:.2f}" for k, v in top_phases) + " MiB")
     return "\n".join(lines)
