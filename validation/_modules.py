@@ -20,16 +20,22 @@ from transformers.models.deepseek_ocr2.modeling_deepseek_ocr2 import (
     DeepseekOcr2TextRotaryEmbedding,
 )
 
-HIDDEN = 1280
+from derivations.deepseek_ocr import CONFIG  # the vendor's config.json: every size below
+
+HIDDEN = CONFIG["hidden_size"]
+_SAM = CONFIG["vision_config"]["width"]["sam_vit_b"]
+_CLIP = CONFIG["vision_config"]["width"]["clip-l-14-224"]
 
 
 def sam_config():
     """SAM ViT-B as DeepSeek-OCR v1 builds it (net_2 512, net_3 1024)."""
     cfg = DeepseekOcr2SamVisionConfig(
-        hidden_size=768, output_channels=256, num_hidden_layers=12, num_attention_heads=12,
-        image_size=1024, patch_size=16, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True,
-        mlp_ratio=4.0, use_abs_pos=True, use_rel_pos=True, window_size=14,
-        global_attn_indexes=[2, 5, 8, 11], downsample_channels=[512, 1024],
+        hidden_size=_SAM["width"], output_channels=256, num_hidden_layers=_SAM["layers"],
+        num_attention_heads=_SAM["heads"], image_size=CONFIG["vision_config"]["image_size"],
+        patch_size=16, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True, mlp_ratio=4.0,
+        use_abs_pos=True, use_rel_pos=True, window_size=14,
+        global_attn_indexes=_SAM["global_attn_indexes"],
+        downsample_channels=_SAM["downsample_channels"],
     )
     cfg._attn_implementation = "sdpa"  # vendor: F.scaled_dot_product_attention, rel-pos bias as mask
     return cfg
@@ -38,23 +44,33 @@ def sam_config():
 def clip_config():
     """CLIP-L/14-224 as in the vendor's vit_model_cfg."""
     cfg = CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-        image_size=224, patch_size=14, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        hidden_size=_CLIP["width"], intermediate_size=4 * _CLIP["width"],
+        num_hidden_layers=_CLIP["layers"], num_attention_heads=_CLIP["heads"],
+        image_size=_CLIP["image_size"], patch_size=_CLIP["patch_size"], hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
     )
     cfg._attn_implementation = "sdpa"
     return cfg
 
 
 def text_config():
-    """v1 decoder: DeepSeek-V2 without MLA, 1 dense + 11 MoE layers (params.json "config")."""
+    """v1 decoder: DeepSeek-V2 without MLA, 1 dense + 11 MoE layers, from the vendor's config."""
+    c = CONFIG
+    dense = c["first_k_dense_replace"]
     cfg = DeepseekOcr2TextConfig(
-        vocab_size=129280, hidden_size=HIDDEN, intermediate_size=6848, moe_intermediate_size=896,
-        num_hidden_layers=12, num_attention_heads=10, num_key_value_heads=10,
-        n_routed_experts=64, n_shared_experts=2, num_experts_per_tok=6, n_group=1, topk_group=1,
-        topk_method="greedy", routed_scaling_factor=1.0, mlp_layer_types=["dense"] + ["sparse"] * 11,
-        max_position_embeddings=8192, rms_norm_eps=1e-6, attention_bias=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=False, bos_token_id=0, eos_token_id=1,
+        vocab_size=c["vocab_size"], hidden_size=HIDDEN, intermediate_size=c["intermediate_size"],
+        moe_intermediate_size=c["moe_intermediate_size"], num_hidden_layers=c["num_hidden_layers"],
+        num_attention_heads=c["num_attention_heads"], num_key_value_heads=c["num_key_value_heads"],
+        n_routed_experts=c["n_routed_experts"], n_shared_experts=c["n_shared_experts"],
+        num_experts_per_tok=c["num_experts_per_tok"], n_group=c["n_group"],
+        topk_group=c["topk_group"], topk_method=c["topk_method"],
+        routed_scaling_factor=c["routed_scaling_factor"],
+        mlp_layer_types=["dense"] * dense + ["sparse"] * (c["num_hidden_layers"] - dense),
+        max_position_embeddings=c["max_position_embeddings"], rms_norm_eps=c["rms_norm_eps"],
+        attention_bias=c["attention_bias"],
+        rope_parameters={"rope_type": "default", "rope_theta": c["rope_theta"]},
+        tie_word_embeddings=c["tie_word_embeddings"], bos_token_id=c["bos_token_id"],
+        eos_token_id=c["eos_token_id"],
     )
     cfg._attn_implementation = "eager"
     cfg._experts_implementation = "batched_mm"  # shape-static (runs on meta): 6*S rows, one expert each

@@ -55,16 +55,31 @@ def _cpu_sdpa_on_meta():
     return _CpuSdpaOnMeta()
 
 
-def _torch_counts(module, inputs, counter):
-    """Inclusive {module path: {op: flops}} from FlopCounterMode, paths relative to ``module``."""
+def torch_formulas():
+    """FlopCounterMode formulas torch 2.13 lacks: the CPU flash-attention kernel (torch's own SDPA
+    formula, 2*B*H*Sq*Sk*(Dqk+Dv)) and ``_grouped_mm`` (2*rows*K*N), for ``custom_mapping``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+    from torch.utils.flop_counter import sdpa_flop_count
 
     def cpu_sdpa(q, k, v, *args, **kwargs):
         return sdpa_flop_count(q, k, v)
 
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
-    flop_counter = FlopCounterMode(display=False, custom_mapping=mapping if counter == "torch" else None)
+    def grouped_mm(a, b, *args, **kwargs):  # a [rows, K], b [groups, K, N]: each row in one group
+        if len(a) != 2 or len(b) != 3 or a[1] != b[1]:
+            raise ValueError(f"unexpected _grouped_mm shapes {a} x {b}")
+        return 2 * a[0] * a[1] * b[2]
+
+    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
+            torch.ops.aten._grouped_mm: grouped_mm}
+
+
+def _torch_counts(module, inputs, counter):
+    """Inclusive {module path: {op: flops}} from FlopCounterMode, paths relative to ``module``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flop_counter = FlopCounterMode(display=False,
+                                   custom_mapping=torch_formulas() if counter == "torch" else None)
     with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
         module(*inputs)
     root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
@@ -208,14 +223,15 @@ def _decoder_columns(path, op):
     return (layer + "total", *(layer + p for p in parts), "total_full_depth")
 
 
-def _past(n_layers, l_past, device, dtype):
+def _past(config, l_past, device, dtype):
     """A DynamicCache holding ``l_past`` cached tokens per layer."""
     import torch
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    for i in range(n_layers):
-        kv = torch.zeros(1, 10, l_past, 128, device=device, dtype=dtype)
+    for i in range(config.num_hidden_layers):
+        kv = torch.zeros(1, config.num_key_value_heads, l_past, config.head_dim, device=device,
+                         dtype=dtype)
         cache.update(kv, kv.clone(), i)
     return cache
 
@@ -235,7 +251,7 @@ def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dic
     param = next(model.parameters())
     n_layers = len(model.model.layers)
     embeds = torch.randn(1, s_new, param.shape[-1], device=param.device, dtype=param.dtype)
-    inputs = (embeds, _past(n_layers, l_past, param.device, param.dtype)) if l_past else (embeds,)
+    inputs = (embeds, _past(model.model.config, l_past, param.device, param.dtype)) if l_past else (embeds,)
     names = [f"L{i}_{p}" for i in range(n_layers) for p in _LAYER_PARTS]
     names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
     cols = _attribute(_count(model, inputs, counter), _decoder_columns, names)

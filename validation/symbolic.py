@@ -94,17 +94,6 @@ def to_sympy(expr, names=None):
     return conv(sp.sympify(expr))
 
 
-def _sdpa_mapping():
-    """The "torch" counter's formula for the CPU flash kernel (validation.measure._torch_counts)."""
-    import torch
-    from torch.utils.flop_counter import sdpa_flop_count
-
-    def cpu_sdpa(q, k, v, *args, **kwargs):
-        return sdpa_flop_count(q, k, v)
-
-    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
-
-
 def _fake_state(module, fake_mode):
     """Parameters and buffers of ``module`` as fake CPU tensors (meta ones converted, not copied)."""
     import torch
@@ -154,7 +143,7 @@ def _run(module, input_shapes, dynamic_dims, call):
     from torch.utils._sympy.numbers import int_oo
     from torch.utils.flop_counter import FlopCounterMode
 
-    from validation.measure import _cpu_sdpa_on_meta
+    from validation.measure import _cpu_sdpa_on_meta, torch_formulas
 
     hints = {}
     for (i, d), sym in dynamic_dims.items():
@@ -181,7 +170,7 @@ def _run(module, input_shapes, dynamic_dims, call):
         names[_expr(inputs[i].shape[d])] = sym
 
     state = _fake_state(module, fake_mode)
-    counter = FlopCounterMode(display=False, custom_mapping=_sdpa_mapping())
+    counter = FlopCounterMode(display=False, custom_mapping=torch_formulas())
 
     with fake_mode, enable_python_dispatcher(), torch.no_grad(), counter, _cpu_sdpa_on_meta():
         with _swapped(module, state), _quiet():
@@ -422,8 +411,9 @@ def decoder_layers(s_hint=37, past_hint=53, past=True, s_static=None):
     shapes = [(1, s_dim, 1280)]
     dims = {} if s_static is not None else {(0, 1): S}
     if past:
-        shapes += [(1, 10, past_hint, 128)] * 24
-        dims |= {(i, 2): L for i in range(1, 25)}
+        from derivations.deepseek_ocr import DECODER as D
+        shapes += [(1, D.kv_heads, past_hint, D.head_dim)] * (2 * D.layers)
+        dims |= {(i, 2): L for i in range(1, 2 * D.layers + 1)}
 
     def call(model, embeds, *kv):
         if not kv:
