@@ -12,7 +12,7 @@ from derivations.common.vlm import H, W
 GUNDAM = symcost.load("deepseek-ocr", preset="gundam")
 RULE = GUNDAM.layout  # 640 tiles, up to 9
 
-# The documented candidate order (ARCHITECTURE.md §2.1), written out by hand.
+# The documented candidate order (docs/models.md), written out by hand.
 ORDER = [(1, 2), (2, 1), (3, 1), (1, 3), (2, 2), (4, 1), (1, 4), (5, 1), (1, 5), (1, 6), (6, 1),
          (3, 2), (2, 3), (7, 1), (1, 7), (4, 2), (2, 4), (1, 8), (8, 1), (1, 9), (3, 3), (9, 1)]
 

@@ -22,7 +22,7 @@ def compare(analytic: dict[str, int], measured: dict[str, int]) -> list[dict]:
 
 
 def vendor_global_view(preset: str, vision_mode: str, width: int, height: int) -> tuple[int, int]:
-    """Size of the global view the vendor builds from a W x H image (PIL, as ARCHITECTURE.md §2):
+    """Size of the global view the vendor builds from a W x H image (PIL, as docs/models.md says):
     HF crop_mode=False pads (or, at image_size <= 640, resizes) to image_size; crop mode, the
     small-image shortcut and vLLM's no-crop pad to base_size."""
     from PIL import Image, ImageOps
