@@ -1,22 +1,31 @@
-"""symcost benchmarks, measured side by side in one run (not a test; no figure is asserted).
+"""symcost benchmarks: every figure measured side by side in one run, each beside its target.
 
     python benchmarks/run.py           # full run (a few minutes on 2 cores)
-    python benchmarks/run.py --smoke   # everything tiny, seconds
+    python benchmarks/run.py --smoke   # everything tiny, seconds; targets shown, not enforced
 
-Figures (preset gundam, "full model" = stage request with N=1 = vision + prefill, all metrics):
-  1. compiled points/s        2. compiled / numeric model per point
-  3. compiled / torch FlopCounterMode (meta device) per shape
-  4. cold start of the CLI, against `python -c "import sympy"`
+"Full model" = stage request with N = 1 (vision + prefill), every integer metric and
+arithmetic_intensity; deepseek-ocr at preset gundam, deepseek-ocr2 at its defaults.
+Figures, per family:
+  compiled points/s on 10^6 random (W, H) in [1, 8192]^2
+  compiled / numeric ``Model.evaluate`` per point
+  compiled / torch ``FlopCounterMode`` (meta device) per shape
+and the cold start of the CLI (``symcost formulas``, ``symcost eval``) beside ``import sympy``.
+
+Exit status 1 when a compiled value disagrees with the numeric model or a vision FLOP count
+with torch, or (full run) a figure misses its target; the last line names every failure.
+This is a measurement, not a test: tests/test_benchmarks_smoke.py checks only its content.
 """
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +33,37 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # validation/ lives at the repository root
 
+import sympy  # noqa: E402
+
 import symcost  # noqa: E402
-from symcost.metrics import METRICS  # noqa: E402
+from symcost.metrics import INT_METRICS  # noqa: E402
+
+METRICS = (*INT_METRICS, "arithmetic_intensity")
+# family -> (load options, points/s target); DeepSeek-OCR-2's full model is the larger program
+FAMILIES = {"deepseek-ocr": ({"preset": "gundam"}, 3e7), "deepseek-ocr2": ({}, 1e7)}
+TORCH_SHAPES = [(1280, 720), (1654, 2339), (4000, 4000)]
+ABOVE, BELOW = (">=", operator.ge), ("<", operator.lt)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: tuple | None   # ((symbol, comparison), bound) or None: reported only
+    detail: str
+
+    def met(self) -> bool:
+        return self.target is None or self.target[0][1](self.value, self.target[1])
+
+    def line(self, enforce: bool) -> str:
+        if self.target is None:
+            verdict = "no target"
+        else:
+            (symbol, _), bound = self.target
+            status = ("ok" if self.met() else "MISSED") if enforce else "not enforced (smoke)"
+            verdict = f"target {symbol} {bound:.3g} {self.unit}: {status}"
+        return f"{self.name}: {self.value:.3g} {self.unit} ({verdict}); {self.detail}"
 
 
 def machine() -> str:
@@ -37,8 +75,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, " \
-           f"NumPy {np.__version__}"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, NumPy "
+            f"{np.__version__}, SymPy {sympy.__version__}; load average {load} at start")
 
 
 def best_of(fn, repeat: int) -> float:
@@ -50,85 +89,141 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes, for CI-speed sanity")
-    args = ap.parse_args(argv)
-    smoke = args.smoke
-    n_points, n_numeric, n_torch, n_cold, repeat = \
-        (2_000, 3, 1, 1, 1) if smoke else (1_000_000, 300, 3, 5, 5)
-    print(f"machine: {machine()}")
-    print(f"mode: {'smoke' if smoke else 'full'}; preset gundam; stage request (N=1: vision + "
-          f"prefill); metrics {', '.join(METRICS)}")
+def first_difference(out: dict, numeric: list[dict], idx) -> str | None:
+    """The first value where the compiled outputs differ from ``Model.evaluate``'s, if any."""
+    for i, k in enumerate(idx):
+        for name, column in out.items():
+            want = numeric[i].get(name, "missing")
+            if column[k].item() != want:  # exact: ints, and the same float division
+                return f"point {k}: {name} compiled {column[k].item()} != numeric {want}"
+    return None
 
-    m = symcost.load("deepseek-ocr", preset="gundam")
+
+def bench_family(family: str, n_points: int, n_numeric: int, repeat: int, perturb: bool,
+                 figures: list, checks: list) -> float:
+    """Points/s and compiled / numeric for one family; returns the points/s."""
+    options, target = FAMILIES[family]
+    m = symcost.load(family, **options)
     start = time.perf_counter()
     ev = m.compile("request", METRICS)
     compile_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     w, h = rng.integers(1, 8193, n_points), rng.integers(1, 8193, n_points)
-    ev(w[:10], h[:10])  # warm-up
-    t_ev = best_of(lambda: ev(w, h), repeat)
+    ev(w[:10], h[:10], new_tokens=1)  # warm-up: threads started, tables built
+    t_ev = best_of(lambda: ev(w, h, new_tokens=1), repeat)
     rate = n_points / t_ev
-    prompts = np.zeros(n_points, dtype=np.int64)  # an array stage argument: per-point program
-    t_pp = best_of(lambda: ev(w, h, prompts), max(1, repeat // 2))
-    print(f"\n[1] compiled points/s: {rate:.3g} points/s ({n_points} random (W, H) in [1, 8192]^2, "
-          f"{t_ev * 1e3:.1f} ms, best of {repeat}; compile once {compile_s:.2f} s)")
-    print(f"    per-point program (prompt_tokens as an array): {n_points / t_pp:.3g} points/s "
-          f"({t_pp * 1e3:.1f} ms); ratio to 10^7 target: {rate / 1e7:.2f}x")
+    figures.append(Figure(
+        f"compiled {family}", rate, "points/s", (ABOVE, target),
+        f"{n_points} random (W, H) in [1, 8192]^2 in {t_ev * 1e3:.1f} ms, best of {repeat}; "
+        f"compiled once in {compile_s:.1f} s"))
 
     idx = rng.choice(n_points, n_numeric, replace=False)
     start = time.perf_counter()
-    numeric = [m.evaluate(int(w[k]), int(h[k]), "request") for k in idx]
+    numeric = [m.evaluate(int(w[k]), int(h[k]), "request", new_tokens=1) for k in idx]
     t_num = (time.perf_counter() - start) / n_numeric
-    out = ev(w[idx], h[idx])
-    agree = all(int(out[k][i]) == numeric[i][k] for i in range(n_numeric)
-                for k in METRICS if k != "arithmetic_intensity")
-    print(f"\n[2] compiled / numeric model: {t_num * rate:.3g}x per point (numeric "
-          f"Model.evaluate {t_num * 1e3:.2f} ms/point on {n_numeric} of the points, "
-          f"extrapolated; values agree: {agree})")
+    out = ev(w, h, new_tokens=1)
+    if perturb:  # test only: one wrong value must fail the run
+        out["flops"] = out["flops"].copy()
+        out["flops"][idx[0]] += 1
+    diff = first_difference(out, numeric, idx)
+    checks.append((f"compiled == numeric Model.evaluate, {family}: {n_numeric} points x "
+                   f"{len(out)} values", diff))
+    figures.append(Figure(
+        f"compiled / numeric {family}", t_num * rate, "x per point", (ABOVE, 1e3),
+        f"Model.evaluate {t_num * 1e3:.2f} ms/point on {n_numeric} of the points"))
+    return rate
 
+
+def bench_torch(rates: dict, n_shapes: int, figures: list, checks: list) -> None:
+    """Vision FLOPs by FlopCounterMode on the meta device, per shape, against compiled."""
     try:
+        from validation import ocr2
         from validation.measure import measure_vision
         from validation.reference_model import build_vision
-        vision = m.compile("vision", ("flops",))
-        start = time.perf_counter()
-        meta = build_vision("meta")
-        build_s = time.perf_counter() - start
-        shapes = [(1280, 720), (1654, 2339), (4000, 4000)][:n_torch]
-        per_shape, agree = [], True
-        for sw, sh in shapes:
-            n_crops = int(ev(sw, sh)["n_crops"])
-            start = time.perf_counter()
-            got = measure_vision(1024, 640, n_crops, "torch", model=meta)
-            per_shape.append(time.perf_counter() - start)
-            agree &= got["vision_total"] == int(vision(sw, sh)["flops"])
-        t_torch = statistics.median(per_shape)
-        print(f"\n[3] compiled / torch FlopCounterMode: {t_torch * rate:.3g}x per shape "
-              f"(validation.measure.measure_vision, counter torch, meta device: "
-              f"{t_torch:.2f} s/shape, median of {len(shapes)}; model built once in "
-              f"{build_s:.1f} s, not counted; vision FLOPs agree: {agree})")
     except ImportError as exc:
-        print(f"\n[3] compiled / torch FlopCounterMode: not measured ({exc})")
+        print(f"compiled / torch: not measured ({exc}; pip install -e '.[validation]')")
+        return
+    v1 = symcost.load("deepseek-ocr", preset="gundam")
+    measurers = {  # family -> (model, build the meta module, measure(module, n_crops))
+        "deepseek-ocr": (v1, lambda: build_vision("meta"),
+                         lambda mod, n: measure_vision(1024, v1.layout.tile, n, "torch",
+                                                       model=mod)),
+        "deepseek-ocr2": (symcost.load("deepseek-ocr2"), lambda: ocr2.build_model("meta"),
+                          lambda mod, n: ocr2.measure_vision(n, "torch", model=mod)),
+    }
+    for family, (m, build, measure) in measurers.items():
+        start = time.perf_counter()
+        module = build()
+        build_s = time.perf_counter() - start
+        vision = m.compile("vision", ("flops",))
+        per_shape, diff = [], None
+        for sw, sh in TORCH_SHAPES[:n_shapes]:
+            compiled = vision(sw, sh)
+            start = time.perf_counter()
+            got = measure(module, int(compiled["n_crops"]))["vision_total"]
+            per_shape.append(time.perf_counter() - start)
+            want = int(compiled["flops"])
+            if got != want and diff is None:
+                diff = f"{sw}x{sh}: torch {got} != compiled {want}"
+        t_torch = statistics.median(per_shape)
+        checks.append((f"compiled vision flops == torch FlopCounterMode, {family}: "
+                       f"{len(per_shape)} shapes", diff))
+        figures.append(Figure(
+            f"compiled / torch {family}", t_torch * rates[family], "x per shape", (ABOVE, 1e6),
+            f"FlopCounterMode on meta {t_torch:.2f} s/shape, median of {len(per_shape)} "
+            f"(module built once in {build_s:.1f} s, not counted)"))
 
+
+def bench_cold(n_cold: int, figures: list) -> None:
     exe = Path(sys.executable).parent / "symcost"
     cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "symcost.cli"]
-    commands = {
-        "import sympy": [sys.executable, "-c", "import sympy"],
-        "symcost formulas deepseek-ocr": cli + ["formulas", "deepseek-ocr"],
-        "symcost eval deepseek-ocr --preset gundam --image 1280x720":
-            cli + ["eval", "deepseek-ocr", "--preset", "gundam", "--image", "1280x720"],
+    commands = {  # name -> (command, target in s)
+        "cold import sympy": ([sys.executable, "-c", "import sympy"], None),
+        "cold symcost formulas deepseek-ocr": (cli + ["formulas", "deepseek-ocr"], 1.0),
+        "cold symcost eval deepseek-ocr --preset gundam --image 1280x720":
+            (cli + ["eval", "deepseek-ocr", "--preset", "gundam", "--image", "1280x720"], 1.0),
     }
-    cold = {}
-    for name, cmd in commands.items():
-        def run(cmd=cmd):
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-        cold[name] = best_of(run, n_cold)
-    base = cold["import sympy"]
-    print(f"\n[4] cold start (fresh process, best of {n_cold}):")
-    for name, t in cold.items():
-        print(f"    {name:60s} {t:6.2f} s  ({t / base:.2f}x import sympy)")
-    return 0
+    base = None
+    for name, (cmd, target) in commands.items():
+        t = best_of(lambda cmd=cmd: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
+                                                   cwd=ROOT), n_cold)
+        base = base or t
+        figures.append(Figure(name, t, "s", None if target is None else (BELOW, target),
+                              f"fresh process, best of {n_cold}; {t / base:.2f}x import sympy"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds; targets not enforced")
+    ap.add_argument("--perturb", action="store_true",
+                    help="TEST ONLY: add 1 to one compiled FLOP count before the agreement check, "
+                         "which must then fail the run")
+    args = ap.parse_args(argv)
+    n_points, n_numeric, n_shapes, n_cold, repeat = \
+        (2_000, 3, 1, 1, 1) if args.smoke else (1_000_000, 300, 3, 5, 5)
+    print(f"machine: {machine()}")
+    print(f"mode: {'smoke (targets not enforced)' if args.smoke else 'full'}; full model = stage "
+          f"request with N = 1 (vision + prefill); values {', '.join(METRICS)}; deepseek-ocr at "
+          f"preset gundam")
+    figures: list[Figure] = []
+    checks: list[tuple[str, str | None]] = []  # (what, first difference or None)
+    rates = {f: bench_family(f, n_points, n_numeric, repeat, args.perturb, figures, checks)
+             for f in FAMILIES}
+    bench_torch(rates, n_shapes, figures, checks)
+    bench_cold(n_cold, figures)
+
+    print()
+    for f in figures:
+        print(f.line(enforce=not args.smoke))
+    print()
+    for what, diff in checks:
+        print(f"agreement {what}: {'pass' if diff is None else 'FAIL (' + diff + ')'}")
+    failed = [what for what, diff in checks if diff is not None]
+    if not args.smoke:
+        failed += [f"{f.name} {f.value:.3g} {f.unit} misses {f.target[0][0]} {f.target[1]:.3g}"
+                   for f in figures if not f.met()]
+    print("\nresult: " + ("pass" if not failed else "FAIL: " + "; ".join(failed)))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ over float rounding) are recomputed with Python ints (object arrays). Nothing wr
 """
 from __future__ import annotations
 
-from functools import reduce
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, reduce
 from math import lcm
-from typing import Callable, Sequence
 
 import numpy as np
 import sympy as sp
@@ -27,14 +29,35 @@ from sympy.functions.elementary.piecewise import ExprCondPair
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import SymcostError
-from .ops import (expected_distinct, expected_distinct_numpy, fvcore_einsum,
-                  fvcore_einsum_numpy)
+from .ops import expected_distinct, expected_distinct_numpy, fvcore_einsum, fvcore_einsum_numpy
 
-__all__ = ["compile_exprs", "CompiledFunction", "CHUNK", "FUNCTIONS"]
+__all__ = ["compile_exprs", "CompiledFunction", "CHUNK", "FUNCTIONS", "parallel"]
 
 _INT64_MAX = 2 ** 63 - 1
 _RISK = float(2 ** 62)
-CHUNK = 1 << 16  # points per chunk: bounds temporary memory and keeps temporaries in cache
+CHUNK = 1 << 14  # points per chunk: temporaries stay in cache
+WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(WORKERS, thread_name_prefix="symcost")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has no pool threads
+
+
+def parallel(fn: Callable[[int], None], starts: Iterable[int]) -> None:
+    """``fn(s)`` for every chunk start ``s``, on every core (NumPy releases the GIL in its
+    loops); the first exception is raised here. ``fn`` must not call ``parallel``."""
+    starts = list(starts)
+    if len(starts) < 2 or WORKERS < 2:
+        for s in starts:
+            fn(s)
+        return
+    for _ in _pool().map(fn, starts):
+        pass
 
 
 class _idiv(sp.Function):
@@ -266,13 +289,24 @@ class CompiledFunction:
         flat = [np.int64(a.reshape(-1)[0]) if a.size == 1 else np.broadcast_to(a, shape).reshape(-1)
                 for a in arrays]
         out = [np.empty(n, dtype=np.int64) for _ in self.names]
-        for s in range(0, n, CHUNK):
+        exact: dict[int, list] = {}  # chunk start -> its parts, when one holds Python ints
+
+        def work(s: int) -> None:
             m = min(CHUNK, n - s)
             part = self._chunk([c[s:s + m] if isinstance(c, np.ndarray) else c for c in flat], m)
+            if any(p.dtype == object for p in part):
+                exact[s] = part  # merged below, once every int64 chunk is written
+            for o, p in zip(out, part):
+                if p.dtype != object:
+                    o[s:s + m] = p
+
+        parallel(work, range(0, n, CHUNK))
+        for s, part in exact.items():
             for k, p in enumerate(part):
-                if p.dtype == object and out[k].dtype != object:
-                    out[k] = out[k].astype(object)
-                out[k][s:s + m] = p
+                if p.dtype == object:
+                    if out[k].dtype != object:
+                        out[k] = out[k].astype(object)
+                    out[k][s:s + p.size] = p
         return {name: o.reshape(shape) for name, o in zip(self.names, out)}
 
 

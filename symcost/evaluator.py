@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .compile import CHUNK, FUNCTIONS, CompiledFunction
+from .compile import CHUNK, FUNCTIONS, CompiledFunction, parallel
 from .dtypes import Precision
 from .errors import SymcostError
 from .hardware import Hardware
@@ -75,27 +75,48 @@ class Evaluator:
             return self._finish(self._evaluate(cols, scalars), shape)
         # gather: evaluate each possible outcome once, then index per point (exact: the same
         # values the per-point program computes)
-        code = np.broadcast_to(self._codes(image_arrays), shape)
         outcomes = layout.outcomes
         table = self._evaluate([outcomes[:, k] for k in range(outcomes.shape[1])],
                                [a.reshape(-1) for a in scalars])
-        code = np.ascontiguousarray(code).reshape(-1)
-        out = {k: np.take(v, code).reshape(shape) for k, v in table.items() if v.dtype == object}
+        return self._gather(table, image_arrays, shape)
+
+    def _gather(self, table: dict, image_arrays, shape) -> dict[str, np.ndarray]:
+        """Each point's row of ``table`` (one value per layout outcome), over chunks in threads:
+        a chunk's codes stay in cache while every output takes from them."""
+        flat = [a.reshape(-1) for a in image_arrays]
+        n = flat[0].size
+        out, pairs = {}, []  # pairs: (table column, output row) for the threads
         for dtype in (np.int64, np.float64):  # one block per dtype: fewer, larger page faults
             names = [k for k, v in table.items() if v.dtype == dtype]
-            block = np.empty((len(names), code.size), dtype=dtype)
+            block = np.empty((len(names), n), dtype=dtype)
             for row, k in zip(block, names):
-                np.take(table[k], code, out=row, mode="clip")  # codes are in range; no buffer
+                pairs.append((np.ascontiguousarray(table[k]), row))
                 out[k] = row.reshape(shape)
+        objects = [k for k, v in table.items() if v.dtype == object]
+        code = np.empty(n, dtype=np.intp) if objects else None
+
+        def work(s: int) -> None:
+            c = self.model.layout.codes(*[a[s:s + CHUNK] for a in flat])
+            for column, row in pairs:
+                np.take(column, c, out=row[s:s + CHUNK], mode="clip")  # codes are in range
+            if code is not None:
+                code[s:s + CHUNK] = c
+
+        parallel(work, range(0, n, CHUNK))
+        for k in objects:  # Python ints: beyond int64, rare
+            out[k] = np.take(table[k], code).reshape(shape)
         return {k: out[k] for k in table}
 
     def _codes(self, image_arrays) -> np.ndarray:
-        """Layout code per point, in chunks (temporaries stay in cache)."""
+        """Layout code per point, over chunks in threads (temporaries stay in cache)."""
         shape = image_arrays[0].shape
         flat = [a.reshape(-1) for a in image_arrays]
         code = np.empty(flat[0].size, dtype=np.intp)
-        for s in range(0, code.size, CHUNK):
+
+        def work(s: int) -> None:
             code[s:s + CHUNK] = self.model.layout.codes(*[a[s:s + CHUNK] for a in flat])
+
+        parallel(work, range(0, code.size, CHUNK))
         return code.reshape(shape)
 
     def _evaluate(self, layout_cols, scalars) -> dict[str, np.ndarray]:

@@ -23,12 +23,13 @@ where ``max(W*q, H*p)`` reaches 2**52 (far beyond any image a model takes).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from math import isqrt
+from math import ceil, isqrt, log2
 from types import SimpleNamespace
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import sympy as sp
@@ -222,31 +223,29 @@ class AspectTiler:
         mids = self.midpoints
         n_mid = len(mids)
         index = {tuple(g): c for c, g in enumerate(self.outcomes.tolist())}
-        # interleaved float boundaries m_k, nextafter(m_k): #{boundaries <= W/H} is 2k on the
-        # open region k and 2k+1 on the ray of midpoint k
-        mid_f = np.array([float(m) for m in mids])
-        bounds = np.stack([mid_f, np.nextafter(mid_f, np.inf)], axis=1).reshape(-1)
+        # ratio bins floor(x*scale): scale is a power of two (x*scale is exact, the bin monotone
+        # in x) of at least 2/gap, so a bin holds at most one midpoint; the last bin is past all
+        gap = min((b - a for a, b in zip(mids, mids[1:])), default=Fraction(1))
+        scale = 2.0 ** ceil(log2(2 / gap))
+        n_bins = int(float(mids[-1]) * scale) + 2 if mids else 1
+        mid = np.full(n_bins, np.inf)           # the bin's midpoint (inf: none)
+        base = np.zeros(n_bins, dtype=np.intp)  # 2 x the midpoints in lower bins
+        for m in map(float, mids):
+            mid[int(m * scale)] = m
+            base[int(m * scale) + 1:] += 2
+        # row base[b] + (x >= m_b) + (x > m_b): 2k on the open region k, 2k+1 on the ray of
+        # midpoint k
         rows = [self.table[r // 2] if r % 2 == 0 else self.table[n_mid + 1 + r // 2]
                 for r in range(2 * n_mid + 1)]
-        # that count without a binary search: bins b = min(floor(x*K), n_bins-1) (K a power of
-        # two, so monotone in x); base[b] counts boundaries in lower bins, the few in bin b
-        # (columns of `inside`, +inf padded) are compared one by one
-        gap = float(np.diff(mid_f).min()) if n_mid > 1 else 1.0
-        scale = 2.0 ** int(np.ceil(np.log2(2 / gap)))
-        n_bins = int(bounds[-1] * scale) + 2 if n_mid else 2
-        bins = np.minimum((bounds * scale).astype(np.intp), n_bins - 1)
-        base = np.searchsorted(bins, np.arange(n_bins), side="left")
-        width = int(np.bincount(bins, minlength=n_bins).max()) if n_mid else 0
-        inside = np.full((width, n_bins), np.inf)
-        for k, (b, x) in enumerate(zip(bins, bounds)):
-            inside[k - base[b], b] = x
-        # area bin from u = (2*area - 1) // tie**2: area > tie**2*n/2  <=>  n <= u
+        # area bin from u = (2*area - 1) // tie**2: area > tie**2*n/2  <=>  n <= u; by_u holds
+        # bin * len(rows), so a point's code is lut[by_u[u] + row]
         sizes = sorted({i * j for i, j in self.candidates})
-        by_u = np.array([sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)], dtype=np.intp)
-        codes = np.array([[index[g] for g in row] for row in rows], dtype=np.intp)
+        by_u = np.array([len(rows) * sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)],
+                        dtype=np.intp)
+        lut = np.array([[index[row[k]] for row in rows] for k in range(len(rows[0]))],
+                       dtype=np.intp)
         return SimpleNamespace(
-            scale=scale, base=base, inside=tuple(inside), by_u=by_u, codes=codes.reshape(-1),
-            n_area=codes.shape[1],
+            scale=scale, mid=mid, base=base, by_u=by_u, lut=lut.reshape(-1),
             p_max=max((m.numerator for m in mids), default=1),
             q_max=max((m.denominator for m in mids), default=1))
 
@@ -254,21 +253,32 @@ class AspectTiler:
         """Index into :attr:`outcomes` of each point's grid (intp), exact."""
         w = np.asarray(width, dtype=np.int64)
         h = np.asarray(height, dtype=np.int64)
+        shape = np.broadcast_shapes(w.shape, h.shape)
         a = self._arrays
         if w.size == 0 or h.size == 0:
-            return np.zeros(np.broadcast_shapes(w.shape, h.shape), dtype=np.intp)
+            return np.zeros(shape, dtype=np.intp)
+        w, h = np.atleast_1d(w, h)  # in-place steps need arrays, not NumPy scalars
         w_max, h_max = int(w.max()), int(h.max())
         if w_max * a.q_max >= 2 ** 52 or h_max * a.p_max >= 2 ** 52:
             raise SymcostError(f"image sides up to {w_max} x {h_max} are too large for the exact "
                                "float comparison of the tile rule")
         # |W/H - p/q| >= 1/(H*q), more than 2 ulp relative while max(W*q, H*p) < 2**52: float
-        # order of W/H against a midpoint is exact, equality included
-        ratio = w / h
-        b = np.minimum((ratio * a.scale).astype(np.intp), len(a.base) - 1)
-        row = a.base[b]
-        for col in a.inside:
-            row += ratio >= col[b]
-        tie = self._tie * self._tie
-        u = np.minimum((2 * (w * h) - 1) // tie, len(a.by_u) - 1)
-        code = a.codes[row * a.n_area + a.by_u[u]]
-        return np.where(self.shortcut(w, h), 0, code)
+        # order of W/H against a midpoint is exact, equality included.
+        # Each step is one pass, in place where it can be: this runs on millions of points.
+        ratio = np.divide(w, h)
+        t = np.multiply(ratio, a.scale)
+        np.minimum(t, len(a.base) - 1, out=t)
+        b = t.astype(np.intp)
+        m = np.take(a.mid, b, mode="clip")  # indices are in range: "clip" skips the check
+        row = np.take(a.base, b, mode="clip")
+        row += ratio >= m
+        row += ratio > m
+        u = np.multiply(w, h)
+        u *= 2
+        u -= 1
+        u //= self._tie * self._tie
+        np.minimum(u, len(a.by_u) - 1, out=u)
+        row += np.take(a.by_u, u, mode="clip")
+        code = np.take(a.lut, row, mode="clip")
+        code *= ~self.shortcut(w, h)  # code 0, grid (1, 1), where the shortcut applies
+        return code.reshape(shape)

@@ -1,15 +1,72 @@
-"""benchmarks/run.py --smoke runs end to end and prints the four figures (no timing checked)."""
+"""benchmarks/run.py --smoke: every figure printed with a number and its unit, every agreement
+check run and passed; a (test-only) perturbed value fails the run. No timing is checked."""
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"[0-9][0-9.]*(?:e[+-][0-9]+)?"
+FIGURES = {  # figure name -> unit
+    "compiled deepseek-ocr": "points/s",
+    "compiled deepseek-ocr2": "points/s",
+    "compiled / numeric deepseek-ocr": "x per point",
+    "compiled / numeric deepseek-ocr2": "x per point",
+    "compiled / torch deepseek-ocr": "x per shape",
+    "compiled / torch deepseek-ocr2": "x per shape",
+    "cold import sympy": "s",
+    "cold symcost formulas deepseek-ocr": "s",
+    "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": "s",
+}
+CHECKS = ("compiled == numeric Model.evaluate, deepseek-ocr",
+          "compiled == numeric Model.evaluate, deepseek-ocr2",
+          "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
+          "compiled vision flops == torch FlopCounterMode, deepseek-ocr2")
 
 
-def test_benchmark_smoke_runs():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    for figure in ("compiled points/s", "compiled / numeric model",
-                   "compiled / torch FlopCounterMode", "cold start"):
-        assert figure in proc.stdout, figure
+def smoke(*flags):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", *flags],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def run():
+    return smoke()
+
+
+def test_smoke_passes_and_says_so(run):
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.rstrip().endswith("result: pass")
+    assert re.search(r"^machine: nproc [0-9]+, .*NumPy .*load average", run.stdout, re.M)
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_each_figure_has_a_number_and_its_unit(run, name):
+    line = re.search(rf"^{re.escape(name)}: ({NUMBER}) {re.escape(FIGURES[name])} \((.*)$",
+                     run.stdout, re.M)
+    assert line, f"{name!r} with a number and {FIGURES[name]!r} not in:\n{run.stdout}"
+    assert float(line.group(1)) > 0
+    # a figure with a target shows it (smoke: not enforced); the reference figure has none
+    shown = re.match(rf"target (>=|<) {NUMBER} {re.escape(FIGURES[name])}: not enforced",
+                     line.group(2))
+    assert bool(shown) == (name != "cold import sympy"), line.group(0)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_each_agreement_check_ran_and_passed(run, check):
+    line = re.search(rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$",
+                     run.stdout, re.M)
+    assert line, f"{check!r} not in:\n{run.stdout}"
+    assert int(line.group(1)) >= 1 and line.group(2) == "pass"
+
+
+def test_a_disagreement_fails_the_run():
+    bad = smoke("--perturb")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert re.search(r"^agreement compiled == numeric Model.evaluate, deepseek-ocr: .*: "
+                     r"FAIL \(point [0-9]+: flops compiled [0-9]+ != numeric [0-9]+\)$",
+                     bad.stdout, re.M), bad.stdout
+    assert re.search(r"^result: FAIL: compiled == numeric Model.evaluate, deepseek-ocr:",
+                     bad.stdout, re.M), bad.stdout

@@ -9,7 +9,7 @@ The runner cases check exact closed forms of the measured peaks (torch 2.13 CPU,
       S*V*(2+4) + n*2*S*1280*2 (4.46 cache: k_embed and the v_proj output) + S*1280*2 (final norm).
   decode, B x 1 token on L cached tokens, logits-bound (small L):
       B*V*(2+4) + n*2*B*10*128*2 (cache growth) + B*1280*2 (final norm).
-Slow cases (full 12-layer decoder, 1024 px) are marked ``slow`` and also need SYMCOST_SLOW_MEMORY=1.
+Slow cases (full 12-layer decoder, 1024 px) are marked ``slow``.
 """
 
 import gc
@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from validation.memory import (
+from validation.memory import (  # noqa: E402
     AllocatorPeak,
     LiveBytes,
     VendorDecoder,
@@ -33,8 +33,7 @@ from validation.memory import (
 
 V = 129280
 H = 1280
-needs_slow = pytest.mark.skipif(not os.environ.get("SYMCOST_SLOW_MEMORY"),
-                                reason="full-size case (up to 8 GB, ~1 min): set SYMCOST_SLOW_MEMORY=1")
+needs_slow = pytest.mark.slow  # full-size cases (up to 8 GB, ~1 min): deselect with -m "not slow"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,21 +4,26 @@ The model is ``DeepseekOcr2ForConditionalGeneration`` built from ``derivations/d
 (3,389,119,360 parameters); nothing is re-implemented here. torch/transformers are imported lazily.
 
 Counters (``counter`` argument):
-  ``"torch"``   FlopCounterMode (2 per MAC), on meta or on real CPU tensors, plus two formulas torch 2.13
-                lacks: ``aten._scaled_dot_product_flash_attention_for_cpu`` (torch's own SDPA formula,
-                2*B*H*Sq*Sk*(Dqk+Dv)) and ``aten._grouped_mm`` (the routed experts, 2*rows*K*N).
-  ``"fvcore"``  fvcore FlopCountAnalysis (1 per MAC; layer_norm counted by fvcore's own rule) on real CPU
-                tensors, plus handles for ``aten::scaled_dot_product_attention`` (B*H*Sq*Sk*(Dqk+Dv)) and
-                ``aten::_grouped_mm`` (rows*K*N), which fvcore skips.
+  ``"torch"``          FlopCounterMode (2 per MAC), on meta or on real CPU tensors, plus two formulas
+                       torch 2.13 lacks: ``aten._scaled_dot_product_flash_attention_for_cpu`` (torch's own
+                       SDPA formula, 2*B*H*Sq*Sk*(Dqk+Dv)) and ``aten._grouped_mm`` (the routed experts,
+                       2*rows*K*N).
+  ``"torch-cpu"``      FlopCounterMode out of the box: both of those count 0.
+  ``"fvcore"``         fvcore FlopCountAnalysis (1 per MAC; layer_norm counted by fvcore's own rule) on
+                       real CPU tensors, plus handles for ``aten::scaled_dot_product_attention``
+                       (B*H*Sq*Sk*(Dqk+Dv)) and ``aten::_grouped_mm`` (rows*K*N), which fvcore skips.
+  ``"fvcore-default"`` fvcore out of the box: both of those count 0.
 
 Vision (``measure_vision``): ``model.model.get_image_features`` - the model's own code, which runs the
 global view(s) through the tower and the projector, then the tiles in one batched call - avoiding the
-``.item()`` of ``get_placeholder_mask``. The ``global`` columns are one call with the global view only;
-the ``crops`` columns are (one call with the global view and the n tiles) minus (that global-only call),
-taken per (module, op): the same tensors' counts, so nothing is modelled.
+``.item()`` of ``get_placeholder_mask``. The ``global`` columns are one call with the global views only;
+the ``crops`` columns are (one call with the global views and the tiles) minus (that global-only call),
+taken per (module, op): the same tensors' counts, so nothing is modelled. ``batch`` images of one size:
+``batch`` global views in one call, ``batch * n_crops`` tiles in the other, as the model batches them.
 Decoder (``measure_decoder``): the whole ``DeepseekOcr2ForConditionalGeneration.forward`` with
 ``inputs_embeds`` (no pixel values, so no placeholder mask), ``use_cache=True`` and ``logits_to_keep``
-0 ("all": lm_head on every position, a plain forward) or 1 ("last": what ``generate()`` does).
+0 ("all": lm_head on every position, a plain forward) or 1 ("last": what ``generate()`` does); the
+decoder's attention as transformers runs it, ``"sdpa"`` (its default) or ``"eager"``.
 
 NB: on meta, F.scaled_dot_product_attention would run its math decomposition (two counted bmm, mixed
     up with SAM's rel-pos bmm); ``validation.measure._cpu_sdpa_on_meta`` sends it to the CPU kernel op,
@@ -29,10 +34,13 @@ NB: the vision encoder's attention mask is never None (hybrid: bidirectional ima
 NB: fvcore = FlopCounterMode / 2 in every column but two conventions of its own: layer_norm (SAM's 26
     LayerNorms, 5 per element; FlopCounterMode counts 0) and einsum (SAM's rel-pos: numpy's einsum_path
     "Optimized FLOP count", printed to 4 significant digits, halved - so that column is rounded).
+    The 26 include the neck's two: transformers' ``DeepseekOcr2SamLayerNorm`` subclasses nn.LayerNorm
+    (DeepSeek-OCR's vendor LayerNorm2d is hand-written from elementwise ops, which no counter sees).
 NB: out of the box FlopCounterMode (torch 2.13) counts 0 for ``aten._grouped_mm`` and for the CPU SDPA op.
 NB: ``tile_grid`` calls the image processor's own ``get_optimal_tiled_canvas`` (unwrapped from its
     ``lru_cache``) behind the same ``max(W, H) > tile_size`` shortcut ``_preprocess`` applies;
-    ``image_tokens`` runs ``DeepseekOcr2Processor`` end to end with a word-level tokenizer built offline.
+    ``image_tokens`` runs ``DeepseekOcr2Processor`` end to end with a word-level tokenizer built offline;
+    ``tokens_for_crops`` asks the processor's own ``replace_image_token`` for a tile count (no image).
 """
 
 import functools
@@ -43,9 +51,15 @@ from pathlib import Path
 from validation.measure import _attribute, _cpu_sdpa_on_meta, _exclusive, _op_kind
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
-COUNTERS = ("torch", "fvcore")
-PARAM_COMPONENTS = ("sam", "encoder", "projector", "view_separator", "embed_tokens", "decoder_layer_dense",
-                    "decoder_layer_moe", "final_norm", "lm_head", "total")
+COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
+ATTENTIONS = ("sdpa", "eager")  # decoder attention implementations that run on CPU and meta
+PARAM_COMPONENTS = (
+    "sam", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_neck", "sam_net2", "sam_net3",
+    "encoder", "encoder_layers", "encoder_final_norm", "encoder_query_1024", "encoder_query_768",
+    "projector", "view_separator", "embed_tokens",
+    "decoder_layer_dense", "decoder_layer_dense_attn", "decoder_layer_dense_mlp", "decoder_layer_dense_norms",
+    "decoder_layer_moe", "decoder_layer_moe_attn", "decoder_layer_moe_router", "decoder_layer_moe_routed",
+    "decoder_layer_moe_shared", "decoder_layer_moe_norms", "final_norm", "lm_head", "total")
 VIEW_COLUMNS = (
     "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_neck", "sam_net2", "sam_net3",
     "sam_norms", "sam_linear", "sam_relpos", "sam_attn_core",
@@ -109,32 +123,62 @@ def build_model(device="meta", dtype=None, *, real=None):
     return model.eval()
 
 
-def param_counts(model) -> dict[str, int]:
-    """Parameters per component of a ``build_model()`` model, keyed by PARAM_COMPONENTS."""
+@functools.lru_cache(maxsize=1)
+def meta_model():
+    """One shared ``build_model("meta")`` (no memory; ~3 s to build); callers must not modify it."""
+    return build_model("meta")
 
-    def n(module):
-        return sum(p.numel() for p in module.parameters())
+
+def param_counts(model) -> dict[str, int]:
+    """Parameters per component of a ``build_model()`` model, keyed by PARAM_COMPONENTS.
+
+    Decoder layers are one layer of each kind (the first dense one, the first MoE one).
+    """
+
+    def n(*modules):
+        return sum(p.numel() for m in modules for p in m.parameters())
 
     tower, text = model.model.vision_tower, model.model.language_model
+    sam, enc = tower.sam_encoder, tower.vision_encoder
+    glob = set(model.config.vision_config.sam_config.global_attn_indexes)
     types = model.config.text_config.mlp_layer_types
-    return {
-        "sam": n(tower.sam_encoder),
-        "encoder": n(tower) - n(tower.sam_encoder),  # 24 layers + final norm + the two query tables
+    dense, moe = text.layers[types.index("dense")], text.layers[types.index("sparse")]
+    out = {
+        "sam": n(sam),
+        "sam_patch_embed": n(sam.patch_embed) + sam.pos_embed.numel(),
+        "sam_win_blocks": n(*(b for i, b in enumerate(sam.layers) if i not in glob)),
+        "sam_glob_blocks": n(*(b for i, b in enumerate(sam.layers) if i in glob)),
+        "sam_neck": n(sam.neck),
+        "sam_net2": n(sam.proj.conv1),
+        "sam_net3": n(sam.proj.conv2),
+        "encoder": n(tower) - n(sam),  # 24 layers + final norm + the two query tables
+        "encoder_layers": n(enc.layers),
+        "encoder_final_norm": n(enc.norm),
+        "encoder_query_1024": n(tower.query_1024_resolution),
+        "encoder_query_768": n(tower.query_768_resolution),
         "projector": n(model.model.multi_modal_projector),
         "view_separator": model.model.view_separator.numel(),
         "embed_tokens": n(text.embed_tokens),
-        "decoder_layer_dense": n(text.layers[types.index("dense")]),
-        "decoder_layer_moe": n(text.layers[types.index("sparse")]),
         "final_norm": n(text.norm),
         "lm_head": n(model.lm_head),
         "total": n(model),
     }
+    for kind, layer in (("dense", dense), ("moe", moe)):
+        key = f"decoder_layer_{kind}"
+        out[key] = n(layer)
+        out[f"{key}_attn"] = n(layer.self_attn)
+        out[f"{key}_norms"] = n(layer.input_layernorm, layer.post_attention_layernorm)
+    out["decoder_layer_dense_mlp"] = n(dense.mlp)
+    out["decoder_layer_moe_router"] = n(moe.mlp.gate)
+    out["decoder_layer_moe_routed"] = n(moe.mlp.experts)
+    out["decoder_layer_moe_shared"] = n(moe.mlp.shared_experts)
+    return {k: int(out[k]) for k in PARAM_COMPONENTS}
 
 
 # --------------------------------------------------------------------------- counting
 
 
-def _torch_counts(module, inputs):
+def _torch_counts(module, inputs, counter):
     """Inclusive {module path: {op: flops}} from FlopCounterMode, paths relative to ``module``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
@@ -149,15 +193,16 @@ def _torch_counts(module, inputs):
 
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
                torch.ops.aten._grouped_mm: grouped_mm}
-    flop_counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    flop_counter = FlopCounterMode(display=False, custom_mapping=mapping if counter == "torch" else None)
     with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
         module(*inputs)
     root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
-    return {name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n for op, n in ops.items()}
+    return {name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n
+                                                        for op, n in ops.items()}
             for name, ops in flop_counter.get_flop_counts().items() if name != "Global"}
 
 
-def _fvcore_counts(module, inputs):
+def _fvcore_counts(module, inputs, counter):
     """Inclusive {module path: {op: flops}} from fvcore's traced graph."""
     import math
 
@@ -177,21 +222,23 @@ def _fvcore_counts(module, inputs):
 
     analysis = FlopCountAnalysis(module, tuple(inputs))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa, "aten::_grouped_mm", grouped_mm)
+    if counter == "fvcore":
+        analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa, "aten::_grouped_mm", grouped_mm)
     with torch.no_grad():
         return {name: dict(ops) for name, ops in analysis.by_module_and_operator().items()}
 
 
 def _count(module, inputs, counter):
     """(path, op) -> flops counted in that module itself, paths relative to the wrapped model."""
-    run = _torch_counts if counter == "torch" else _fvcore_counts
-    counts = _exclusive(run(module, inputs))
+    run = _torch_counts if counter.startswith("torch") else _fvcore_counts
+    counts = _exclusive(run(module, inputs, counter))
     # the wrappers below hold the model as ``.m``: drop that first path component
     return {("" if path == "m" else path.removeprefix("m."), op): n for (path, op), n in counts.items()}
 
 
 def _kind(op):
-    """linear | attn_core | norms | conv (validation.measure's kinds, plus the routed experts' _grouped_mm)."""
+    """linear | attn_core | norms | conv (validation.measure's kinds, plus the routed experts'
+    _grouped_mm)."""
     return "linear" if op == "_grouped_mm" else _op_kind(op)
 
 
@@ -202,23 +249,31 @@ def _image_features_wrapper(model, num_local_patches):
     from torch import nn
 
     class ImageFeatures(nn.Module):
-        """``forward(global[, tiles])`` = ``model.model.get_image_features``, features concatenated."""
+        """``forward(global[, tiles])`` = ``model.model.get_image_features``, features concatenated;
+        ``rows`` keeps the feature rows made per image (what the image tokens must match)."""
 
         def __init__(self):
             super().__init__()
             self.m = model
+            self.rows = []
 
         def forward(self, pixel_values, pixel_values_local=None):
             import torch
 
             out = self.m.model.get_image_features(pixel_values, pixel_values_local, num_local_patches)
+            self.rows = [int(f.shape[0]) for f in out.pooler_output]
             return torch.cat(out.pooler_output)
 
     return ImageFeatures()
 
 
 def _vision_columns(path, op, global_blocks):
-    """View-less column names one (module path, op) count belongs to; unknown ones raise."""
+    """View-less column names one (module path, op) count belongs to; unknown ones raise.
+
+    A count lands in its module's column (block kind, neck, ...) and, as a cross-cut, in its op kind's
+    column: sam_norms holds every SAM LayerNorm (blocks and neck; fvcore only), also counted in its block
+    or the neck, as validation.measure attributes DeepSeek-OCR's SAM.
+    """
     kind = _kind(op)
     if path == _PROJECTOR and kind == "linear":
         return ("proj_total",)
@@ -229,16 +284,16 @@ def _vision_columns(path, op, global_blocks):
     if not path.startswith(_SAM):
         raise KeyError(f"unattributed count {op!r} in {path!r}")
     rest = path.removeprefix(_SAM)
-    if kind == "norms":  # only fvcore counts layer_norm (blocks and neck)
-        return ("sam_total", "sam_norms")
     block = re.match(r"layers\.(\d+)(\.|$)", rest)
     if block:
         where = "sam_glob_blocks" if int(block[1]) in global_blocks else "sam_win_blocks"
         # the decomposed rel-pos einsums run in the attention module itself (bmm under FlopCounterMode)
         if op == "einsum" or (op == "bmm" and rest.endswith(".attn")):
             return ("sam_total", where, "sam_relpos")
-        if kind in ("linear", "attn_core"):
+        if kind in ("linear", "attn_core", "norms"):
             return ("sam_total", where, f"sam_{kind}")
+    if rest.startswith("neck") and kind == "norms":
+        return ("sam_total", "sam_neck", "sam_norms")
     if kind == "conv":
         for prefix, column in (("patch_embed", "sam_patch_embed"), ("neck", "sam_neck"),
                                ("proj.conv1", "sam_net2"), ("proj.conv2", "sam_net3")):
@@ -253,19 +308,23 @@ def _pixel_sizes():
     return ip.size["height"], ip.tile_size
 
 
-def measure_vision(n_crops: int, counter: str = "torch", model=None) -> dict[str, int]:
-    """Vision FLOPs per view: ``global`` (one 1024 view) and, if n_crops, ``crops`` (n_crops 768 tiles).
+def measure_vision(n_crops: int, counter: str = "torch", model=None, batch: int = 1) -> dict[str, int]:
+    """Vision FLOPs per view for ``batch`` images of ``n_crops`` tiles each: ``global`` (the 1024 views)
+    and, if n_crops, ``crops`` (the 768 tiles).
 
-    Keys ``{view}_{c}`` for c in VIEW_COLUMNS, plus ``vision_total``. Identities:
-    sam_total = patch_embed + win_blocks + glob_blocks + neck + net2 + net3 + norms;
-    win_blocks + glob_blocks = linear + relpos + attn_core;
+    Keys ``{view}_{c}`` for c in VIEW_COLUMNS, ``vision_total``, and ``image_features`` (feature rows
+    ``get_image_features`` makes per image). Identities:
+    sam_total = patch_embed + win_blocks + glob_blocks + neck + net2 + net3;
+    win_blocks + glob_blocks = linear + relpos + attn_core + (the blocks' share of norms);
     encoder_total = encoder_linear + encoder_attn_core + encoder_rope.
     """
     import torch
 
     _check(counter)
+    if n_crops < 0 or batch < 1:
+        raise ValueError(f"need n_crops >= 0 and batch >= 1, got {n_crops}, {batch}")
     if model is None:
-        model = build_model("meta") if counter == "torch" else build_model(
+        model = meta_model() if counter.startswith("torch") else build_model(
             "cpu", real=("model.vision_tower", "model.multi_modal_projector", "model.view_separator"))
     param = model.model.multi_modal_projector.weight
     global_px, tile_px = _pixel_sizes()
@@ -276,11 +335,13 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None) -> dict[str
             torch.manual_seed(0)
             return torch.randn(n, 3, px, px, device=param.device, dtype=param.dtype)
 
-    glob = _count(_image_features_wrapper(model, None), (pixels(1, global_px),), counter)
-    views, both = {"global": glob}, None
+    only_global = _image_features_wrapper(model, None)
+    glob = _count(only_global, (pixels(batch, global_px),), counter)
+    views, both, rows = {"global": glob}, None, only_global.rows
     if n_crops:
-        both = _count(_image_features_wrapper(model, [n_crops]),
-                      (pixels(1, global_px), pixels(n_crops, tile_px)), counter)
+        with_tiles = _image_features_wrapper(model, [n_crops] * batch)
+        both = _count(with_tiles, (pixels(batch, global_px), pixels(batch * n_crops, tile_px)), counter)
+        rows = with_tiles.rows
         crops = {key: n - glob.get(key, 0) for key, n in both.items()}
         if any(n < 0 for n in crops.values()) or not glob.keys() <= both.keys():
             raise RuntimeError("the global view counted differently with and without tiles")
@@ -293,6 +354,9 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None) -> dict[str
     if total != sum((both if n_crops else glob).values()):  # every count landed in exactly one view total
         raise RuntimeError("vision columns do not add up to the counted total")
     out["vision_total"] = int(total)
+    if len(rows) != batch or len(set(rows)) != 1:
+        raise RuntimeError(f"expected {batch} images of equal feature rows, got {rows}")
+    out["image_features"] = rows[0]
     return out
 
 
@@ -300,13 +364,14 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None) -> dict[str
 
 
 def _cache(text, l_past, like):
-    """A DynamicCache holding ``l_past`` cached tokens in every layer (zeros)."""
+    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
     import torch
     from transformers import DynamicCache
 
     cache = DynamicCache()
     for i in range(text.num_hidden_layers):
-        kv = torch.zeros(1, text.num_key_value_heads, l_past, text.head_dim, device=like.device, dtype=like.dtype)
+        kv = torch.zeros(like.shape[0], text.num_key_value_heads, l_past, text.head_dim, device=like.device,
+                         dtype=like.dtype)
         cache.update(kv, kv.clone(), i)
     return cache
 
@@ -349,21 +414,28 @@ def _decoder_columns(path, op, dense):
 
 
 def measure_decoder(s_new: int, l_past: int, counter: str = "torch", logits: str = "all",
-                    model=None) -> dict[str, int]:
-    """Decoder FLOPs: ``s_new`` new tokens after ``l_past`` cached ones (12 layers, final norm, lm_head).
+                    model=None, batch: int = 1, attention: str = "sdpa") -> dict[str, int]:
+    """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (12 layers,
+    final norm, lm_head).
 
     ``logits="all"``: lm_head on every new position (a plain forward); ``"last"``: on the last one only
-    (``logits_to_keep=1``, as ``generate()`` runs prefill). Columns as validation.measure.measure_decoder.
+    (``logits_to_keep=1``, as ``generate()`` runs prefill). ``attention``: the text model's attention
+    implementation for this call (the model is restored after). Columns as
+    validation.measure.measure_decoder.
     """
     import torch
 
     _check(counter)
     if logits not in ("all", "last"):
         raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
-    if l_past and counter != "torch":
-        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with the torch counter")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if s_new < 1 or l_past < 0 or batch < 1:
+        raise ValueError(f"need s_new >= 1, l_past >= 0, batch >= 1, got {s_new}, {l_past}, {batch}")
+    if l_past and not counter.startswith("torch"):
+        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
     if model is None:
-        model = build_model("meta") if counter == "torch" else build_model(
+        model = meta_model() if counter.startswith("torch") else build_model(
             "cpu", real=("model.language_model", "lm_head"))
     text = model.config.text_config
     dense = {i for i, t in enumerate(text.mlp_layer_types) if t == "dense"}
@@ -372,12 +444,18 @@ def measure_decoder(s_new: int, l_past: int, counter: str = "torch", logits: str
     param = model.lm_head.weight
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        embeds = torch.randn(1, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
+        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
     wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
     n_layers = text.num_hidden_layers
     names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
     names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    cols = _attribute(_count(wrapper, (embeds,), counter), lambda p, o: _decoder_columns(p, o, dense), names)
+    before = text._attn_implementation
+    model.set_attn_implementation({"text_config": attention})
+    try:
+        counts = _count(wrapper, (embeds,), counter)
+    finally:
+        model.set_attn_implementation({"text_config": before})
+    cols = _attribute(counts, lambda p, o: _decoder_columns(p, o, dense), names)
     out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in LAYER_PARTS if not p.startswith("moe_")}
     out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in LAYER_PARTS}
     moe_totals = [cols[f"L{i}_total"] for i in range(n_layers) if i not in dense]
@@ -460,3 +538,11 @@ def run_processor(width: int, height: int, **images_kwargs) -> dict:
 def image_tokens(width: int, height: int, **images_kwargs) -> int:
     """Image placeholder tokens DeepseekOcr2Processor writes for one W x H image (the processor run)."""
     return run_processor(width, height, **images_kwargs)["image_tokens"]
+
+
+def tokens_for_crops(n_crops: int) -> int:
+    """Image tokens the processor's own ``replace_image_token`` writes for an image of ``n_crops`` tiles
+    (the token count without an image: any size, no pixels allocated)."""
+    proc = processor()
+    text = proc.replace_image_token({"num_local_patches": [n_crops]}, 0)
+    return text.count(proc.image_token)

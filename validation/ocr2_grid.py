@@ -5,10 +5,14 @@
 ``max(W, H) > tile_size`` shortcut - once per pair, split over worker processes by width. No rule of
 ours is involved: this is the reference an analytic tile rule is checked against.
 
-Cost: about 1 us per pair per core, so all of [1, 4096]^2 (16.8 M pairs) takes seconds, not minutes.
+``grid_mismatches`` puts the family's vectorised ``tile_grid`` next to it.
+
+Cost: the processor's Python walk takes about 3 us per pair, so all of [1, 4096]^2 (16.8 M pairs) is
+about 50 s of CPU: ~25-50 s on 2 cores (the import is done once, before the workers fork).
 """
 
 import os
+import time
 
 
 def _columns(args):
@@ -23,9 +27,9 @@ def _columns(args):
     cols = np.ones((len(widths), len(heights)), dtype=np.int8)
     rows = np.ones((len(widths), len(heights)), dtype=np.int8)
     for i, w in enumerate(widths):
-        for j, h in enumerate(heights):
-            if max(w, h) > tile:  # the shortcut of _preprocess; otherwise no tiles, reported as (1, 1)
-                cols[i, j], rows[i, j] = canvas(h, w)
+        # the shortcut of _preprocess; otherwise no tiles, reported as (1, 1)
+        grid = [canvas(h, w) if max(w, h) > tile else (1, 1) for h in heights]
+        cols[i], rows[i] = np.array(grid, dtype=np.int8).reshape(-1, 2).T
     return cols, rows
 
 
@@ -36,6 +40,9 @@ def processor_grid(widths, heights, processes=None):
 
     import numpy as np
 
+    from validation.ocr2 import _tiled_canvas
+
+    _tiled_canvas()  # import transformers here, once: forked workers inherit it
     widths, heights = [int(w) for w in widths], [int(h) for h in heights]
     processes = processes or os.cpu_count() or 1
     blocks = max(1, min(len(widths), 8 * processes))
@@ -50,3 +57,25 @@ def processor_grid(widths, heights, processes=None):
     for k, (c, r) in enumerate(parts):
         cols[k::blocks], rows[k::blocks] = c, r
     return cols, rows
+
+
+def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
+    """``model.tile_grid`` (the family's vectorised rule) against ``processor_grid`` on every pair of
+    ``widths`` x ``heights``: pair count, mismatch count, the first ``show`` mismatches as
+    ``(W, H, analytic, processor)``, and the seconds each side took."""
+    import numpy as np
+
+    widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
+    start = time.perf_counter()
+    cols, rows = model.tile_grid(widths[:, None], heights[None, :])
+    analytic_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ref_cols, ref_rows = processor_grid(widths, heights, processes)
+    processor_s = time.perf_counter() - start
+    bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
+    return {
+        "pairs": int(cols.size), "mismatches": len(bad),
+        "first": [(int(widths[i]), int(heights[j]), (int(cols[i, j]), int(rows[i, j])),
+                   (int(ref_cols[i, j]), int(ref_rows[i, j]))) for i, j in bad[:show]],
+        "analytic_s": analytic_s, "processor_s": processor_s,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from symcost import captured, current, op, repeat, seq, smin
+from symcost.dtypes import FP32_BYTES
 from symcost.ops import expected_distinct
 
 __all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token",
@@ -69,6 +70,7 @@ class Execution:
     moe_loop: bool          # routed experts one by one (vendor moe_infer), else grouped kernels
     logits_all: bool        # lm_head on every prefill position (else the last one)
     logits_upcast: bool     # the forward returns logits.float() (the vendor's DeepseekV2 code)
+    clone_logits: bool      # sampling clones the whole logits tensor first (transformers 4.46)
     expected_experts: bool  # experts touched: expected under uniform routing (else worst case)
     graph_decode: bool      # decode steps replay a CUDA graph
 
@@ -203,14 +205,22 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
 
 def decode_step(cfg: DecoderConfig, ex: Execution, batch, past, name: str = "step"):
     """One generated token per sequence: the decoder on 1 new token, then the next token."""
-    step = seq(name, decoder(cfg, ex, batch, 1, past), next_token(cfg, batch))
+    step = seq(name, decoder(cfg, ex, batch, 1, past), next_token(cfg, ex, batch, batch))
     return captured(step) if ex.graph_decode else step
 
 
-def next_token(cfg: DecoderConfig, batch):
+def next_token(cfg: DecoderConfig, ex: Execution, batch, logit_rows):
     """Greedy sampling reads the last position's logits as fp32 (generate() and vLLM's sampler
-    both copy them to fp32 first)."""
-    return op("next_token", "cast", elems=batch * cfg.vocab)
+    copy them to fp32 first; transformers 4.46 clones all ``logit_rows`` rows before slicing)."""
+    last = op("next_token", "cast", elems=batch * cfg.vocab)
+    if not ex.clone_logits:
+        return last
+    p = current()
+    ratio = FP32_BYTES // p.act if ex.logits_upcast else 1  # the logits' bytes per act element
+    # clone() of the whole tensor in the logits' dtype, then the last row to fp32
+    return seq("next_token",
+               op("clone", "elementwise", elems=logit_rows * cfg.vocab * ratio, fn="copy"),
+               last)
 
 
 def activated_params_per_token(cfg: DecoderConfig, ex: Execution) -> int:

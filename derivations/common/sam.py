@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcost import op, repeat, seq
+from symcost import op, repeat, seq, where
 
 __all__ = ["SamConfig", "sam", "down2"]
 
@@ -75,8 +75,14 @@ def _block(cfg: SamConfig, name: str, batch, g: int, windowed: bool, count: int)
     bias_elems = heads * hw * hw            # rel-pos bias, materialised as SDPA's attn_mask
     q_elems = heads * hw * head_dim
     rel_len = 2 * (w if windowed else cfg.pos_grid) - 1
-    attn = [
-        op("qkv", "linear", tokens=attn_tokens, d_in=c, d_out=3 * c, keep=True),
+    attn = [op("qkv", "linear", tokens=attn_tokens, d_in=c, d_out=3 * c, keep=True)]
+    # q, k, v = qkv.reshape(3, batch*heads, hw, -1): a view at batch 1, a copy when windows or
+    # images share the batch dimension
+    if windowed or batch != 1:
+        split = 3 * attn_tokens * c
+        attn.append(op("qkv_split", "elementwise", elems=split if windowed or isinstance(batch, int)
+                       else where(batch >= 2, split, 0), fn="copy", keep=True))
+    attn += [
         # decomposed rel-pos on the unscaled q: rel_h = q.Rh, rel_w = q.Rw (two einsums)
         op("rel_h", "einsum", out_elems=heads * hw * side, contracted=head_dim,
            operand_elems=q_elems + side * side * head_dim, keep=True),

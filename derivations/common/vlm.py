@@ -29,7 +29,9 @@ __all__ = ["INPUTS", "W", "H", "P", "L", "N", "B", "w_tiles", "h_tiles", "n_crop
            "image_tokens", "prefill_tokens", "SERVING", "serving_options", "execution",
            "stages", "STAGE_NAMES", "HfCode"]
 
-_TOKENS = 1 << 20  # the models' positions end at 8192; 128x headroom keeps every count exact
+# The models' positions end at 8192: 128x headroom. Counts stay exact at any size (request FLOPs
+# reach ~2**74 at these bounds: the compiled path switches to Python ints where int64 could overflow).
+_TOKENS = 1 << 20
 INPUTS = (
     Input("width", sp.Symbol("W", integer=True, positive=True), 1, 65_535, None, "px",
           "image width (65,535 is the largest side a JPEG can have)"),
@@ -93,6 +95,7 @@ class HfCode:
     attention: str        # default attention implementation
     logits: str           # default logits (plain forward: all; generate(): last)
     logits_upcast: bool   # the forward returns logits.float()
+    clone_logits: bool    # generate() clones all the logits before taking the last row
     moe_loop: bool        # routed experts one by one in Python
 
 
@@ -118,6 +121,7 @@ def execution(runtime: str, attention: str | None, logits: str | None, experts: 
     ex = Execution(attention=attention, concat_cache=not vllm, fused_norms=vllm,
                    moe_loop=hf.moe_loop and not vllm, logits_all=logits == "all",
                    logits_upcast=hf.logits_upcast and not vllm,
+                   clone_logits=hf.clone_logits and not vllm,
                    expected_experts=experts == "expected", graph_decode=vllm)
     return ex, {"runtime": runtime, "attention": attention, "logits": logits, "experts": experts}
 
@@ -134,8 +138,9 @@ def stages(dec: DecoderConfig, ex: Execution, vision: Callable, summary: str) ->
 
     def request(v):
         # N = 1 sums over no steps: every count is 0
+        logit_rows = v.batch * (v.prefill_tokens if ex.logits_all else 1)
         return seq("request", vision(v), prefill(v),
-                   next_token(dec, v.batch),
+                   next_token(dec, ex, v.batch, logit_rows),
                    sum_over("decode", t, 1, v.new_tokens - 1,
                             lambda k: decode_step(dec, ex, v.batch, v.prefill_tokens + k - 1)))
 

@@ -32,7 +32,8 @@ VISION = VisionConfig.from_hf(CONFIG)
 SHORTCUT_PX = 640  # hard-coded in the vendor's dynamic_preprocess, whatever the tile size
 # The vendor's HF code: LlamaAttention (eager), lm_head on every position of a forward and
 # logits.float(), moe_infer looping over experts
-HF = HfCode(attention="eager", logits="all", logits_upcast=True, moe_loop=True)
+HF = HfCode(attention="eager", logits="all", logits_upcast=True, clone_logits=True,
+            moe_loop=True)
 VENDOR = execution("hf", None, None, "expected", HF)[0]  # the vendor's code path, for validation
 
 

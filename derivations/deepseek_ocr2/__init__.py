@@ -37,7 +37,8 @@ GLOBAL_PX, TILE_PX = 1024, 768
 CANDIDATES = by_tile_count([(c, r) for c in range(1, 7) for r in range(1, 7) if 2 <= c * r <= 6])
 # transformers 5.23: SDPA attention, generate() keeps the last position's logits, no upcast in
 # the forward, routed experts as grouped matmuls
-HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, moe_loop=False)
+HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, clone_logits=False,
+            moe_loop=False)
 
 VISION_MODES = {
     "crops": "1024 global view + 768 tiles by the processor's rule (crop_to_patches=True)",

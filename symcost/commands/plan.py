@@ -106,12 +106,57 @@ def run(args, family) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
-    print("\n".join(settings_lines(model, s.stage, None, None, inputs)))
-    print(f"# {args.hardware}: memory the runtime may use {out.get('memory_capacity_bytes', 0) / 1e9:.2f} GB"
-          if points else f"# {args.hardware}")
-    for k, v in out.items():
-        if k in ("family",) or isinstance(v, (list,)):
-            continue
-        print(f"{k:>28}  {json.dumps(v) if isinstance(v, dict) else human(v)}")
+    print(_text(model, out, args))
     return 0
 
+
+def _text(model, out: dict, args) -> str:
+    """The plan as labelled lines, every number with its unit."""
+    from ..dtypes import precision
+    from ..hardware import get_hardware
+    from ..report import human, settings_lines, time_line
+    hw = get_hardware(args.hardware)
+    effs = hardware_settings(args)
+    prec = precision(args.dtype, args.kv_dtype)
+    s = model.family.serving
+    inputs = {k: out[k] for k in (s.prompt_tokens, s.new_tokens) if k in out}
+    lines = settings_lines(model, s.stage, None, prec, inputs)
+    lines.append(time_line(model, hw, prec, effs.get("compute_efficiency", 1.0),
+                           effs.get("bandwidth_efficiency", 1.0)))
+    gb = lambda b: f"{b / 1e9:,.2f} GB"  # noqa: E731
+    if "max_batch" in out:
+        cap = out["memory_capacity_bytes"]
+        lines.append(f"# memory the runtime may use on {hw.name}: {gb(cap)} "
+                     f"({model.runtime.memory_fraction:.0%} of {gb(hw.memory_bytes)}); a batch "
+                     "is served as one wave; one request = one page")
+        rows = [
+            ("image", out.get("image", "mix: " + ", ".join(i["image"] for i in out.get("images", [])))),
+            ("largest batch that fits", f"{out['max_batch']:,} requests ({out.get('max_batch_bound', 'every image')})"),
+            ("batch", f"{out.get('batch', out['max_batch']):,} requests"),
+            ("memory", f"{gb(out['memory_bytes'])} of {gb(cap)}"),
+            ("time to first token", f"{human(out['ttft_s'] * 1e3)} ms"),
+            ("time per output token", f"{human(out['tpot_s'] * 1e3)} ms"),
+            ("throughput", f"{human(out['tokens_per_s'])} tokens/s, {human(out['pages_per_s'])} "
+                           f"pages/s, {human(out['pages_per_day'])} pages/day"),
+            ("bound per stage", ", ".join(f"{k} {v}" for k, v in out["bound"].items())),
+        ]
+        if "weight_bytes" in out:
+            rows.insert(4, ("  of which", f"weights {gb(out['weight_bytes'])}, KV cache "
+                                          f"{gb(out['kv_bytes'])}, other activations "
+                                          f"{gb(out['activation_bytes'] - out['kv_bytes'])}"))
+        lines += [f"{k:>24}  {v}" for k, v in rows]
+    for key, value in out.items():
+        if key.startswith("largest_image_"):
+            unit = {"flops": "FLOP", "ttft_s": "s", "memory_bytes": "B"}[value["metric"]]
+            grid = f", tiles {value['w_tiles']}x{value['h_tiles']}" if "w_tiles" in value else ""
+            lines.append(f"{key.replace('_', ' '):>24}  {value['width']}x{value['height']} px"
+                         f"{grid} ({value['metric']} {human(value['value'])} {unit} <= "
+                         f"{human(value['budget'])} {unit})")
+    if "throughput" in out:
+        t = out["throughput"]
+        batch = t["batch_for_target"]
+        lines.append(f"{'for ' + human(t['pages_per_day_target']) + ' pages/day':>24}  "
+                     + (f"batch {batch} on one {hw.name}" if batch else
+                        f"more than one {hw.name} gives") + f"; {t['devices']} x {hw.name} at "
+                     f"batch {t['max_batch']} ({human(t['pages_per_day_at_max_batch'])} pages/day each)")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The analytic peak memory (``activation_bytes``, a liveness walk over the cost tree) against the
+live-tensor peak measured on the vendor's code path (``validation.memory``, CPU, bf16).
+
+Tolerance: 10 % (the issue's bar); the cases below land within 5 %. What the model leaves out
+on purpose, and why, is in the module docstring of ``validation.memory`` and in the README.
+The small cases run on every CI run; the full-size ones (up to ~8 GB) are marked slow.
+"""
+from dataclasses import replace
+
+import pytest
+
+import symcost
+from derivations.common.decoder import decode_step, decoder
+from derivations.deepseek_ocr import DECODER, VENDOR
+
+torch = pytest.importorskip("torch")
+memory = pytest.importorskip("validation.memory")
+
+TOLERANCE = 0.10
+_RUNNERS: dict = {}
+
+
+def runner(kind, layers=None):
+    key = (kind, layers)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = memory.VendorVision() if kind == "vision" else \
+            memory.VendorDecoder(n_layers=layers)
+    return _RUNNERS[key]
+
+
+def measured(kind, layers=None, **params) -> int:
+    r = memory.measure(runner("vision" if kind == "vision" else "decoder", layers), kind, params,
+                       allocator=False, warmup=False)
+    return r["peak_bytes"]
+
+
+def analytic_vision(size: int, batch: int = 1) -> int:
+    """One view through SAM -> CLIP -> projector at ``size`` px (a no-crop preset's vision)."""
+    from derivations.deepseek_ocr import VISION
+    from derivations.deepseek_ocr.vision import view
+    return int(view(VISION, "view", batch, size).cost.peak_bytes)
+
+
+def analytic_prefill(seq: int, layers: int) -> int:
+    return int(decoder(replace(DECODER, layers=layers), VENDOR, 1, seq, 0).cost.peak_bytes)
+
+
+def analytic_decode(batch: int, past: int, layers: int) -> int:
+    # the measured step stops at the logits (no sampling): the decoder alone
+    return int(decoder(replace(DECODER, layers=layers), VENDOR, batch, 1, past).cost.peak_bytes)
+
+
+def check(analytic: int, got: int):
+    print(f"analytic {analytic:,} B, measured {got:,} B, ratio {analytic / got:.4f}")
+    assert abs(analytic - got) <= TOLERANCE * got
+
+
+def test_vision_tiny():
+    check(analytic_vision(512), measured("vision", size=512))
+
+
+def test_vision_tiny_model_is_the_stage():
+    """The stage's activation_bytes is the view's peak (the image block is small)."""
+    m = symcost.load("deepseek-ocr", preset="tiny")
+    assert m.evaluate(800, 600)["activation_bytes"] == analytic_vision(512)
+
+
+def test_prefill_two_layers():
+    check(analytic_prefill(273, 2), measured("prefill", layers=2, seq=273))
+
+
+def test_decode_two_layers():
+    check(analytic_decode(1, 256, 2), measured("decode", layers=2, batch=1, past=256))
+
+
+@pytest.mark.slow
+def test_vision_base_and_tiles():
+    check(analytic_vision(1024), measured("vision", size=1024))
+    check(analytic_vision(640, batch=4), measured("vision", size=640, batch=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seq", [273, 1000])
+def test_prefill_full_depth(seq):
+    check(analytic_prefill(seq, DECODER.layers), measured("prefill", layers=None, seq=seq))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 8])
+def test_decode_full_depth(batch):
+    check(analytic_decode(batch, 1024, DECODER.layers),
+          measured("decode", layers=None, batch=batch, past=1024))
+
+
+def test_decode_step_includes_sampling():
+    """Sampling (4.46: clone the fp32 logits, then the last row as fp32) adds two fp32 copies
+    of the logits to the decoder's peak at most."""
+    step = decode_step(DECODER, VENDOR, 4, 100).cost.peak_bytes
+    alone = decoder(DECODER, VENDOR, 4, 1, 100).cost.peak_bytes
+    assert alone < step <= alone + 2 * 4 * DECODER.vocab * 4
