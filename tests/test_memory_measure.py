@@ -13,7 +13,6 @@ Slow cases (full 12-layer decoder, 1024 px) are marked ``slow``.
 """
 
 import gc
-import os
 import weakref
 
 import pytest

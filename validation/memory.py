@@ -649,7 +649,7 @@ class VendorVision:
         """(run, preexisting) for one [batch,3,size,size] bf16 view."""
         import torch
 
-        gen = torch.Generator().manual_seed(1)
+        gen = torch.Generator(device=torch.get_default_device()).manual_seed(1)
         pixels = torch.randn(batch, 3, size, size, generator=gen).to(self.vt.projector.weight.dtype)
         return (lambda: self(pixels)), []
 
@@ -945,7 +945,7 @@ class VendorDecoder:
         """(run, preexisting): ``seq`` tokens of inputs_embeds, empty cache."""
         import torch
 
-        gen = torch.Generator().manual_seed(2)
+        gen = torch.Generator(device=torch.get_default_device()).manual_seed(2)
         embeds = torch.randn(batch, seq, self.hidden, generator=gen).to(self.dtype)
         mask = torch.ones(batch, seq, dtype=torch.long)
         pos = torch.arange(seq)[None].expand(batch, -1).contiguous()
@@ -956,7 +956,7 @@ class VendorDecoder:
         """(run, preexisting): one token per sequence on a pre-existing cache of ``past`` tokens."""
         import torch
 
-        gen = torch.Generator().manual_seed(3)
+        gen = torch.Generator(device=torch.get_default_device()).manual_seed(3)
         cache = VendorCache()
         shape = (batch, N_HEADS, past, HEAD_DIM)
         for _ in self.layers:
