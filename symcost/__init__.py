@@ -1,9 +1,10 @@
 """symcost: exact closed-form costs of models, derived layer by layer with SymPy.
 
     >>> import symcost
-    >>> m = symcost.load("deepseek-ocr", preset="gundam", vision_mode="crops")
-    >>> m.formula("vision", "flops", "torch")          # SymPy expression in w_tiles, h_tiles
-    >>> m.compile("vision", ["flops"])(1280, 720)      # vectorised, exact int64
+    >>> symcost.families()                             # the registered model families
+    >>> m = symcost.load(family, **options)            # options: see get_family(family).options
+    >>> m.formula(stage, "flops", "torch")             # a SymPy closed form
+    >>> m.compile(stage, ["flops"])(widths, heights)   # vectorised, exact int64
 
 The engine knows no model: families (``derivations/``) declare their inputs, options, stages
 and layout rule, and register themselves as ``symcost.families`` entry points.
@@ -42,7 +43,7 @@ def __getattr__(name: str):
 
 
 def load(family: str, **options) -> "Model":
-    """Load a family's cost model, e.g. ``load("deepseek-ocr", preset="gundam")``; options the
+    """Load a family's cost model with its options (``get_family(family).options``); options the
     family does not declare are refused, declared ones checked against their choices."""
     from .family import get_family
 

@@ -95,6 +95,7 @@ class Family:
     serving: Serving | None = None
     default_stage: str = ""
     validation: str | None = None            # "module:function" measuring reference modules
+    measurement: str = ""                    # what "measured" means for this family, one line
     compare_option: str | None = None        # the option a sweep plot draws one curve per value of
 
     def input(self, name: str) -> Input:

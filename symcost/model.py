@@ -314,8 +314,8 @@ class Model:
                  dtype: str = "bf16", kv_dtype: str | None = None, hardware=None,
                  compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0,
                  **inputs) -> dict:
-        """The numeric model at one point, e.g. ``evaluate(1280, 720, "request", new_tokens=500)``:
-        the cost tree built from plain ints.
+        """The numeric model at one point, ``evaluate(*image, stage, **inputs)`` (image values in the
+        family's ``image`` order, e.g. width and height): the cost tree built from plain ints.
 
         Returns the layout outputs, named quantities, every integer metric, ``components``
         (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times.

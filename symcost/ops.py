@@ -233,7 +233,7 @@ def attention(batch, heads, kv_heads, s_q, s_k, d, fused=False) -> Cost:
     and writing the ``[batch, heads, s_q, s_k]`` scores; with GQA (kv_heads < heads) K and V are
     first expanded to every head (2 copies). ``fused`` (SDPA, flash): one kernel, scores never
     leave the chip, and FLOP counters see an SDPA op rather than two matmuls.
-    NB: the full ``s_q x s_k`` rectangle is computed (no causal skipping), as the vendor does.
+    NB: the full ``s_q x s_k`` rectangle is computed (no causal skipping), as eager code does.
     """
     p = current()
     scores = batch * heads * s_q * s_k

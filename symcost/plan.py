@@ -3,8 +3,8 @@
 Forward (:func:`plan`): for a request shape on a hardware and runtime, the largest batch whose
 ``memory_bytes`` fits the device memory the runtime may use, and at that batch (or a given
 one) TTFT, TPOT, tokens/s, pages/s and pages/day, with what bounds each stage.
-NB: a batch is served as one wave (all requests start and finish together, as the vendor's
-HF ``generate`` does); one request is one page (one image).
+NB: a batch is served as one wave (all requests start and finish together, as Hugging Face
+``generate`` does); one request is one page (one image).
 
 Inverse: the largest image at an aspect ratio under a budget (:func:`largest_image`), the batch
 for a throughput and the devices for pages per day (:func:`for_throughput`). They solve on the

@@ -121,4 +121,7 @@ FAMILY = Family(
     options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded"),)
     + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision", compare_option="vision_mode", validation="validation.ocr2_compare:validate_case")
+    default_stage="vision", compare_option="vision_mode",
+    validation="validation.ocr2_compare:validate_case",
+    measurement="FlopCounterMode on transformers 5.23's native DeepseekOcr2ForConditionalGeneration "
+                "at the real sizes (meta device)")

@@ -1,0 +1,76 @@
+"""The engine knows no model: nothing in symcost/ names a family, a module of one, or its sizes;
+families come from entry points, and a new family needs nothing from the engine."""
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import sympy as sp
+
+import symcost
+from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_count, op, seq
+
+ENGINE = Path(symcost.__file__).resolve().parent
+# model and module names, and sizes that only the families' configs may hold
+FORBIDDEN = re.compile(r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
+                       r"\b(640|768|896|1280|6848|129280|129,280)\b", re.IGNORECASE)
+ALLOWED = {'"clip"'}  # NumPy's np.take(..., mode="clip")
+
+
+def _tokens(path: Path):
+    """Names, strings and comments of a Python file (code words, not substrings of others)."""
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type in (tokenize.NAME, tokenize.STRING, tokenize.COMMENT):
+            yield tok.start[0], tok.string
+
+
+def test_symcost_names_no_family():
+    hits = [f"{p.relative_to(ENGINE)}:{line}: {text.strip()[:80]}"
+            for p in sorted(ENGINE.rglob("*.py")) for line, text in _tokens(p)
+            if text not in ALLOWED and FORBIDDEN.search(text)]
+    assert hits == []
+
+
+def test_families_come_from_entry_points():
+    assert set(symcost.families()) >= {"deepseek-ocr", "deepseek-ocr2"}
+    for name in symcost.families():
+        fam = symcost.get_family(name)
+        assert fam.name == name and fam.stage_names and fam.inputs
+
+
+def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
+    """A toy family declared in a test (two inputs, one stage, a tiler): load, formula, compile,
+    evaluate and the layout all work through the generic machinery."""
+    w = Input("width", sp.Symbol("W", integer=True, positive=True), 1, 4096, None, "px", "width")
+    h = Input("height", sp.Symbol("H", integer=True, positive=True), 1, 4096, None, "px", "height")
+    b = Input("batch", sp.Symbol("B", integer=True, positive=True), 1, 64, 1, "requests", "batch")
+    cols, rows = sp.symbols("cols rows", integer=True, positive=True)
+    tiles = sp.Symbol("tiles", integer=True, nonnegative=True)
+
+    def load(width_unit: str = "px"):
+        tiler = AspectTiler((w, h), (cols, rows), by_tile_count([(1, 2), (2, 1), (2, 2)]), tile=100,
+                            shortcut=lambda x, y: (x <= 100) & (y <= 100), shortcut_text="small")
+
+        def stage(v):
+            return seq("encode", op("proj", "linear", tokens=v.batch * v.tiles * 10, d_in=8, d_out=4))
+        return symcost.Model(
+            family=FAMILY, options={}, layout=tiler,
+            named={tiles: lambda v: v.cols * v.rows},
+            stages={"encode": Stage("encode", "one linear per tile", ("width", "height", "batch"),
+                                    stage, ("weights",))},
+            weights=lambda: seq("model", seq("weights", op("proj", "linear", tokens=1, d_in=8, d_out=4))),
+            kv_elems_per_token=0, runtime=symcost.get_runtime("hf"), settings=(("family", "toy"),))
+
+    FAMILY = Family(name="toy", summary="a toy", inputs=(w, h, b),
+                    options=(Option("width_unit", {"px": "pixels"}, "px", "unit"),),
+                    stage_names=("encode",), load=load, image=("width", "height"),
+                    serving=Serving("encode", "batch", "batch", "batch"), default_stage="encode")
+    monkeypatch.setattr(symcost.family, "_registry", lambda: {"toy": "tests.test_engine_generic:X"})
+    monkeypatch.setattr(symcost.family, "_import", lambda target: FAMILY)
+    m = symcost.load("toy")
+    assert m.formula("encode", "flops", named=True) == 2 * 10 * 8 * 4 * b.symbol * tiles
+    for (width, height), want in [((50, 50), 1), ((300, 100), 2), ((250, 260), 4)]:
+        r = m.evaluate(width, height, batch=3)
+        assert r["tiles"] == want and r["flops"] == 2 * 3 * want * 10 * 8 * 4
+        got = m.compile("encode", ["flops"])(width, height, batch=3)
+        assert int(got["flops"]) == r["flops"]
