@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import re
+import textwrap
 from dataclasses import dataclass, field, replace
 from importlib import import_module
 
@@ -21,11 +22,11 @@ from .errors import SymcostError
 from .family import families, get_family
 from .files import atomic_write, check_target, read_small_file
 from .metrics import UNITS
-from .sweep import Sweep, model_of
+from .sweep import Ray, Sweep, model_of
 
 __all__ = ["Measured", "Curve", "Lines", "Heat", "load_measured", "validation_hook",
-           "measure_live", "line_data", "heat_data", "draw_lines", "draw_heat", "PLOT_FORMATS",
-           "MAX_MEASURED_BYTES", "MAX_HEAT_SIDE"]
+           "measure_points", "measure_live", "line_data", "heat_data", "title_lines",
+           "draw_lines", "draw_heat", "PLOT_FORMATS", "MAX_MEASURED_BYTES", "MAX_HEAT_SIDE"]
 
 PLOT_FORMATS = ("png", "svg")
 MAX_MEASURED_BYTES = 16 << 20   # a measured-points file is small: refused beyond
@@ -34,14 +35,7 @@ MEASURED_KEY = "vision_total"   # batch-1 vision FLOPs in reference files and va
 # counter names in reference files and validate cases -> the convention they count in
 COUNTERS = {"FlopCounterMode": "torch", "torch": "torch", "torch-cpu": "torch-cpu",
             "fvcore": "fvcore", "fvcore-default": "fvcore-default"}
-# what "measured" means, per validation hook (one line on the plot)
-MEASURED_MEANS = {
-    "validation.compare:validate_case":
-        "torch FlopCounterMode on the DeepSeek-OCR reference model rebuilt from transformers "
-        "parts (equal to the vendor's code on the recorded reference cases)",
-    "validation.ocr2_compare:validate_case":
-        "torch FlopCounterMode on transformers' native DeepseekOcr2 module",
-}
+MARKERS = {"live": "o", "file": "s"}  # measured points by source: circles, squares
 _DIGITS = re.compile(r"[0-9]{1,40}")
 
 
@@ -141,12 +135,13 @@ def load_measured(path: str, target, modes) -> tuple[list[Measured], int]:
     text = read_small_file(path, "--measured", MAX_MEASURED_BYTES)
     records = _parse_json(text) if ext == "json" else _parse_csv(text)
     compare = family.compare_option
-    w_in, h_in = (family.input(n) for n in family.image)
+    w_in, h_in = (family.input(n) for n in family.image or ())
     out = []
     for k, r in enumerate(records, 1):
         where = f"record {k}"
         fam = _family_of(r, where)
-        conv = r.get("convention") or COUNTERS.get(r.get("counter"))
+        counter = r.get("counter")
+        conv = r.get("convention") or (COUNTERS.get(counter) if isinstance(counter, str) else None)
         if not isinstance(conv, str):
             raise SymcostError(f"--measured: {where}: no convention, and counter "
                                f"{_short(r.get('counter'))} is not one of {', '.join(COUNTERS)}")
@@ -194,8 +189,7 @@ def measure_live(sweep: Sweep, points: list[dict], modes, hook, progress=None) -
     """Each point measured by ``hook`` (counter torch, stage vision) in every mode; every case
     is checked before the first measurement."""
     compare = model_of(sweep.target).family.compare_option
-    models = {m: model_of(sweep.target if m is None else sweep.target.replace_option(compare, m))
-              for m in modes}
+    models = {m: model_of(sweep.target.replace_option(compare, m)) for m in modes}
     for model in models.values():
         for p in points:
             hook(model, "vision", "torch", p, check_only=True)
@@ -246,25 +240,34 @@ def _scale(top: float, unit: str) -> tuple[float, str]:
     return 1.0, unit
 
 
+def _axis_label(axis, unit: str) -> str:
+    if isinstance(axis, Ray):
+        a, b = axis.aspect
+        return (f"long side ({unit}); aspect {a}:{b}, short side = round(long x "
+                f"{min(a, b)}/{max(a, b)})")
+    return f"{axis.name} ({unit})"
+
+
 def _metric_label(metric: str, stage: str, convention: str) -> str:
     return f"{stage} {metric}" + (f", {convention} convention" if metric == "flops" else "")
 
 
 def title_lines(sweep: Sweep, compare: str | None, modes, varied: str) -> str:
     """Every fixed setting of the plot: family, options, stage, convention, precision,
-    hardware and fixed inputs; the compare option's values when it draws several curves."""
+    hardware and fixed inputs; the compare option's values when it draws several curves.
+    ``varied`` says what the plot runs over, e.g. "along width 1..4096"."""
     t = sweep.target
     model = model_of(t)
     opts = [f"{o.name} {model.options.get(o.name)}" for o in model.family.options
             if not (o.name == compare and len(modes) > 1)]
     fixed = [f"{model.family.input(n).symbol} = {v}" for n, v in sweep.fixed.items()]
-    setup = [f"stage {t.stage}", f"convention {t.convention}", f"dtype {t.dtype}"]
+    setup = [f"stage {sweep.stage}", f"convention {t.convention}", f"dtype {t.dtype}"]
     setup += [f"kv_dtype {t.kv_dtype}"] if t.kv_dtype else []
     if t.hardware is not None:
         name = getattr(t.hardware, "name", t.hardware)
         setup.append(f"hardware {name} (efficiency {t.compute_efficiency:g} compute, "
                      f"{t.bandwidth_efficiency:g} bandwidth)")
-    lines = [f"{model.family.name}: {t.stage} {', '.join(t.metrics)} along {varied}",
+    lines = [f"{model.family.name}: {sweep.stage} {', '.join(t.metrics)} {varied}",
              ", ".join(opts), ", ".join(setup + fixed)]
     if compare and len(modes) > 1:
         lines.append(f"one curve per {compare}: {', '.join(modes)}")
@@ -279,10 +282,10 @@ def line_data(sweep: Sweep, modes, measured: list[Measured]) -> Lines:
     fixed = sweep.fixed
     model = model_of(sweep.target)
     compare = model.family.compare_option
-    stage = sweep.target.stage
-    curves, skipped, steps = [], {}, set()
+    stage = sweep.stage
+    curves, skipped, steps = [], {}, set[int]()
     for mode in modes:
-        target = sweep.target if mode is None else sweep.target.replace_option(compare, mode)
+        target = sweep.target.replace_option(compare, mode)
         try:
             cols = Sweep(target, tuple(dense if a is axis else a for a in sweep.axes)).evaluate()
         except SymcostError as e:  # an option that does not apply to this mode
@@ -300,18 +303,16 @@ def line_data(sweep: Sweep, modes, measured: list[Measured]) -> Lines:
                 steps.update(int(s) for s in x[1:][change])
         curve = Curve(mode, x, {m: cols[m] for m in sweep.target.metrics}, layout)
         for p in measured if "flops" in curve.values else ():
-            point = dict(zip(model.family.image, (p.width, p.height)))
+            point = dict(zip(model.family.image or (), (p.width, p.height)))
             xp = dense.locate(point)
             if p.mode == mode and xp is not None and \
                     all(point.get(n, v) == v for n, v in fixed.items()):
                 curve.measured.append((xp, p.value, int(cols["flops"][xp - dense.start]), p.source))
         curves.append(curve)
-    unit = model.family.input(axis.names[0]).unit
-    xlabel = (f"long side ({unit}); aspect {axis.aspect[0]}:{axis.aspect[1]}, short side = "
-              f"round(long x {min(axis.aspect)}/{max(axis.aspect)})" if len(axis.names) == 2
-              else f"{axis.name} ({unit})")
+    xlabel = _axis_label(axis, model.family.input(axis.names[0]).unit)
     ylabels = {m: _metric_label(m, stage, sweep.target.convention) for m in sweep.target.metrics}
-    title = title_lines(sweep, compare, [m for m in modes if m not in skipped], axis.describe())
+    title = title_lines(sweep, compare, [m for m in modes if m not in skipped],
+                        f"along {axis.describe()}")
     return Lines(title, xlabel, ylabels, curves, sorted(steps), skipped)
 
 
@@ -341,19 +342,16 @@ def heat_data(sweep: Sweep) -> Heat:
     t = sweep.target
     model = model_of(t)
     panels = {m: cols[m].reshape(shape) for m in t.metrics}
-    labels = {m: _metric_label(m, t.stage, t.convention) for m in t.metrics}
-    grid, names = None, ()
-    if model.uses_layout(t.stage) and len(model.layout.outcomes) > 1 and \
-            all(set(a.names) <= set(model.family.image) for a in (xa, ya)):
+    labels = {m: _metric_label(m, sweep.stage, t.convention) for m in t.metrics}
+    grid, names = None, tuple[str, ...]()
+    if model.uses_layout(sweep.stage) and len(model.layout.outcomes) > 1 and \
+            all(set(a.names) <= set(model.family.image or ()) for a in (xa, ya)):
         names = tuple(str(s) for s in model.layout.outputs)
         grid = np.stack([cols[n].reshape(shape) for n in names], axis=-1)
 
-    def label(a):
-        unit = model.family.input(a.names[0]).unit
-        return f"long side ({unit}), aspect {a.aspect[0]}:{a.aspect[1]}" if len(a.names) == 2 \
-            else f"{a.name} ({unit})"
-    title = title_lines(sweep, None, (), f"{xa.describe()} x {ya.describe()}")
-    return Heat(title, tx.x(np.arange(tx.size)), ty.x(np.arange(ty.size)), label(xa), label(ya),
+    title = title_lines(sweep, None, (), f"over {xa.describe()} x {ya.describe()}")
+    xlabel, ylabel = (_axis_label(a, model.family.input(a.names[0]).unit) for a in (xa, ya))
+    return Heat(title, tx.x(np.arange(tx.size)), ty.x(np.arange(ty.size)), xlabel, ylabel,
                 panels, labels, grid, names)
 
 
@@ -400,11 +398,14 @@ def draw_lines(lines: Lines, path: str, force: bool = False, note: str = "") -> 
             ax.plot(c.x, _floats(c.values[metric]) / scale, drawstyle="steps-post", lw=1.7,
                     color=colors[c.mode], ls=("-", "--", "-.", ":")[k % 4],
                     label=f"{c.mode or 'analytic'} (analytic)")
-            if c.measured and metric == "flops":
-                xs, meas, ana, _ = zip(*c.measured)
-                ax.scatter(xs, np.array(meas, dtype=float) / scale, s=70, facecolors="none",
-                           edgecolors=colors[c.mode], linewidths=1.6, zorder=5,
-                           label=f"{c.mode or ''} measured".strip())
+            for source, marker in MARKERS.items() if metric == "flops" else ():
+                points = [m for m in c.measured if m[3] == source]
+                if not points:
+                    continue
+                xs, meas, ana, _ = zip(*points)
+                ax.scatter(xs, np.array(meas, dtype=float) / scale, s=75, marker=marker,
+                           facecolors="none", edgecolors=colors[c.mode], linewidths=1.6,
+                           zorder=5, label=f"{c.mode or ''} measured ({source})".strip())
                 ax.scatter(xs, np.array(ana, dtype=float) / scale, s=26, marker="x",
                            color="black", linewidths=1.1, zorder=6,
                            label="analytic at measured shapes")
@@ -425,19 +426,21 @@ def draw_lines(lines: Lines, path: str, force: bool = False, note: str = "") -> 
         ax.grid(alpha=0.25)
         ax.tick_params(labelsize=8)
     axes[-1].set_xlabel(lines.xlabel, fontsize=9)
-    axes[-1].set_xlim(lines.curves[0].x[0], lines.curves[0].x[-1])
-    handles, labels = {}, []
+    axes[-1].margins(x=0.012)  # markers at the ends stay whole
+    handles: dict = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
+            handles.setdefault(lab, h)
     if lines.steps:
         handles["layout change"] = axes[0].axvline(lines.steps[0], color="0.55", lw=0.6, ls=":",
                                                    zorder=0)
-        labels.append("layout change")
+    shared = ("analytic at measured shapes", "layout change")  # after the per-mode entries
+    labels = sorted(handles, key=lambda k: k in shared)
     fig.legend([handles[k] for k in labels], labels, loc="outside right upper", fontsize=8)
-    fig.suptitle(lines.title + (f"\n{note}" if note else ""), fontsize=9)
+    axes[0].set_title(lines.title, fontsize=9)
+    if note:
+        fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in note.split("\n")), fontsize=8,
+                      ha="left", x=0.01)
     _save(fig, path, force)
 
 

@@ -7,8 +7,9 @@ axis varying fastest (width, then height, then the other inputs in the family's 
 
 Points run in chunks of ``CHUNK_POINTS``; each chunk is evaluated, formatted and written
 before later ones are taken, so memory stays bounded whatever the size of the sweep (CSV,
-JSON and Parquet alike), and chunks run on all cores (forked workers, results written in
-order) or, with :func:`write_dataset`, on a dask cluster as a folder of Parquet part files.
+JSON and Parquet alike). Forked workers format CSV and JSON chunks on every core (results
+written in order); Parquet is encoded in-process by Arrow's threads; :func:`write_dataset`
+maps chunks over a dask cluster into a folder of Parquet part files.
 
 Column types come from declared bounds, never from values: inputs and layout outputs are
 int64; an integer metric or quantity is int64 when the magnitude bound of its compiled
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from math import prod
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,23 +42,26 @@ from .hardware import Hardware, get_hardware
 from .inputs import Input
 from .metrics import INT_METRICS
 
+if TYPE_CHECKING:
+    from .evaluator import Evaluator
+    from .model import Model
+
 __all__ = ["Range", "Ray", "Target", "Sweep", "parse_range", "parse_aspect", "make_sweep",
-           "model_of", "compiled", "write", "write_dataset", "Progress", "FORMATS", "ASPECTS",
-           "CHUNK_POINTS", "TYPES"]
+           "model_of", "compiled", "write", "write_dataset", "check_dataset_target",
+           "arrow_schema", "require_pyarrow", "default_jobs", "Progress", "FORMATS", "ASPECTS",
+           "CHUNK_POINTS"]
 
 FORMATS = ("csv", "json", "parquet")
-CHUNK_POINTS = 1 << 18   # points per chunk: ~2 MB per int64 column, ~20 MB of CSV text
+CHUNK_POINTS = 1 << 18   # points per chunk: 2 MiB per int64 column, ~9 MiB of CSV text
 MAX_POINTS = 1 << 62     # point indices stay int64
 _FORMAT_ROWS = 1 << 14   # rows turned into Python objects at a time while formatting text
-_SPEC = re.compile(r"(0*[0-9]{1,18})(?::(0*[0-9]{1,18})(?::(0*[0-9]{1,18}))?)?")
-_RATIO = re.compile(r"(0*[0-9]{1,5}):(0*[0-9]{1,5})")
+# leading zeros matched apart: int() never sees more than 18 digits
+_SPEC = re.compile(r"0*([0-9]{1,18})(?::0*([0-9]{1,18})(?::0*([0-9]{1,18}))?)?")
+_RATIO = re.compile(r"0*([0-9]{1,5}):0*([0-9]{1,5})")
 _PART = re.compile(r"part-[0-9]{6,}\.parquet")
 # named aspect ratios, width:height
 ASPECTS = {"square": (1, 1), "a4": (210, 297), "a4-landscape": (297, 210),
            "letter": (17, 22), "letter-landscape": (22, 17)}
-# column kind -> what it holds; Parquet type
-TYPES = {"int64": "int64", "decimal128": "decimal128(38, 0)", "decimal256": "decimal256(76, 0)",
-         "float64": "float64"}
 
 
 def _echo(text: str) -> str:
@@ -161,7 +166,7 @@ def parse_range(text: str, inp: Input, flag: str | None = None) -> Range:
     if step < 1:
         raise SymcostError(f"{flag}: step {step} must be >= 1")
     if not inp.lo <= a <= b <= inp.hi:
-        raise SymcostError(f"{flag}: {text!r} needs {inp.lo} <= A <= B <= {inp.hi} "
+        raise SymcostError(f"{flag}: {_echo(text)} needs {inp.lo} <= A <= B <= {inp.hi} "
                            "(empty or reversed ranges are refused)")
     return Range(inp.name, a, b, step)
 
@@ -194,23 +199,26 @@ class Target:
     compute_efficiency: float = 1.0
     bandwidth_efficiency: float = 1.0
 
-    def replace_option(self, name: str, value) -> Target:
+    def replace_option(self, name: str | None, value) -> Target:
+        """The target with option ``name`` set to ``value`` (itself when either is None)."""
+        if name is None or value is None:
+            return self
         return replace(self, options=tuple((dict(self.options) | {name: value}).items()))
 
 
 @dataclass(frozen=True)
 class Compiled:
-    model: object
+    model: Model
     stage: str
-    evaluator: object
-    columns: dict            # column -> kind (a key of TYPES), in output order
+    evaluator: Evaluator
+    columns: dict            # column -> int64, decimal128, decimal256 or float64, in order
 
 
-_MODELS: dict[Target, object] = {}
+_MODELS: dict[Target, Model] = {}
 _COMPILED: dict[Target, Compiled] = {}  # per process: forked workers inherit the parent's
 
 
-def model_of(target: Target):
+def model_of(target: Target) -> Model:
     """The target's model (options checked), loaded once per process; nothing compiled."""
     if target not in _MODELS:
         import symcost
@@ -268,6 +276,10 @@ class Sweep:
         return prod(a.size for a in self.axes)
 
     @property
+    def stage(self) -> str:
+        return self.target.stage or model_of(self.target).family.default_stage
+
+    @property
     def varied(self) -> tuple[Axis, ...]:
         return tuple(a for a in self.axes if a.size > 1)
 
@@ -299,7 +311,8 @@ class Sweep:
         stop = self.size if stop is None else stop
         n = stop - start
         k = np.arange(start, stop, dtype=np.int64)
-        values, stride = {}, 1
+        values: dict[str, np.ndarray] = {}
+        stride = 1
         for axis in self.axes:
             first = start // stride
             idx = np.int64(first % axis.size) if first == (stop - 1) // stride \
@@ -315,9 +328,8 @@ def make_sweep(target: Target, axes) -> Sweep:
     """A sweep with its axes checked against the stage (an input it does not read is an error
     naming the stage), inputs not swept fixed at their defaults, axes in the family's order."""
     model = model_of(target)
-    if target.stage is None:
-        target = replace(target, stage=model.family.default_stage)
-    stage = target.stage
+    stage = target.stage or model.family.default_stage
+    target = replace(target, stage=stage)
     model.stage(stage)
     reads = {i.name for i in model.stage_inputs(stage)}
     given: dict[str, Axis] = {}
@@ -363,8 +375,8 @@ def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
     blocks = []
     for s in range(0, n, _FORMAT_ROWS):
         lists = [c[s:s + _FORMAT_ROWS].tolist() for c in cols.values()]
-        blocks.append(sep.join(map(row.format, *lists)))
-    return sep.join(blocks).encode()
+        blocks.append(sep.join(map(row.format, *lists)).encode())
+    return sep.encode().join(blocks)
 
 
 def _arrow_type(kind: str):
@@ -400,14 +412,13 @@ def _payload(sweep: Sweep, fmt: str, start: int, stop: int):
     return _text(cols, fmt)
 
 
-def _pyarrow(param: str):
+def require_pyarrow(param: str) -> None:
     try:
-        import pyarrow
+        import pyarrow  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise SymcostError(f"{param}: .parquet needs pyarrow (pip install 'symcost[parquet]')") \
             from None
-    return pyarrow
 
 
 def _worker_init() -> None:
@@ -417,10 +428,10 @@ def _worker_init() -> None:
             signal.signal(getattr(signal, s), signal.SIG_DFL)
 
 
-def _payloads(sweep: Sweep, fmt: str, ranges: list, jobs: int) -> Iterator:
+def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
     """Chunk payloads in order; with ``jobs > 1`` computed by forked workers, at most
     ``2 * jobs`` chunks in flight (the memory bound)."""
-    if jobs <= 1 or len(ranges) <= 1:
+    if jobs <= 1:
         for s, e in ranges:
             yield e - s, _payload(sweep, fmt, s, e)
         return
@@ -453,17 +464,15 @@ def write(sweep: Sweep, path: str, *, jobs: int = 1, force: bool = False,
     worker processes format CSV and JSON chunks (the Python-bound part)."""
     fmt = check_target(path, force=force, extensions=FORMATS)
     if fmt == "parquet":
-        _pyarrow("--out")
+        require_pyarrow("--out")
     columns = compiled(sweep.target).columns
-    ranges = list(sweep.chunks(chunk))
-
     # Parquet stays in this process: Arrow encodes columns on its own threads, and shipping
     # record batches between processes costs more CPU than it saves (measured: 3x)
-    workers = 1 if fmt == "parquet" else jobs
+    workers = 1 if fmt == "parquet" or sweep.size <= chunk else jobs
 
     def chunks(put):
         done = 0
-        for n, payload in _payloads(sweep, fmt, ranges, workers):
+        for n, payload in _payloads(sweep, fmt, sweep.chunks(chunk), workers):
             put(payload, done)
             done += n
             if progress:
@@ -527,7 +536,7 @@ def write_dataset(sweep: Sweep, path: str, client, *, force: bool = False,
 
     path = path.rstrip("/")
     check_dataset_target(path, force)
-    _pyarrow("--out")
+    require_pyarrow("--out")
     compiled(sweep.target)
     ranges = list(sweep.chunks(chunk))
     digits = max(6, len(str(len(ranges) - 1)))

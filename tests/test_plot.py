@@ -157,6 +157,7 @@ BAD = [
     _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam," + "9" * 401 + "\n",
          "m.csv"),
     _bad("W,H,counter,preset,vision_total\n640,640,abacus,gundam,1\n", "m.csv"),
+    _bad(json.dumps([{k: v for k, v in dict(_CASE, counter=[1]).items() if k != "convention"}])),
     _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam,\"" + "1" * 131_073
          + "\"\n", "m.csv"),
     _bad("fifo", "m.csv"),
@@ -222,7 +223,7 @@ def test_measure_live_equals_the_analytic_curve(family, modes, tmp_path, capsys)
                  "--plot", str(png)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert f"measured: {modes} points on the plotted line, every one equal to the analytic " \
+    assert f"measured points on the plotted line: {modes}, every one equal to the analytic " \
            "value" in err
     assert png.read_bytes()[:4] == b"\x89PNG"
 

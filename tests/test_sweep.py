@@ -187,63 +187,6 @@ def test_column_kinds_follow_the_bound_not_the_values():
     assert request["prefill_tokens"] == "int64"
 
 
-# -- dask ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2,
-                                       dashboard_address=None)
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
-def test_dask_equals_single_process(tmp_path, client):
-    s = make_sweep(GUNDAM, [Range("width", 1, 1400, 7), Range("height", 300, 1500, 13)])
-    single = tmp_path / "one.parquet"
-    sw.write(s, str(single))
-    folder = tmp_path / "ds.parquet"
-    assert sw.write_dataset(s, str(folder), client, chunk=1000) == s.size
-    parts = sorted(os.listdir(folder))
-    assert parts == [f"part-{k:06d}.parquet" for k in range(-(-s.size // 1000))]
-    joined = pa.concat_tables(pq.read_table(folder / p) for p in parts)
-    assert joined.equals(pq.read_table(single))
-    assert pq.read_table(folder).num_rows == s.size
-    assert sorted(os.listdir(tmp_path)) == ["ds.parquet", "one.parquet"]  # no temp folder left
-    with pytest.raises(SymcostError, match="exists; pass --force"):
-        sw.write_dataset(s, str(folder), client)
-    small = make_sweep(GUNDAM, [Range("width", 1, 10), Range("height", 1, 10)])
-    assert sw.write_dataset(small, str(folder), client, force=True) == 100
-    assert os.listdir(folder) == ["part-000000.parquet"]
-    (tmp_path / "mine.parquet").mkdir()
-    (tmp_path / "mine.parquet" / "notes.txt").write_text("keep")
-    with pytest.raises(SymcostError, match="not a dataset symcost wrote"):
-        sw.write_dataset(small, str(tmp_path / "mine.parquet"), client, force=True)
-    assert (tmp_path / "mine.parquet" / "notes.txt").read_text() == "keep"
-
-
-def test_dask_failure_leaves_no_folder(tmp_path, client, monkeypatch):
-    real = sw._write_part
-
-    def fail_late(sweep, start, stop, path):
-        if start >= 3000:
-            raise OSError(28, "No space left on device")
-        return real(sweep, start, stop, path)
-    monkeypatch.setattr(sw, "_write_part", fail_late)
-    s = make_sweep(GUNDAM, [Range("width", 1, 100), Range("height", 1, 50)])
-    with pytest.raises(OSError):
-        sw.write_dataset(s, str(tmp_path / "ds.parquet"), client, chunk=1000)
-    assert os.listdir(tmp_path) == []
-
-
-def test_cli_dask_engine(tmp_path, files):
-    out = tmp_path / "d.parquet"
-    assert main(VISION + ["--engine", "dask", "--jobs", "1", "--out", str(out), "--quiet"]) == 0
-    joined = pa.concat_tables(pq.read_table(out / p) for p in sorted(os.listdir(out)))
-    assert joined.equals(pq.read_table(files / "g.parquet"))
-
-
 # -- progress --------------------------------------------------------------------------------
 class _Tty(io.StringIO):
     def isatty(self):
@@ -279,6 +222,10 @@ def test_ranges_and_aspects():
     assert parse_range("7", w) == Range("width", 7, 7, 1)
     assert parse_range("1:10", w) == Range("width", 1, 10, 1)
     assert parse_range("1:10:4", w).size == 3
+    assert parse_range("0" * 5000 + "1:02:0001", w) == Range("width", 1, 2, 1)  # no 5,001-digit int()
+    kv = symcost.get_family("deepseek-ocr").input("kv_len")
+    assert parse_range("0:010", kv) == Range("kv_len", 0, 10, 1)
+    assert parse_aspect("016:0009") == (16, 9)
     assert parse_aspect("a4") == (210, 297) and parse_aspect("16:9") == (16, 9)
     ray = Ray(("width", "height"), (210, 297), 200, 4000)
     w, h = ray.sides(np.array([297, 2339, 1000]))
@@ -367,3 +314,60 @@ def test_json_is_one_document_written_chunk_by_chunk(tmp_path):
     assert text.startswith("[\n{") and text.endswith("}\n]\n") and text.count("\n") == s.size + 2
     assert len(json.loads(text)) == s.size
     assert Path(path).stat().st_size > 0
+
+
+# -- dask (last: no worker is forked while the cluster's threads run) --------------------------
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2,
+                                       dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_dask_equals_single_process(tmp_path, client):
+    s = make_sweep(GUNDAM, [Range("width", 1, 1400, 7), Range("height", 300, 1500, 13)])
+    single = tmp_path / "one.parquet"
+    sw.write(s, str(single))
+    folder = tmp_path / "ds.parquet"
+    assert sw.write_dataset(s, str(folder), client, chunk=1000) == s.size
+    parts = sorted(os.listdir(folder))
+    assert parts == [f"part-{k:06d}.parquet" for k in range(-(-s.size // 1000))]
+    joined = pa.concat_tables(pq.read_table(folder / p) for p in parts)
+    assert joined.equals(pq.read_table(single))
+    assert pq.read_table(folder).num_rows == s.size
+    assert sorted(os.listdir(tmp_path)) == ["ds.parquet", "one.parquet"]  # no temp folder left
+    with pytest.raises(SymcostError, match="exists; pass --force"):
+        sw.write_dataset(s, str(folder), client)
+    small = make_sweep(GUNDAM, [Range("width", 1, 10), Range("height", 1, 10)])
+    assert sw.write_dataset(small, str(folder), client, force=True) == 100
+    assert os.listdir(folder) == ["part-000000.parquet"]
+    (tmp_path / "mine.parquet").mkdir()
+    (tmp_path / "mine.parquet" / "notes.txt").write_text("keep")
+    with pytest.raises(SymcostError, match="not a dataset symcost wrote"):
+        sw.write_dataset(small, str(tmp_path / "mine.parquet"), client, force=True)
+    assert (tmp_path / "mine.parquet" / "notes.txt").read_text() == "keep"
+
+
+def test_dask_failure_leaves_no_folder(tmp_path, client, monkeypatch):
+    real = sw._write_part
+
+    def fail_late(sweep, start, stop, path):
+        if start >= 3000:
+            raise OSError(28, "No space left on device")
+        return real(sweep, start, stop, path)
+    monkeypatch.setattr(sw, "_write_part", fail_late)
+    s = make_sweep(GUNDAM, [Range("width", 1, 100), Range("height", 1, 50)])
+    with pytest.raises(OSError):
+        sw.write_dataset(s, str(tmp_path / "ds.parquet"), client, chunk=1000)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_dask_engine(tmp_path, files):
+    out = tmp_path / "d.parquet"
+    assert main(VISION + ["--engine", "dask", "--jobs", "1", "--out", str(out), "--quiet"]) == 0
+    joined = pa.concat_tables(pq.read_table(out / p) for p in sorted(os.listdir(out)))
+    assert joined.equals(pq.read_table(files / "g.parquet"))

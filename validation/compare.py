@@ -58,7 +58,8 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
     else:
         r = model.evaluate(width, height, stage, **({"prompt_tokens": prompt_tokens}
                                                      if stage == "prefill" else {}))
-    case = {"preset": opts["preset"], "vision_mode": opts["vision_mode"], "stage": stage,
+    case = {"family": "deepseek-ocr", "preset": opts["preset"], "vision_mode": opts["vision_mode"],
+            "stage": stage,
             "width": width, "height": height, "counter": counter,
             "convention": COUNTER_CONVENTIONS[counter][0], "w_tiles": r["w_tiles"],
             "h_tiles": r["h_tiles"], "n_crops": r["n_crops"]}

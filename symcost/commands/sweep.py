@@ -114,7 +114,7 @@ def add_arguments(p, family):
 def _axes(args, family) -> list:
     """The swept axes from the flags (pure parsing: nothing loaded yet)."""
     from ..sweep import Ray, parse_aspect, parse_range
-    axes = []
+    axes: list = []
     if family.image:
         w, h = (family.input(n) for n in family.image)
         ray = args.aspect is not None or args.long_side is not None
@@ -142,11 +142,11 @@ def _axes(args, family) -> list:
     return axes
 
 
-def _check_outputs(args, jobs: int) -> None:
+def _check_outputs(args) -> None:
     """Output paths and the packages they need, before any work."""
     from ..files import check_target
     from ..plot import PLOT_FORMATS
-    from ..sweep import FORMATS, _pyarrow, check_dataset_target
+    from ..sweep import FORMATS, check_dataset_target, require_pyarrow
     if not args.out and not args.plot:
         raise SymcostError("--out: give --out FILE and/or --plot FILE")
     if args.scheduler is not None:
@@ -159,7 +159,7 @@ def _check_outputs(args, jobs: int) -> None:
         if not args.out:
             raise SymcostError("--engine: dask writes --out FOLDER.parquet; give --out")
         check_dataset_target(args.out, force=args.force)
-        _pyarrow("--out")
+        require_pyarrow("--out")
         try:
             import dask  # noqa: F401
             import distributed  # noqa: F401
@@ -167,7 +167,7 @@ def _check_outputs(args, jobs: int) -> None:
             raise SymcostError("--engine: dask needs dask and distributed "
                                "(pip install 'dask[distributed]')") from None
     elif args.out and check_target(args.out, force=args.force, extensions=FORMATS) == "parquet":
-        _pyarrow("--out")
+        require_pyarrow("--out")
     if args.plot:
         check_target(args.plot, force=args.force, param="--plot", extensions=PLOT_FORMATS)
         try:
@@ -208,9 +208,9 @@ def _check_measuring(args, sweep, kind: str | None, image) -> None:
     if not (args.measure or args.measured):
         return
     if kind != "line" or not set(sweep.varied[0].names) <= set(image or ()):
-            raise SymcostError(f"{flag}: measured points go on a line plot of images (--plot, with "
+        raise SymcostError(f"{flag}: measured points go on a line plot of images (--plot, with "
                            "--aspect/--long-side or one side of --width/--height varied)")
-    if sweep.target.stage != "vision" or "flops" not in sweep.target.metrics:
+    if sweep.stage != "vision" or "flops" not in sweep.target.metrics:
         raise SymcostError(f"{flag}: measured points are vision FLOPs: use --stage vision and "
                            "--metric flops")
     if sweep.fixed.get("batch", 1) != 1 or "batch" in {n for a in sweep.varied for n in a.names}:
@@ -224,7 +224,7 @@ def run(args, family) -> int:
     metrics = tuple(dict.fromkeys(args.metric or ["flops"]))
     axes = _axes(args, family)
     jobs = args.jobs or default_jobs()
-    _check_outputs(args, jobs)
+    _check_outputs(args)
     target = _target(args, family, metrics)
     sweep = make_sweep(target, axes)  # the stage's inputs checked; nothing compiled yet
     model = model_of(sweep.target)
@@ -237,7 +237,7 @@ def run(args, family) -> int:
                                + (", ".join(n for a in sweep.varied for n in a.names) or "none"))
     _check_measuring(args, sweep, kind, family.image)
     modes = _modes(args, family, model) if kind == "line" else []
-    measured = []
+    measured: list = []
     if args.measured:
         from ..plot import load_measured
         measured, _ = load_measured(args.measured, sweep.target, modes)
@@ -245,7 +245,6 @@ def run(args, family) -> int:
     if args.measure:
         from ..plot import validation_hook
         hook = validation_hook(family)
-    start = time.perf_counter()
     compiled(sweep.target)  # every check passed: compile
     if hook is not None:
         from ..plot import measure_live, measure_points
@@ -253,6 +252,7 @@ def run(args, family) -> int:
         measured += measure_live(sweep, points, modes, hook,
                                  Progress(len(points) * len(modes), "measure", quiet=args.quiet))
     if args.out:
+        start = time.perf_counter()
         _write_out(args, sweep, jobs)
         _say(args, f"wrote {sweep.size:,} points x {len(compiled(sweep.target).columns)} columns "
                    f"to {args.out} in {time.perf_counter() - start:.1f} s")
@@ -283,7 +283,9 @@ def _write_out(args, sweep, jobs: int) -> None:
                                    dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster)
     except (OSError, TimeoutError) as e:
-        raise SymcostError(f"--scheduler: cannot reach {args.scheduler!r} ({e})") from None
+        what = (f"--scheduler: cannot reach {args.scheduler!r}" if args.scheduler
+                else "--engine: cannot start a local dask cluster")
+        raise SymcostError(f"{what} ({e})") from None
     try:
         write_dataset(sweep, args.out, client, force=args.force, progress=progress)
     finally:
@@ -293,24 +295,24 @@ def _write_out(args, sweep, jobs: int) -> None:
 
 
 def _line_plot(args, family, sweep, modes, measured) -> int:
-    from ..plot import MEASURED_MEANS, draw_lines, line_data
+    from ..plot import draw_lines, line_data
     lines = line_data(sweep, modes, measured)
-    for mode, why in lines.skipped.items():
-        _say(args, f"{mode}: no curve ({why})")
+    for value, why in lines.skipped.items():
+        _say(args, f"{value}: no curve ({why})")
     drawn = [m[3] for c in lines.curves for m in c.measured]
     note = []
     if "file" in drawn:
-        note.append(f"measured (circles): {drawn.count('file')} points of {args.measured} on this "
-                    "line, as recorded there")
+        note.append(f"measured (file, squares): the records of {os.path.basename(args.measured)} "
+                    f"on this line ({drawn.count('file')}), values as recorded there")
     if "live" in drawn:
-        note.append("measured (circles), live: " + MEASURED_MEANS.get(
-            family.validation, f"{family.validation}, FlopCounterMode") + "; batch 1")
+        note.append(f"measured (live, circles): {family.measurement or family.validation}; "
+                    "counter torch, batch 1")
     draw_lines(lines, args.plot, force=args.force, note="\n".join(note))
     _say(args, f"plotted {args.plot}")
     points = [(c.mode, m) for c in lines.curves for m in c.measured]
     wrong = [(mode, x, meas, ana) for mode, (x, meas, ana, _) in points if meas != ana]
     if points:
-        _say(args, f"measured: {len(points)} points on the plotted line, "
+        _say(args, f"measured points on the plotted line: {len(points)}, "
                    + ("every one equal to the analytic value" if not wrong else
                       f"{len(wrong)} differ from the analytic value"))
     for mode, x, meas, ana in wrong:  # always said: a difference is a finding, not noise
