@@ -1,0 +1,55 @@
+"""Every example in the README runs as written: each `symcost ...` command (the main job's
+included) through the CLI in a scratch folder, and the Python block.
+
+Not run here: the setup commands themselves (CI runs them), `python -m pytest` (this suite) and
+`python benchmarks/run.py` (tests/test_benchmarks_smoke.py runs it with --smoke).
+"""
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from symcost.cli import main
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```(bash|python)\n(.*?)```", README, flags=re.S)
+
+
+def _commands():
+    out = []
+    for lang, body in BLOCKS:
+        if lang != "bash":
+            continue
+        for line in body.splitlines():
+            for part in line.split("&&"):
+                part = part.split(" #")[0].strip()
+                if part.startswith("symcost "):
+                    out.append(part)
+    return out
+
+
+COMMANDS = _commands()
+
+
+def test_the_readme_has_examples():
+    assert len(COMMANDS) >= 12
+    assert any(c.startswith("symcost plan") for c in COMMANDS[:3])  # the main job
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[8:60] for c in COMMANDS])
+def test_command_runs(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(command)[1:]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.strip() or "--out" in argv  # something was printed (or written)
+
+
+def test_python_block_runs():
+    (code,) = [body for lang, body in BLOCKS if lang == "python"]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # our own README, not user input
+    m = scope["m"]
+    assert str(m.formula("vision", "flops", "torch", named=True)) == \
+        "B*(388149837824*n_crops + 1139967033344)"
