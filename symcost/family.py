@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import SymcostError
 from .inputs import Input
@@ -54,7 +54,7 @@ class Timing:
     """A latency made of some sub-trees of a stage: ``sum(time of paths) / per``."""
     name: str                              # e.g. "ttft_s"
     paths: tuple[str, ...]                 # dotted paths under the stage root
-    per: Callable[[object], object] | None = None  # divisor from stage values (e.g. N - 1)
+    per: Callable[[Any], Any] | None = None  # divisor from stage values (e.g. N - 1)
     help: str = ""
 
 
@@ -64,10 +64,10 @@ class Stage:
     name: str
     summary: str
     inputs: tuple[str, ...]                 # names of the inputs the stage reads
-    build: Callable[[object], "Node"]       # stage values -> tree (closure over the setup)
+    build: Callable[[Any], "Node"]          # stage values -> tree (closure over the setup)
     weights: tuple[str, ...]                # paths in the weights tree of the modules it runs
-    kv_in: Callable[[object], object] = lambda v: 0    # cached tokens per sequence before
-    kv_out: Callable[[object], object] = lambda v: 0   # cached tokens per sequence after
+    kv_in: Callable[[Any], Any] = lambda v: 0    # cached tokens (all sequences) before the stage
+    kv_out: Callable[[Any], Any] = lambda v: 0   # cached tokens (all sequences) after it
     timings: tuple[Timing, ...] = ()
 
 

@@ -292,8 +292,7 @@ class Model:
                                f"({', '.join(i.name for i in self.layout.inputs)}), got {len(arrays)}")
         checked = [i.check_array(a) for i, a in zip(self.layout.inputs, arrays)]
         check_shapes(**{i.name: a for i, a in zip(self.layout.inputs, checked)})
-        checked = np.broadcast_arrays(*checked)
-        grid = self.layout.outcomes[self.layout.codes(*checked)]
+        grid = self.layout.outcomes[self.layout.codes(*np.broadcast_arrays(*checked))]
         return tuple(grid[..., k] for k in range(grid.shape[-1]))
 
     # -- evaluation -----------------------------------------------------------------------

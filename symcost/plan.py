@@ -65,7 +65,7 @@ def max_batch(model: Model, hw: Hardware, point: dict, dtype: str = "bf16",
 def _serve(model: Model, hw: Hardware, point: dict, batch: int, kw: dict) -> dict:
     s = _serving(model)
     r = model.evaluate(**{**point, s.batch: batch}, stage=s.stage, hardware=hw, **kw)
-    n = point.get(s.new_tokens, model.family.input(s.new_tokens).default)
+    n = point.get(s.new_tokens) or model.family.input(s.new_tokens).default or 1
     t = r["time_s"]
     return {"batch": batch, "memory_bytes": r["memory_bytes"], "weight_bytes": r["weight_bytes"],
             "kv_bytes": r["kv_bytes"], "activation_bytes": r["activation_bytes"],
@@ -155,6 +155,8 @@ def largest_image(model: Model, metric: str, budget: float, aspect: tuple[int, i
     stage = stage or s.stage
     a, b = aspect
     names = model.family.image
+    if names is None:
+        raise SymcostError(f"largest image: {model.family.name} has no image inputs")
     w_in, h_in = (model.family.input(n) for n in names)
     k_max = min(w_in.hi // a, h_in.hi // b)
     if k_max < 1:

@@ -31,9 +31,10 @@ class SamConfig:
     def from_hf(cls, c: dict) -> "SamConfig":
         """From a dict with the keys of transformers' SAM vision config (or the vendor's
         ``sam_vit_b`` entry: width, layers, heads)."""
-        width = c.get("hidden_size", c.get("width"))
-        return cls(width=width, layers=c.get("num_hidden_layers", c.get("layers")),
-                   heads=c.get("num_attention_heads", c.get("heads")),
+        def first(*keys):  # transformers' key, else the vendor's
+            return next(c[k] for k in keys if k in c)
+        return cls(width=first("hidden_size", "width"), layers=first("num_hidden_layers", "layers"),
+                   heads=first("num_attention_heads", "heads"),
                    window=c.get("window_size", 14),
                    global_blocks=tuple(c.get("global_attn_indexes", (2, 5, 8, 11))),
                    patch=c.get("patch_size", 16),

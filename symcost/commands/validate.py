@@ -39,6 +39,7 @@ def run(args, family) -> int:
     model = load_model(family, single(args, family))
     stage = args.stage or family.default_stage
     inputs = given_inputs(args, family)
+    images: list[tuple[int, int] | None]
     if model.uses_layout(stage):
         from ..args import parse_image
         images = [parse_image(t, *(family.input(n) for n in family.image))
