@@ -142,14 +142,14 @@ def test_decoder_flopcountermode_on_meta_equals_reference(s_new, l_past):
 
 
 def test_unknown_counter_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(validation.ValidationError):
         measure_decoder(1, 0, "ptflops")
-    with pytest.raises(ValueError):
+    with pytest.raises(validation.ValidationError):
         measure_vision(512, None, 0, "ptflops")
 
 
 def test_fvcore_refuses_a_kv_cache():
-    with pytest.raises(ValueError):
+    with pytest.raises(validation.ValidationError):
         measure_decoder(1, 4, "fvcore")
 
 

@@ -17,6 +17,7 @@ import symcost
 from derivations.common.decoder import decoder
 from derivations.deepseek_ocr import DECODER, VENDOR
 from symcost.conventions import flops
+from validation import ValidationError
 
 __all__ = ["COUNTER_CONVENTIONS", "ALIASES", "vision_columns", "decoder_columns"]
 
@@ -104,7 +105,7 @@ def decoder_columns(s_new: int, l_past: int, counter: str) -> dict[str, int]:
         values["attn_proj"] = sum(node(f"{layer}.attn.{p}_proj") for p in "qkvo")
         for col, value in values.items():
             if value % count:
-                raise AssertionError(f"{layer}.{col}: {value} is not {count} equal layers")
+                raise ValidationError(f"{layer}.{col}: {value} is not {count} equal layers")
             out[f"{prefixes[layer]}_{col}"] = value // count
     for alias, source in ALIASES.items():
         if source in out:

@@ -1,6 +1,8 @@
 """Analytic vs measured, per component: the engine of ``symcost validate``."""
 from __future__ import annotations
 
+from validation import ValidationError
+
 from .analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 
 __all__ = ["compare", "validate_case", "vendor_global_view", "STAGES"]
@@ -66,7 +68,7 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
     if stage == "vision":
         gw, gh = vendor_global_view(opts["preset"], opts["vision_mode"], width, height)
         if (gw, gh) != (opts["global_px"], opts["global_px"]):
-            raise AssertionError(f"the vendor builds a {gw}x{gh} global view, the model "
+            raise ValidationError(f"the vendor builds a {gw}x{gh} global view, the model "
                                  f"{opts['global_px']}")
         measured = measure_vision(gw, opts["crop_px"] or None, r["n_crops"], counter)
         analytic = vision_columns(opts["preset"], width, height, counter, opts["vision_mode"])

@@ -22,6 +22,8 @@ NB: fvcore can't trace meta tensors: its counters run on CPU weights (random), s
 import math
 import re
 
+from validation import ValidationError
+
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 GLOBAL_BLOCKS = (2, 5, 8, 11)
 _ATTN_OPS = {"_scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention"}
@@ -66,7 +68,7 @@ def torch_formulas():
 
     def grouped_mm(a, b, *args, **kwargs):  # a [rows, K], b [groups, K, N]: each row in one group
         if len(a) != 2 or len(b) != 3 or a[1] != b[1]:
-            raise ValueError(f"unexpected _grouped_mm shapes {a} x {b}")
+            raise ValidationError(f"unexpected _grouped_mm shapes {a} x {b}")
         return 2 * a[0] * a[1] * b[2]
 
     return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
@@ -83,7 +85,8 @@ def _torch_counts(module, inputs, counter):
     with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
         module(*inputs)
     root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
-    return {name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n for op, n in ops.items()}
+    return {name.removeprefix(root).removeprefix("."):
+            {str(op).removeprefix("aten."): n for op, n in ops.items()}
             for name, ops in flop_counter.get_flop_counts().items() if name != "Global"}
 
 
@@ -126,7 +129,7 @@ def _parent(path, paths):
 
 def _check(counter):
     if counter not in COUNTERS:
-        raise ValueError(f"counter must be one of {COUNTERS}, got {counter!r}")
+        raise ValidationError(f"counter must be one of {COUNTERS}, got {counter!r}")
 
 
 def _count(module, inputs, counter):
@@ -145,7 +148,7 @@ def _op_kind(op):
         return "conv"
     if op in _LINEAR_OPS or op == "einsum":
         return "linear"
-    raise KeyError(f"unexpected op {op!r}")
+    raise ValidationError(f"unexpected op {op!r}")
 
 
 def _vision_columns(path, op):
@@ -157,7 +160,7 @@ def _vision_columns(path, op):
     if part == "clip" and kind != "conv":
         return ("clip_total", f"clip_{kind}")
     if part != "sam":
-        raise KeyError(f"unattributed count {op!r} in {path!r}")
+        raise ValidationError(f"unattributed count {op!r} in {path!r}")
     block = re.match(r"layers\.(\d+)(\.|$)", rest)
     if block:
         blocks = "sam_glob_blocks" if int(block[1]) in GLOBAL_BLOCKS else "sam_win_blocks"
@@ -170,7 +173,7 @@ def _vision_columns(path, op):
     for prefix, column in where.items():
         if rest.startswith(prefix):
             return ("sam_total", column)
-    raise KeyError(f"unattributed count {op!r} in {path!r}")
+    raise ValidationError(f"unattributed count {op!r} in {path!r}")
 
 
 def _attribute(counts, columns_of, names):
@@ -210,7 +213,7 @@ def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: s
 def _decoder_columns(path, op):
     """Column names (layer parts as ``L<i>_<part>``) one decoder (module path, op) count belongs to."""
     if _op_kind(op) not in ("linear", "attn_core"):
-        raise KeyError(f"unexpected op {op!r} in {path!r}")
+        raise ValidationError(f"unexpected op {op!r} in {path!r}")
     m = re.match(r"model\.layers\.(\d+)\.(self_attn|mlp)(?:\.([a-z_]+))?", path)
     if path == "lm_head" or not m:
         return (path if path == "lm_head" else "other_outside_layers_and_lm_head", "total_full_depth")
@@ -245,7 +248,7 @@ def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dic
     _check(counter)
     torch_counter = counter.startswith("torch")
     if l_past and not torch_counter:
-        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
+        raise ValidationError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
     if model is None:
         model = build_language_model("meta" if torch_counter else "cpu", torch.bfloat16)
     param = next(model.parameters())

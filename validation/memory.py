@@ -73,6 +73,8 @@ import re
 import time
 import weakref
 
+from validation import ValidationError
+
 HEAD_DIM = 128
 N_HEADS = 10
 TOP_K = 6
@@ -234,7 +236,7 @@ class LiveBytes:
     # -- results -----------------------------------------------------------------------------------
     def _live_at(self, tag: str | None) -> dict[int, int]:
         if not self._keep_events:
-            raise RuntimeError("LiveBytes(keep_events=False) keeps no history")
+            raise ValidationError("LiveBytes(keep_events=False) keeps no history")
         end = self._peak_event if tag is None else self._tag_peak_event[tag]
         live: dict[int, int] = {}
         for aid, delta in self._events[:end]:

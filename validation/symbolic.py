@@ -22,10 +22,12 @@ NB: SAM's ``get_rel_pos`` computes ``int(2 * max(q_size, k_size) - 1)``: ``int()
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import sympy as sp
+
+from validation import ValidationError
 
 __all__ = ["Trace", "trace", "traced_flops", "to_sympy", "clip_layer", "clip_full",
            "decoder_layers", "sam_global_block", "sam_windowed_block", "by_residue", "equal",
@@ -39,7 +41,7 @@ n = sp.Symbol("n", integer=True, positive=True)   # CLIP token count per view (1
 g = sp.Symbol("g", integer=True, positive=True)   # token grid side (SAM map / CLIP grid)
 
 
-class SymbolicTraceError(RuntimeError):
+class SymbolicTraceError(ValidationError):
     """A symbolic dimension was specialised to a constant (or traced to something else)."""
 
 
@@ -149,9 +151,9 @@ def _run(module, input_shapes, dynamic_dims, call):
     for (i, d), sym in dynamic_dims.items():
         h = input_shapes[i][d]
         if hints.setdefault(sym, h) != h or h < 2:
-            raise ValueError(f"symbol {sym}: hints must agree and be >= 2, got {h} and {hints[sym]}")
+            raise ValidationError(f"symbol {sym}: hints must agree and be >= 2, got {h} and {hints[sym]}")
     if len(set(hints.values())) != len(hints):
-        raise ValueError(f"distinct symbols need distinct hints (duck sizing merges them): {hints}")
+        raise ValidationError(f"distinct symbols need distinct hints (duck sizing merges them): {hints}")
 
     global _TRACES
     _TRACES += 1
