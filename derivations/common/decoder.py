@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcost import captured, current, op, repeat, seq, smin
+from symcost import SymcostError, captured, current, op, repeat, seq, smin
 from symcost.dtypes import FP32_BYTES
 from symcost.ops import expected_distinct
 
@@ -37,8 +37,15 @@ class DecoderConfig:
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
 
+    def __post_init__(self):  # the shapes the layers multiply must agree
+        if self.heads % self.kv_heads:
+            raise SymcostError(f"num_key_value_heads: {self.kv_heads} does not divide "
+                               f"num_attention_heads {self.heads}")
+        if not 0 <= self.dense_layers <= self.layers or self.top_k > self.experts:
+            raise SymcostError("decoder config: dense layers or experts per token out of range")
+
     @classmethod
-    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> "DecoderConfig":
+    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> DecoderConfig:
         """From a Hugging Face text config dict (DeepSeek-V2 keys)."""
         heads = c["num_attention_heads"]
         layer_types = c.get("mlp_layer_types")

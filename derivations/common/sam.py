@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcost import op, repeat, seq, where
+from symcost import SymcostError, op, repeat, seq, where
 
 __all__ = ["SamConfig", "sam", "down2"]
 
@@ -27,8 +27,12 @@ class SamConfig:
     downsample: tuple[int, int] = (512, 1024)  # net_2, net_3 output channels
     mlp_ratio: int = 4
 
+    def __post_init__(self):  # heads split the width; the position table covers whole patches
+        if self.width % self.heads:
+            raise SymcostError(f"sam hidden_size: {self.width} is not a multiple of {self.heads} heads")
+
     @classmethod
-    def from_hf(cls, c: dict) -> "SamConfig":
+    def from_hf(cls, c: dict) -> SamConfig:
         """From a dict with the keys of transformers' SAM vision config (or the vendor's
         ``sam_vit_b`` entry: width, layers, heads)."""
         def first(*keys):  # transformers' key, else the vendor's

@@ -13,12 +13,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from symcost import (AspectTiler, Family, FixedLayout, Model, Option, SymcostError,
-                     by_tile_count, get_runtime, op, repeat, seq, when, where)
+from symcost import (
+    AspectTiler,
+    Family,
+    FixedLayout,
+    Model,
+    Option,
+    SymcostError,
+    by_tile_count,
+    get_runtime,
+    op,
+    repeat,
+    seq,
+    when,
+    where,
+)
 
 from ..common.decoder import DecoderConfig, decoder
-from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, HfCode, execution, h_tiles,
-                          image_tokens, n_crops, prefill_tokens, serving_options, stages, w_tiles)
+from ..common.vlm import (
+    INPUTS,
+    SERVING,
+    STAGE_NAMES,
+    HfCode,
+    execution,
+    h_tiles,
+    image_tokens,
+    n_crops,
+    prefill_tokens,
+    serving_options,
+    stages,
+    w_tiles,
+)
 from .presets import PRESETS, VISION_MODES, Preset
 from .vision import VisionConfig, view
 

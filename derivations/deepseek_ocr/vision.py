@@ -36,7 +36,7 @@ class VisionConfig:
     llm_hidden: int
 
     @classmethod
-    def from_hf(cls, c: dict) -> "VisionConfig":
+    def from_hf(cls, c: dict) -> VisionConfig:
         """From the vendor's ``config.json`` (``vision_config.width`` holds both encoders)."""
         enc = c["vision_config"]["width"]
         cl = enc["clip-l-14-224"]

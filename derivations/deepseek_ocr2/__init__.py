@@ -18,12 +18,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from symcost import (AspectTiler, Family, FixedLayout, Model, Option, by_tile_count, get_runtime,
-                     op, repeat, seq, when, where)
+from symcost import (
+    AspectTiler,
+    Family,
+    FixedLayout,
+    Model,
+    Option,
+    by_tile_count,
+    get_runtime,
+    op,
+    repeat,
+    seq,
+    when,
+    where,
+)
 
 from ..common.decoder import DecoderConfig, decoder
-from ..common.vlm import (INPUTS, SERVING, STAGE_NAMES, HfCode, execution, h_tiles,
-                          image_tokens, n_crops, prefill_tokens, serving_options, stages, w_tiles)
+from ..common.vlm import (
+    INPUTS,
+    SERVING,
+    STAGE_NAMES,
+    HfCode,
+    execution,
+    h_tiles,
+    image_tokens,
+    n_crops,
+    prefill_tokens,
+    serving_options,
+    stages,
+    w_tiles,
+)
 from .vision import VisionConfig, query_params, view
 
 __all__ = ["FAMILY", "load", "CONFIG", "DECODER", "VISION", "VISION_MODES", "CANDIDATES"]

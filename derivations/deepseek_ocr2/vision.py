@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcost import op, repeat, seq
+from symcost import SymcostError, op, repeat, seq
 
 from ..common.sam import SamConfig, sam
 
@@ -25,8 +25,13 @@ class EncoderConfig:
     kv_heads: int
     head_dim: int
 
+    def __post_init__(self):  # repeat_kv expands whole groups of heads
+        if self.heads % self.kv_heads:
+            raise SymcostError(f"encoder num_key_value_heads: {self.kv_heads} does not divide "
+                               f"num_attention_heads {self.heads}")
+
     @classmethod
-    def from_hf(cls, c: dict) -> "EncoderConfig":
+    def from_hf(cls, c: dict) -> EncoderConfig:
         heads = c["num_attention_heads"]
         return cls(hidden=c["hidden_size"], ff=c["intermediate_size"],
                    layers=c["num_hidden_layers"], heads=heads,
@@ -42,7 +47,7 @@ class VisionConfig:
     query_sides: tuple[int, ...] = (16, 12)  # learned query grids: 1024 views, 768 tiles
 
     @classmethod
-    def from_hf(cls, c: dict) -> "VisionConfig":
+    def from_hf(cls, c: dict) -> VisionConfig:
         """From transformers' ``DeepseekOcr2Config`` dict (``vision_config``, ``text_config``)."""
         v = c["vision_config"]
         return cls(SamConfig.from_hf(v["sam_config"]), EncoderConfig.from_hf(v["encoder_config"]),
