@@ -2,11 +2,10 @@
 
 Runtime: about 45 s on 2 cores (meta runs take 0.1-3 s each; the real-CPU global view under FlopCounterMode
 is ~25 s of it). fvcore's run of the same view is in test_ocr2_validate.py (one run serves both files' needs).
-The CPU decoder check (6 GB of bf16 weights, ~45 s) runs only with OCR2_CPU_DECODER=1.
+The CPU decoder check (6 GB of bf16 weights, ~45 s) is marked slow (`-m "not slow"` skips it).
 """
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch\\.jit\\.:DeprecationWarni
 DATA = Path(validation.__file__).parent / "data"
 ROWS = list(csv.DictReader((DATA / "ocr2_flops.csv").read_text().splitlines()))
 DECODE_ROWS = list(csv.DictReader((DATA / "ocr2_decode_flops.csv").read_text().splitlines()))
-# Stated in the brief / ARCHITECTURE.md (not in the CSVs).
+# Stated in docs/models.md (not in the CSVs).
 STATED_TOTAL_PARAMS = 3_389_119_360
 ARCHITECTURE_EXAMPLES = [((1024, 1024), (2, 2), 833), ((1280, 720), (2, 1), 545), ((700, 500), (1, 1), 257)]
 VIEW_COLUMNS = ocr2.VIEW_COLUMNS
@@ -66,7 +65,7 @@ def test_config_builds_the_real_model(model):
 
 
 def test_class_defaults_are_not_the_model():
-    """``DeepseekOcr2Config()`` builds, but the model from it does not (ARCHITECTURE.md)."""
+    """``DeepseekOcr2Config()`` builds, but the model from it does not (docs/models.md)."""
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
 
     with pytest.raises(TypeError), torch.device("meta"):
@@ -271,7 +270,7 @@ def test_vision_real_cpu_run_equals_meta_run(vision_cpu, model):
     assert ocr2.measure_vision(0, model=vision_cpu) == ocr2.measure_vision(0, model=model)
 
 
-@pytest.mark.skipif(os.environ.get("OCR2_CPU_DECODER") != "1", reason="6 GB, ~30 s: set OCR2_CPU_DECODER=1")
+@pytest.mark.slow  # 6 GB of weights, ~30-45 s
 def test_decoder_real_cpu_and_fvcore(model):
     pytest.importorskip("fvcore")
     cpu = ocr2.build_model("cpu", real=("model.language_model", "lm_head"))

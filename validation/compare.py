@@ -49,6 +49,8 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
     if stage == "decode" and counter.startswith("fvcore"):
         raise SymcostError("--counter: fvcore cannot trace a decode step (it needs a KV cache "
                            "of real tensors); use torch or torch-cpu")
+    if point.get("batch", 1) != 1:
+        raise SymcostError("--batch: validate deepseek-ocr measures batch 1 (the reference data's)")
     if check_only:
         return {}
     opts = model.options

@@ -5,9 +5,9 @@ The model is ``DeepseekOcr2ForConditionalGeneration`` built from ``derivations/d
 
 Counters (``counter`` argument):
   ``"torch"``          FlopCounterMode (2 per MAC), on meta or on real CPU tensors, plus two formulas
-                       torch 2.13 lacks: ``aten._scaled_dot_product_flash_attention_for_cpu`` (torch's own
-                       SDPA formula, 2*B*H*Sq*Sk*(Dqk+Dv)) and ``aten._grouped_mm`` (the routed experts,
-                       2*rows*K*N).
+                       torch 2.13 lacks (``validation.measure.torch_formulas``):
+                       ``aten._scaled_dot_product_flash_attention_for_cpu`` (torch's own SDPA formula,
+                       2*B*H*Sq*Sk*(Dqk+Dv)) and ``aten._grouped_mm`` (the routed experts, 2*rows*K*N).
   ``"torch-cpu"``      FlopCounterMode out of the box: both of those count 0.
   ``"fvcore"``         fvcore FlopCountAnalysis (1 per MAC; layer_norm counted by fvcore's own rule) on
                        real CPU tensors, plus handles for ``aten::scaled_dot_product_attention``
@@ -48,7 +48,8 @@ import json
 import re
 from pathlib import Path
 
-from validation.measure import _attribute, _cpu_sdpa_on_meta, _exclusive, _op_kind
+# FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
+from validation.measure import _attribute, _exclusive, _op_kind, _torch_counts
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
@@ -176,30 +177,6 @@ def param_counts(model) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- counting
-
-
-def _torch_counts(module, inputs, counter):
-    """Inclusive {module path: {op: flops}} from FlopCounterMode, paths relative to ``module``."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-
-    def cpu_sdpa(q, k, v, *args, **kwargs):
-        return sdpa_flop_count(q, k, v)
-
-    def grouped_mm(a, b, *args, **kwargs):
-        if len(a) != 2 or len(b) != 3 or a[1] != b[1]:
-            raise ValueError(f"unexpected _grouped_mm shapes {a} x {b}")
-        return 2 * a[0] * a[1] * b[2]  # every row goes through exactly one group
-
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
-               torch.ops.aten._grouped_mm: grouped_mm}
-    flop_counter = FlopCounterMode(display=False, custom_mapping=mapping if counter == "torch" else None)
-    with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
-        module(*inputs)
-    root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
-    return {name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n
-                                                        for op, n in ops.items()}
-            for name, ops in flop_counter.get_flop_counts().items() if name != "Global"}
 
 
 def _fvcore_counts(module, inputs, counter):
@@ -523,9 +500,15 @@ def run_processor(width: int, height: int, **images_kwargs) -> dict:
     """Run the processor on a blank W x H RGB image with the prompt "<image>" and summarise what it wrote:
     image_tokens (placeholders in input_ids), num_local_patches, global_shape, local_shape (or None)."""
     from PIL import Image
+    from transformers.utils import logging
 
     proc = processor()
-    out = proc(images=Image.new("RGB", (width, height)), text=proc.image_token, **images_kwargs)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # 1-3 px sides make it warn that the channel axis is ambiguous (it is not)
+    try:
+        out = proc(images=Image.new("RGB", (width, height)), text=proc.image_token, **images_kwargs)
+    finally:
+        logging.set_verbosity(verbosity)
     local = out.get("pixel_values_local")
     return {
         "image_tokens": sum(t == proc.image_token_id for t in out["input_ids"][0]),

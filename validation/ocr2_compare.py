@@ -12,15 +12,16 @@ like the columns ``validation.ocr2`` measures on transformers' ``DeepseekOcr2For
 Counters and conventions share names (``torch``, ``torch-cpu``, ``fvcore``, ``fvcore-default``): the
 counter's number is the analytic cost under the convention of the same name.
 
-The measured side takes the tile grid and the image tokens from the processor's own code
-(``get_optimal_tiled_canvas`` behind its shortcut, ``replace_image_token``), runs the module with that
-many tiles and that many positions, and counts; the analytic side takes them from the family's layout
-rule. So a prefill row compares the model's S against the processor's S too.
+The measured side takes the tile count and the image tokens from a ``DeepseekOcr2Processor`` run on a
+blank image of the size (its own functions without an image above PROCESSOR_MAX_PX), runs the module with
+that many tiles and that many positions, and counts; the analytic side takes them from the family's
+layout rule. So a prefill row compares the model's S against the processor's S too.
 
 Nothing imports torch until a case is measured (``check_only`` never does).
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -28,8 +29,8 @@ from symcost import SymcostError
 
 from .compare import compare
 
-__all__ = ["COUNTERS", "STAGES", "FVCORE_MAX_BYTES", "vision_columns", "decoder_columns",
-           "param_columns", "validate_case", "validate_params"]
+__all__ = ["COUNTERS", "STAGES", "FVCORE_MAX_BYTES", "PROCESSOR_MAX_PX", "vision_columns",
+           "decoder_columns", "param_columns", "validate_case", "validate_params"]
 
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 STAGES = ("vision", "prefill", "decode")
@@ -37,6 +38,9 @@ STAGES = ("vision", "prefill", "decode")
 # is over this. A 1024x1024 image (4 tiles) is 1.5 GB by that estimate and peaked at 4.5 GB RSS
 # with 6 tiles (interpreter, libraries and tracing included); the decoder alone is 5.9 GB.
 FVCORE_MAX_BYTES = 3 * 10**9
+# the processor runs on a blank image up to this size (4096^2 px: 50 MB, ~1 s); above it, its own
+# functions without an image (get_optimal_tiled_canvas behind the shortcut, replace_image_token)
+PROCESSOR_MAX_PX = 4096 * 4096
 _OUT_OF_THE_BOX = ("torch-cpu", "fvcore-default")
 _SAM_PARTS = ("patch_embed", "win_blocks", "glob_blocks", "neck", "net2", "net3")
 _SAM_KINDS = {"linear": "linear", "relpos": "einsum", "attn_core": "sdpa", "norms": "layer_norm"}
@@ -71,6 +75,11 @@ class _Tree:
         """FLOPs of the ops of one kind under a node."""
         return sum(n for p, n in self.flops.items()
                    if self.kinds.get(p) == kind and p.startswith(under + "."))
+
+    def per_layer(self, layer: str, part: str = "") -> int:
+        """FLOPs of one repetition of a repeated layer node (or of one of its parts)."""
+        path = f"{layer}.{part}" if part else layer
+        return _exact_div(self.node(path), self.counts[layer], path)
 
 
 def _exact_div(value: int, count, path: str) -> int:
@@ -119,19 +128,14 @@ def decoder_columns(model, stage: str, values: dict, counter: str) -> dict[str, 
     layers = 0
     for prefix, layer in (("dense_L0", "layer0"), ("moe_L1", "moe_layers")):
         node = f"{root}.{layer}"
-        count = int(t.counts[node])
         layers += t.node(node)
-
-        def part(path, node=node, count=count):
-            return _exact_div(t.node(f"{node}.{path}") if path else t.node(node), count, f"{node}.{path}")
-
-        out |= {f"{prefix}_total": part(""), f"{prefix}_attn": part("attn"),
-                f"{prefix}_attn_proj": sum(part(f"attn.{p}_proj") for p in "qkvo"),
-                f"{prefix}_rope": part("attn.rope"), f"{prefix}_attn_core": part("attn.attn_core"),
-                f"{prefix}_mlp": part("mlp")}
-    for col, path in (("moe_gate", "gate"), ("moe_shared", "shared"), ("moe_routed", "routed")):
-        out[f"moe_L1_{col}"] = _exact_div(t.node(f"{root}.moe_layers.mlp.{path}"),
-                                          t.counts[f"{root}.moe_layers"], path)
+        out |= {f"{prefix}_total": t.per_layer(node), f"{prefix}_attn": t.per_layer(node, "attn"),
+                f"{prefix}_attn_proj": sum(t.per_layer(node, f"attn.{p}_proj") for p in "qkvo"),
+                f"{prefix}_rope": t.per_layer(node, "attn.rope"),
+                f"{prefix}_attn_core": t.per_layer(node, "attn.attn_core"),
+                f"{prefix}_mlp": t.per_layer(node, "mlp")}
+    for col, part in (("moe_gate", "gate"), ("moe_shared", "shared"), ("moe_routed", "routed")):
+        out[f"moe_L1_{col}"] = t.per_layer(f"{root}.moe_layers", f"mlp.{part}")
     out["moe_L1_moe_other"] = out["moe_L1_mlp"] - sum(out[f"moe_L1_{c}"]
                                                       for c in ("moe_gate", "moe_shared", "moe_routed"))
     out["moe_layers_min"] = out["moe_layers_max"] = out["moe_L1_total"]  # one repeated node: all alike
@@ -215,23 +219,41 @@ def _check_memory(model, stage: str, counter: str, values: dict):
 
 
 def _measured_layout(model, values: dict) -> dict[str, int]:
-    """Tiles and image tokens as the processor's own code gives them for the point."""
+    """Tiles and image tokens as transformers' processor gives them for the point: a real processor run
+    on a blank image up to PROCESSOR_MAX_PX pixels, above that its own tile rule and token writer."""
     from . import ocr2
 
     if model.options["vision_mode"] != "crops":  # nocrop: the global view alone, as the shortcut runs
         return {"n_crops": 0, "image_tokens": ocr2.tokens_for_crops(0)}
-    cols, rows = ocr2.tile_grid(values["width"], values["height"])
-    n_crops = 0 if (cols, rows) == (1, 1) else cols * rows
-    return {"w_tiles": cols, "h_tiles": rows, "n_crops": n_crops,
-            "image_tokens": ocr2.tokens_for_crops(n_crops)}
+    return dict(_processor_layout(values["width"], values["height"]))
+
+
+@functools.lru_cache(maxsize=256)  # checked before any measurement, then used: one run per size
+def _processor_layout(w: int, h: int) -> tuple:
+    from . import ocr2
+
+    cols, rows = ocr2.tile_grid(w, h)
+    if w * h > PROCESSOR_MAX_PX:
+        n_crops = 0 if (cols, rows) == (1, 1) else cols * rows
+        tokens = ocr2.tokens_for_crops(n_crops)
+    else:
+        try:
+            run = ocr2.run_processor(w, h)
+        except ValueError as e:  # e.g. a global view resized to 0 px (long side >= 2048 x short side)
+            raise SymcostError(f"--image: transformers' processor refuses {w}x{h}: "
+                               f"{str(e).splitlines()[0][:120]}") from None
+        n_crops, tokens = run["num_local_patches"], run["image_tokens"]
+    return (("w_tiles", cols), ("h_tiles", rows), ("n_crops", n_crops), ("image_tokens", tokens))
 
 
 def validate_case(model, stage: str, counter: str, point: dict, check_only: bool = False) -> dict:
     """Measure one point of ``stage`` with ``counter`` on transformers' module and compare it with the
-    analytic columns. ``check_only``: only refuse what cannot run (SymcostError) and return {}."""
+    analytic columns. ``check_only``: only refuse what cannot run (SymcostError) and return {}; for an
+    image that includes the processor run (well under a second), so a size it refuses is refused first."""
     values = model.check_inputs(stage, point)
     _check_case(model, stage, counter, values)
     _check_memory(model, stage, counter, values)
+    layout = _measured_layout(model, values) if stage != "decode" else {}
     if check_only:
         return {}
     from . import ocr2
@@ -249,7 +271,6 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
         case["title"] = (f"deepseek-ocr2 decode L={kv_len}, batch {batch}, attention {opts['attention']}, "
                          f"counter {counter}")
     else:
-        layout = _measured_layout(model, values)
         w, h = values["width"], values["height"]
         tiles = f"tiles {layout.get('w_tiles', 1)}x{layout.get('h_tiles', 1)} ({layout['n_crops']} crops)"
         if stage == "vision":

@@ -26,6 +26,7 @@ class SamConfig:
     neck: int = 256
     downsample: tuple[int, int] = (512, 1024)  # net_2, net_3 output channels
     mlp_ratio: int = 4
+    neck_norm_aten: bool = False  # the neck's LayerNorm2d calls aten layer_norm (else elementwise)
 
     def __post_init__(self):  # heads split the width; the position table covers whole patches
         if self.width % self.heads:
@@ -121,7 +122,8 @@ def sam(cfg: SamConfig, batch, px: int, keep: bool = False):
     again after the next op, e.g. by a projector).
 
     Block order does not change any count, so the tree groups blocks by kind.
-    NB: the neck's LayerNorm2d is hand-written from elementwise ops (counters miss it).
+    NB: the vendor's (v1) neck LayerNorm2d is hand-written from elementwise ops, which counters
+    miss; transformers' (OCR-2) subclasses nn.LayerNorm, which fvcore counts.
     """
     g = px // cfg.patch
     g2 = down2(g)
@@ -139,9 +141,9 @@ def sam(cfg: SamConfig, batch, px: int, keep: bool = False):
         _block(cfg, "glob_blocks", batch, g, windowed=False, count=n_global),
         seq("neck",
             op("conv1", "conv2d", batch=batch, c_in=c, c_out=neck, kernel=1, in_hw=g, out_hw=g),
-            op("norm1", "layer_norm", tokens=batch * g * g, dim=neck, aten=False),
+            op("norm1", "layer_norm", tokens=batch * g * g, dim=neck, aten=cfg.neck_norm_aten),
             op("conv2", "conv2d", batch=batch, c_in=neck, c_out=neck, kernel=3, in_hw=g, out_hw=g),
-            op("norm2", "layer_norm", tokens=batch * g * g, dim=neck, aten=False)),
+            op("norm2", "layer_norm", tokens=batch * g * g, dim=neck, aten=cfg.neck_norm_aten)),
         op("net2", "conv2d", batch=batch, c_in=neck, c_out=cfg.downsample[0], kernel=3,
            in_hw=g, out_hw=g2),
         op("net3", "conv2d", batch=batch, c_in=cfg.downsample[0], c_out=cfg.downsample[1],

@@ -7,7 +7,7 @@ queries -> linear projector, per view.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from symcost import SymcostError, op, repeat, seq
 
@@ -50,8 +50,9 @@ class VisionConfig:
     def from_hf(cls, c: dict) -> VisionConfig:
         """From transformers' ``DeepseekOcr2Config`` dict (``vision_config``, ``text_config``)."""
         v = c["vision_config"]
-        return cls(SamConfig.from_hf(v["sam_config"]), EncoderConfig.from_hf(v["encoder_config"]),
-                   c["text_config"]["hidden_size"])
+        # transformers' neck norm subclasses nn.LayerNorm: an aten layer_norm (fvcore counts it)
+        sam_cfg = replace(SamConfig.from_hf(v["sam_config"]), neck_norm_aten=True)
+        return cls(sam_cfg, EncoderConfig.from_hf(v["encoder_config"]), c["text_config"]["hidden_size"])
 
 
 # Kernels per op in eager PyTorch (transformers' Qwen2-style layer): RMSNorm 8 (see
