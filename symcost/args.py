@@ -14,15 +14,17 @@ from .inputs import Input
 
 __all__ = ["Parser", "choice", "int_in", "fraction", "parse_image", "add_model_options",
            "add_inputs", "add_precision", "add_convention", "add_hardware", "add_stage",
-           "hardware_settings", "load_model", "given_inputs", "single"]
+           "hardware_settings", "load_model", "given_inputs", "check_stage_reads", "single"]
 
-_DIGITS = r"0*[0-9]{1,18}"  # bounded: int() stays cheap and nothing huge is echoed
-_IMAGE = re.compile(r"(0*[0-9]{1,5})[xX](0*[0-9]{1,5})")
+# Leading zeros are matched apart and never converted: int() of a string over 4,300 digits
+# raises; the significant digits are bounded, so no huge number is built or echoed.
+_DIGITS = re.compile(r"0*([0-9]{1,18})")
+_IMAGE = re.compile(r"0*([0-9]{1,5})[xX]0*([0-9]{1,5})")
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse prints usage + message by default)
-        raise SymcostError(message)
+    def error(self, message):  # one line naming the flag, exit 2 (not argparse's usage + exit)
+        raise SymcostError(message.removeprefix("argument "))
 
 
 def _echo(text: str) -> str:
@@ -39,9 +41,10 @@ def choice(allowed):
 
 def int_in(lo: int, hi: int):
     def parse(text: str) -> int:
-        if not re.fullmatch(_DIGITS, text) or not lo <= int(text) <= hi:
+        m = _DIGITS.fullmatch(text)
+        if not m or not lo <= int(m.group(1)) <= hi:
             raise argparse.ArgumentTypeError(f"{_echo(text)} is not an integer in [{lo}, {hi}]")
-        return int(text)
+        return int(m.group(1))
     return parse
 
 
@@ -58,11 +61,11 @@ def fraction(text: str) -> float:
 
 def parse_image(text: str, width: Input, height: Input) -> tuple[int, int]:
     m = _IMAGE.fullmatch(text)
-    ok = m and width.lo <= int(m.group(1)) <= width.hi and height.lo <= int(m.group(2)) <= height.hi
-    if not ok:
+    w, h = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    if not (m and width.lo <= w <= width.hi and height.lo <= h <= height.hi):
         raise SymcostError(f"--image: {_echo(text)} is not WxH with integers in "
                            f"[{width.lo}, {width.hi}] x [{height.lo}, {height.hi}]")
-    return int(m.group(1)), int(m.group(2))
+    return w, h
 
 
 def _choices_help(option) -> str:
@@ -98,9 +101,12 @@ def add_inputs(p: argparse.ArgumentParser, family: Family, image: bool = True):
     g = p.add_argument_group("inputs (an input the stage does not read is an error)")
     if image and family.image:
         w, h = (family.input(n) for n in family.image)
+        readers = ", ".join(s for s in family.stage_names
+                            if set(family.image) <= set(_stage_inputs(family, s)))
         g.add_argument("--image", action="append", default=None, metavar="WxH",
                        help=f"image size in px, W in [{w.lo}, {w.hi}], H in [{h.lo}, {h.hi}]; "
-                            "repeatable")
+                            f"repeatable. Default: none, required by the stages that read it: "
+                            f"{readers}")
     for i in family.inputs:
         if family.image and i.name in family.image:
             continue
@@ -138,11 +144,13 @@ def add_precision(p: argparse.ArgumentParser):
                    help=f"KV-cache dtype. Choices: {', '.join(dtypes)}. Default: --dtype")
 
 
-def add_hardware(p: argparse.ArgumentParser, repeatable: bool = False, required: bool = False):
+def add_hardware(p: argparse.ArgumentParser, repeatable: bool = False, required: bool = False,
+                 note: str = ""):
     p.add_argument("--hardware", action="append" if repeatable else "store", default=None,
                    required=required,
                    help=f"accelerator for times: a preset ({', '.join(HARDWARE)}) or a .json "
                         "file (see README)" + ("; repeatable" if repeatable else "")
+                        + (f"; {note}" if note else "")
                         + ("" if required else ". Default: none (no times)"))
     p.add_argument("--compute-efficiency", type=fraction, default=None,
                    help="fraction of the datasheet matmul and vector peaks reached, in "
@@ -179,6 +187,18 @@ def single(args, family: Family) -> dict:
 def load_model(family: Family, options: dict):
     import symcost
     return symcost.load(family.name, **options)
+
+
+def check_stage_reads(model, stage: str, given: dict, image: bool = False) -> None:
+    """An input flag (or ``--image``) the stage does not read is an error naming the stages that do."""
+    family = model.family
+    names = list(given) + (list(family.image) if image and family.image else [])
+    for name in names:
+        if name not in model.stage(stage).inputs:
+            readers = ", ".join(s for s in family.stage_names if name in model.stage(s).inputs)
+            flag = "--image" if family.image and name in family.image else family.input(name).flag
+            raise SymcostError(f"{flag}: stage {stage} does not read it; stages that do: "
+                               f"{readers or 'none'} (choose one with --stage)")
 
 
 def given_inputs(args, family: Family) -> dict:

@@ -8,15 +8,15 @@ import numpy as np
 
 from .errors import SymcostError
 
-__all__ = ["check_int", "check_ints", "check_shapes", "check_fraction", "check_positive"]
+__all__ = ["check_int", "check_ints", "check_shapes", "check_fraction", "check_positive", "shown"]
 
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
     """A plain integer within ``[lo, hi]`` (bools, floats, NaN and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise SymcostError(f"{name}: {_short(value)} is not an integer in [{lo}, {hi}]")
+        raise SymcostError(f"{name}: {shown(value)} is not an integer in [{lo}, {hi}]")
     if not lo <= int(value) <= hi:
-        raise SymcostError(f"{name}: {_short(int(value))} is out of range [{lo}, {hi}]")
+        raise SymcostError(f"{name}: {shown(int(value))} is out of range [{lo}, {hi}]")
     return int(value)
 
 
@@ -66,8 +66,8 @@ MIN_FRACTION = 1e-6
 def check_fraction(name: str, value) -> float:
     """A real number in [1e-6, 1] (NaN, inf, bools and strings refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not MIN_FRACTION <= value <= 1:  # the comparison is False for NaN
-        raise SymcostError(f"{name}: {_short(value)} is not a number in [{MIN_FRACTION:g}, 1]")
+            or not MIN_FRACTION <= float(value) <= 1:  # the comparison is False for NaN
+        raise SymcostError(f"{name}: {shown(value)} is not a number in [{MIN_FRACTION:g}, 1]")
     return float(value)
 
 
@@ -82,11 +82,18 @@ def check_positive(name: str, value, unit: str, lo: float, hi: float) -> float:
         else:
             ok = math.isfinite(number) and lo <= number <= hi
     if not ok:
-        raise SymcostError(f"{name}: {_short(value)} is not a number of {unit} in [{lo:g}, {hi:g}]")
+        raise SymcostError(f"{name}: {shown(value)} is not a number of {unit} in [{lo:g}, {hi:g}]")
     return number
 
 
-def _short(value) -> str:
-    """A value's repr, cut to 40 characters (a 5,000-digit integer is not echoed whole)."""
-    text = repr(value)
+def shown(value) -> str:
+    """A value's repr on one line, cut to 40 characters (an array's rows, a 5,000-digit
+    integer are not echoed whole)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) \
+            and abs(int(value)) >= 10 ** 37:  # repr() raises beyond 4,300 digits
+        return f"an integer of about {int(int(value).bit_length() * math.log10(2)) + 1} digits"
+    try:
+        text = " ".join(repr(value).split())
+    except ValueError:  # e.g. an object array holding such an integer
+        text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."

@@ -1,12 +1,16 @@
 """The ``symcost`` command line: ``symcost COMMAND FAMILY [options]``.
 
-Every bad input ends in one line on stderr naming the parameter, and exit code 2; Ctrl-C,
-SIGTERM, SIGHUP and SIGQUIT end in ``symcost: interrupted`` and exit 130, imports included.
-``SYMCOST_DEBUG=1`` re-raises internal errors with their traceback.
+Every bad input ends in one line on stderr naming the parameter (the flag, when one was
+given), and exit code 2; Ctrl-C, SIGTERM, SIGHUP and SIGQUIT end in ``symcost: interrupted``
+and exit 130, imports included. Output reaches stdout only when the command succeeds; a stdout
+that cannot take it (closed, disk full) is an error too. An internal error is one line and exit
+70; ``SYMCOST_DEBUG=1`` re-raises it with its traceback.
 This module imports nothing heavy at import time, so signals are handled from the start.
 """
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
 import sys
@@ -46,8 +50,10 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None) -> int:
-    for s in _SIGNALS:
-        signal.signal(s, _interrupt)
+    saved = _handle(_SIGNALS, _interrupt)
+    # Output is kept until the command succeeds: an error leaves stdout empty, and a stdout that
+    # cannot take it (closed, full disk) is reported once, at the one place it is written.
+    stdout, sys.stdout = sys.stdout, io.StringIO()
     try:
         from .errors import SymcostError
         try:
@@ -58,21 +64,14 @@ def main(argv=None) -> int:
                 code = 0
             else:
                 code = args.run(args, args.family_spec)
-            sys.stdout.flush()
-            return code
         except SystemExit as e:  # --help: argparse printed it and exits 0
-            return e.code if isinstance(e.code, int) else 0
+            code = e.code if isinstance(e.code, int) else 0
         except SymcostError as e:
-            _print_error(f"symcost: error: {_one_line(str(e))}")
+            _print_error(f"symcost: error: {_one_line(_as_flag(str(e), argv))}")
             return 2
-        except OSError as e:  # stdout closed or full: say so, do not claim success
-            if e.errno is None or getattr(e, "filename", None) is not None:
-                raise
-            _silence_stdout()
-            _print_error(f"symcost: error: stdout: cannot write ({e.strerror or e})")
-            return 2
+        text, sys.stdout = sys.stdout.getvalue(), stdout
+        return _write_stdout(text, code)
     except KeyboardInterrupt:
-        _silence_stdout()
         _print_error("symcost: interrupted")
         return 130
     except Exception as e:  # a bug, not bad input: still one line, no traceback
@@ -81,6 +80,33 @@ def main(argv=None) -> int:
         _print_error(f"symcost: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
                      "(please report it; SYMCOST_DEBUG=1 shows the traceback)")
         return 70
+    finally:
+        sys.stdout = stdout
+        for s, old in saved:
+            signal.signal(s, old)
+
+
+def _handle(signals, handler) -> list:
+    """Install ``handler``; returns what to restore (nothing outside the main thread)."""
+    try:
+        return [(s, signal.signal(s, handler)) for s in signals]
+    except ValueError:
+        return []
+
+
+def _write_stdout(text: str, code: int) -> int:
+    if not text:
+        return code
+    try:
+        if sys.stdout is None:  # the shell closed it (`>&-`): Python has no stdout at all
+            raise OSError(errno.EBADF, "stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        _silence_stdout()
+        _print_error(f"symcost: error: stdout: cannot write ({e.strerror or e})")
+        return 2
+    return code
 
 
 def _silence_stdout() -> None:
@@ -88,15 +114,27 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (AttributeError, OSError, ValueError):
         pass
 
 
 def _print_error(text: str) -> None:
+    if sys.stderr is None:  # closed as well: the exit code still tells
+        return
     try:
         print(text, file=sys.stderr)
     except OSError:
         pass
+
+
+def _as_flag(message: str, argv) -> str:
+    """The API names a parameter (``max_crops: ...``); the command line names the flag given."""
+    name, sep, rest = message.partition(": ")
+    flag = "--" + name.replace("_", "-")
+    given = sys.argv[1:] if argv is None else argv
+    if sep and name.isidentifier() and any(a == flag or a.startswith(flag + "=") for a in given):
+        return f"{flag}: {rest}"
+    return message
 
 
 def _one_line(text: str) -> str:

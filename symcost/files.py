@@ -11,8 +11,9 @@ import os
 import signal
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from .errors import SymcostError
 
@@ -78,8 +79,8 @@ def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False
         except OSError as e:
             raise SymcostError(f"{param}: cannot write in {folder[:200]!r} ({e.strerror})") from None
         try:
-            with os.fdopen(fd, "wb" if binary else "w",
-                           **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+            with (os.fdopen(fd, "wb") if binary
+                  else os.fdopen(fd, "w", newline="", encoding="utf-8")) as f:
                 write(f)
             umask = os.umask(0)
             os.umask(umask)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .checks import check_positive
+from .checks import check_positive, shown
 from .cost import Cost
 from .dtypes import DTYPE_BYTES, Precision
 from .errors import SymcostError
@@ -115,45 +115,58 @@ def load_hardware(path: str) -> Hardware:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except SymcostError:
         raise
-    except (ValueError, RecursionError) as e:  # bad JSON, huge ints
+    except (ValueError, RecursionError) as e:  # bad JSON, integers over 4,300 digits, deep nesting
         where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise SymcostError(f"hardware: cannot read {path!r} as JSON ({e.__class__.__name__}{where})") \
-            from None
+        raise SymcostError(f"hardware: cannot read {path[:200]!r} as JSON "
+                           f"({e.__class__.__name__}{where})") from None
     if not isinstance(data, dict):
         raise SymcostError("hardware file: expected a JSON object")
     unknown = sorted(set(data) - set(_FILE_KEYS))
     missing = sorted(set(_FILE_KEYS) - set(data))
     if unknown or missing:
-        which = f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}"
+        which = f"unknown key {unknown[0][:40]!r}" if unknown else f"missing key {missing[0]!r}"
         raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
-    if not isinstance(data["name"], str) or not data["name"].strip() or len(data["name"]) > 100:
-        raise SymcostError("hardware file: name must be a non-empty string of at most 100 characters")
     rates = data["matmul_tflops"]
-    if not isinstance(rates, dict) or not rates:
+    if not isinstance(rates, dict):
         raise SymcostError(f"hardware file: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
                            "to TFLOP/s")
-    for dtype in rates:
-        if dtype not in DTYPE_BYTES:
-            raise SymcostError(f"hardware file: matmul_tflops: unknown dtype {dtype[:20]!r}; "
+    return _checked("hardware file", data["name"], tuple(rates.items()), data["vector_tflops"],
+                    data["memory_gbps"], data["memory_gb"], f"file {path}")
+
+
+def _checked(where: str, name, rates, vector, gbps, gb, source: str) -> Hardware:
+    """A Hardware whose every field is in range: a rate outside would make times 0 or infinite."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise SymcostError(f"{where}: name must be a non-empty string of at most 100 characters")
+    if not isinstance(rates, tuple) or not rates \
+            or not all(isinstance(r, tuple) and len(r) == 2 for r in rates):
+        raise SymcostError(f"{where}: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
+                           "to TFLOP/s")
+    for dtype, _ in rates:
+        if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+            raise SymcostError(f"{where}: matmul_tflops: unknown dtype {shown(dtype)}; "
                                f"allowed: {', '.join(DTYPE_BYTES)}")
     return Hardware(
-        data["name"],
-        tuple((d, check_positive(f"hardware file: matmul_tflops.{d}", v, "TFLOP/s", *_TFLOPS))
-              for d, v in rates.items()),
-        check_positive("hardware file: vector_tflops", data["vector_tflops"], "TFLOP/s", *_TFLOPS),
-        check_positive("hardware file: memory_gbps", data["memory_gbps"], "GB/s", *_GBPS),
-        check_positive("hardware file: memory_gb", data["memory_gb"], "GB", *_GB),
-        f"file {path}")
+        name,
+        tuple((d, check_positive(f"{where}: matmul_tflops.{d}", v, "TFLOP/s", *_TFLOPS))
+              for d, v in rates),
+        check_positive(f"{where}: vector_tflops", vector, "TFLOP/s", *_TFLOPS),
+        check_positive(f"{where}: memory_gbps", gbps, "GB/s", *_GBPS),
+        check_positive(f"{where}: memory_gb", gb, "GB", *_GB),
+        source)
 
 
 def get_hardware(name_or_path) -> Hardware:
-    """A preset by name, a JSON file by path (anything ending in ``.json``), or a Hardware."""
+    """A preset by name, a JSON file by path (anything ending in ``.json``), or a Hardware
+    (checked as a file would be)."""
     if isinstance(name_or_path, Hardware):
-        return name_or_path
+        hw = name_or_path
+        return _checked("hardware", hw.name, hw.matmul_tflops, hw.vector_tflops, hw.memory_gbps,
+                        hw.memory_gb, hw.source)
     if isinstance(name_or_path, str) and name_or_path.endswith(".json"):
         return load_hardware(name_or_path)
     if not isinstance(name_or_path, str) or name_or_path not in HARDWARE:
-        raise SymcostError(f"hardware: {str(name_or_path)[:60]!r} is not one of "
+        raise SymcostError(f"hardware: {shown(name_or_path)} is not one of "
                            f"{', '.join(HARDWARE)} or a .json file")
     return HARDWARE[name_or_path]
 

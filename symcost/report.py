@@ -2,6 +2,8 @@
 with units in every column title."""
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
@@ -12,18 +14,20 @@ from .metrics import METRICS
 from .model import Model
 from .render import render
 
-__all__ = ["settings_lines", "time_line", "formulas_text", "layout_text", "table", "COLUMNS",
-           "human"]
+__all__ = ["settings_lines", "applies", "holds_kv", "time_line", "formulas_text", "layout_text",
+           "table", "COLUMNS", "human"]
 
-# column -> (title with unit, divisor)
+# column -> (title, unit); the unit gets an SI prefix chosen per column, so a reader sees
+# 3.081 TFLOP rather than 3081000000000 ("s" scales down to ms, us, ns)
 COLUMNS = {
-    "flops": ("flops [GFLOP]", 1e9), "macs": ("macs [GMAC]", 1e9),
-    "params": ("params [M]", 1e6), "weight_bytes": ("weights [GB]", 1e9),
-    "kv_bytes": ("kv [GB]", 1e9), "activation_bytes": ("activations [GB]", 1e9),
-    "memory_bytes": ("memory [GB]", 1e9), "io_bytes": ("io [GB]", 1e9),
-    "arithmetic_intensity": ("intensity [FLOP/B]", 1), "time_s": ("time [ms]", 1e-3),
-    "ttft_s": ("ttft [ms]", 1e-3), "tpot_s": ("tpot [ms]", 1e-3),
+    "flops": ("flops", "FLOP"), "macs": ("macs", "MAC"), "params": ("params", ""),
+    "weight_bytes": ("weights", "B"), "kv_bytes": ("kv", "B"),
+    "activation_bytes": ("activations", "B"), "memory_bytes": ("memory", "B"),
+    "io_bytes": ("io", "B"), "arithmetic_intensity": ("intensity", "FLOP/B"),
+    "time_s": ("time", "s"), "ttft_s": ("ttft", "s"), "tpot_s": ("tpot", "s"),
 }
+_UP = ("", "k", "M", "G", "T", "P", "E", "Z")
+_DOWN = ("", "m", "u", "n")
 
 
 class _Latex(LatexPrinter):
@@ -41,21 +45,66 @@ def _render(expr, latex: bool) -> str:
     return _Latex().doprint(expr) if latex else render(expr)
 
 
+# LaTeX source characters per line of a long sum: TeX refuses a line over ~5.8 m (a time formula
+# is a sum of a hundred maxima), and a reader wants it to fit a page anyway
+_TEX_LINE = 160
+
+
+def _equation(name: str, expr, latex: bool) -> str:
+    """``name = expr``; in LaTeX a long sum continues on ``&\\quad + ...`` lines of the block."""
+    if not latex:
+        return f"{name} = {render(expr)}"
+    if not isinstance(expr, sp.Add) or len(_render(expr, True)) <= _TEX_LINE:
+        return f"{name} &= {_render(expr, True)}"
+    pieces = []
+    for term in expr.as_ordered_terms():
+        negative = term.could_extract_minus_sign()
+        pieces.append(("- " if negative else "+ ") + _render(-term if negative else term, True))
+    pieces[0] = pieces[0].removeprefix("+ ")
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + len(piece) > _TEX_LINE:
+            lines.append(piece)
+        else:
+            lines[-1] += " " + piece
+    return " \\\\\n".join([f"{name} &= {lines[0]}"] + [rf"&\quad {ln}" for ln in lines[1:]])
+
+
 def settings_lines(model: Model, stage: str | None = None, convention: str | None = None,
                    prec: Precision | None = None, inputs: dict | None = None,
                    skip: tuple[str, ...] = ()) -> list[str]:
-    """What every number below assumes: the model's settings, the stage, the counting
-    convention, dtypes and the inputs (``skip``: settings shown as table columns instead)."""
-    lines = ["# " + ", ".join(f"{k} {v}" for k, v in model.settings if k not in skip)]
+    """What every number below assumes: the model's settings that can change the stage's numbers,
+    the stage, the counting convention, dtypes and the inputs (``skip``: settings shown as table
+    columns instead)."""
+    parts = [f"{k} {v}" for k, v in model.settings if k not in skip and applies(model, k, stage)]
+    lines = ["# " + ", ".join(parts)]
     if stage is not None:
         lines.append(f"# stage {stage}: {model.stage(stage).summary}")
     if convention is not None:
         lines.append(f"# convention {convention}: {get_convention(convention).summary}")
     if prec is not None:
-        lines.append(f"# dtype {prec.dtype} (activations {_act_name(prec)}), kv_dtype {prec.kv_dtype}")
+        kv = f", kv_dtype {prec.kv_dtype}" if stage is None or holds_kv(model, stage) else ""
+        lines.append(f"# dtype {prec.dtype} (activations {_act_name(prec)}){kv}")
     if inputs:
-        lines.append("# " + ", ".join(f"{k} {v}" for k, v in inputs.items()))
+        lines.append("# inputs: " + ", ".join(f"{k} {model.family.input(k).symbol} = {v:,}"
+                                             for k, v in inputs.items()))
     return lines
+
+
+def applies(model: Model, setting: str, stage: str | None) -> bool:
+    """Whether a setting can change a stage's numbers. Rule: every setting can, unless it is an
+    option that declares the stages it changes (``Option.stages``) and ``stage`` is not one of
+    them (e.g. the decoder's attention kernel on a vision stage): the family knows, the engine
+    cannot tell without building every alternative."""
+    option = next((o for o in model.family.options if o.name == setting), None)
+    stages = getattr(option, "stages", None)
+    return stage is None or stages is None or stage in stages
+
+
+def holds_kv(model: Model, stage: str) -> bool:
+    """Whether the stage reads or leaves a KV cache (else the KV dtype changes none of its numbers)."""
+    spec, v = model.stage(stage), model.symbols()
+    return not (sp.sympify(spec.kv_in(v)) == 0 and sp.sympify(spec.kv_out(v)) == 0)
 
 
 def _act_name(prec: Precision) -> str:
@@ -63,11 +112,13 @@ def _act_name(prec: Precision) -> str:
 
 
 def time_line(model: Model, hw: Hardware, prec: Precision, ce: float, be: float) -> str:
+    """One line saying what ``time_s`` assumes on ``hw``."""
     r = model.runtime
-    graph = f", {r.graph_floor_s * 1e6:g} us inside CUDA graphs" if r.graph_floor_s != r.kernel_floor_s \
-        else ""
-    return (f"# time on {hw.name}: per op max(compute at {ce:.0%} of {hw.matmul_flops_per_s(prec.dtype) / 1e12:g} "
-            f"TFLOP/s {prec.dtype} matmul and {hw.vector_tflops:g} TFLOP/s vector, memory at {be:.0%} of "
+    graph = f", {r.graph_floor_s * 1e6:g} us inside CUDA graphs" \
+        if r.graph_floor_s != r.kernel_floor_s else ""
+    peak = hw.matmul_flops_per_s(prec.dtype) / 1e12
+    return (f"# time on {hw.name}: per op max(compute at {ce * 100:.4g}% of {peak:g} TFLOP/s "
+            f"{prec.dtype} matmul and {hw.vector_tflops:g} TFLOP/s vector, memory at {be * 100:.4g}% of "
             f"{hw.memory_gbps:g} GB/s, kernels x {r.kernel_floor_s * 1e6:g} us launch floor{graph} "
             f"({r.name})), summed over ops")
 
@@ -75,7 +126,7 @@ def time_line(model: Model, hw: Hardware, prec: Precision, ce: float, be: float)
 def human(x) -> str:
     """4 significant digits with thousands separators; ints exact below 10^6."""
     if isinstance(x, bool) or x is None:
-        return str(x)
+        return "-" if x is None else str(x)
     if isinstance(x, int) and abs(x) < 10 ** 6:
         return f"{x:,}"
     if isinstance(x, (int, float)):
@@ -88,19 +139,62 @@ def human(x) -> str:
     return str(x)
 
 
+def _scale(unit: str, values: list) -> tuple[str, float]:
+    """The prefixed unit and divisor that bring the column's largest magnitude into [1, 1000)."""
+    top = max((abs(float(v)) for v in values if isinstance(v, (int, float))
+               and not isinstance(v, bool)), default=0.0)
+    if unit == "FLOP/B" or top == 0:
+        return unit, 1.0
+    if top >= 1:
+        k = min(int(math.log10(top) // 3), len(_UP) - 1)
+        return _UP[k] + unit, 10.0 ** (3 * k)
+    if unit != "s":  # only seconds scale down: 0.45 GB reads better than 450 MB beside 7 GB
+        return unit, 1.0
+    k = min(-int(math.log10(top) // 3), len(_DOWN) - 1)
+    return _DOWN[k] + unit, 10.0 ** (-3 * k)
+
+
 def table(rows: list[dict], columns: list[str]) -> str:
-    """Right-aligned columns; known metrics scaled to the unit in their title."""
+    """Right-aligned columns; metrics scaled to the unit in their title (missing values: -)."""
     titles, cells = [], []
     for c in columns:
-        title, scale = COLUMNS.get(c, (c, None))
-        titles.append(title)
-        cells.append([human(r.get(c, "")) if scale is None or not isinstance(r.get(c), (int, float))
-                      else human(r[c] / scale) for r in rows])
+        values = [r.get(c) for r in rows]
+        if c in COLUMNS:
+            name, base = COLUMNS[c]
+            unit, div = _scale(base, values)
+            titles.append(f"{name} [{unit}]" if unit else name)
+            cells.append([human(v / div) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                          else human(v) for v in values])
+        else:
+            titles.append(c)
+            cells.append([human(v) for v in values])
     widths = [max(len(t), *(len(v) for v in col)) for t, col in zip(titles, cells)]
     out = ["  ".join(t.rjust(w) for t, w in zip(titles, widths))]
     for k in range(len(rows)):
         out.append("  ".join(col[k].rjust(w) for col, w in zip(cells, widths)))
     return "\n".join(out)
+
+
+_TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {"~": r"\textasciitilde{}",
+                                                    "^": r"\textasciicircum{}",
+                                                    "\\": r"\textbackslash{}"}
+# metrics whose numbers depend on dtypes (the others count work, not storage)
+_DTYPE_METRICS = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes",
+                  "time_s")
+
+
+def _tex_text(text: str) -> str:
+    return r"\text{" + "".join(_TEX_SPECIAL.get(c, c) for c in text) + "}"
+
+
+def _block(head: list[str], body: list[str], latex: bool) -> str:
+    """Comment lines then ``name = expr`` lines; LaTeX: ``%`` comments and one align* block."""
+    if not latex:
+        return "\n".join(head + ["  " + b for b in body])
+    return "\n".join(["%" + h[1:] for h in head]
+                     + [r"% needs \usepackage{amsmath} (\allowdisplaybreaks to break across pages)",
+                        r"\begin{align*}"]
+                     + [b + r" \\" for b in body[:-1]] + body[-1:] + [r"\end{align*}"])
 
 
 def formulas_text(model: Model, stage: str, metric: str, convention: str, *, latex: bool = False,
@@ -112,55 +206,58 @@ def formulas_text(model: Model, stage: str, metric: str, convention: str, *, lat
     from .dtypes import precision
     from .hardware import get_hardware
     prec = precision(dtype, kv_dtype)
-    comment = "%" if latex else "#"
-    unit = METRICS[metric][0]
-    head = settings_lines(model, stage, convention if metric in ("flops",) else None, prec)
+    head = settings_lines(model, stage, convention if metric == "flops" else None,
+                          prec if metric in _DTYPE_METRICS else None)
     if hardware is not None:
         head.append(time_line(model, get_hardware(hardware), prec, compute_efficiency,
                               bandwidth_efficiency))
-    head.append(f"# metric {metric} [{unit}]: {METRICS[metric][1]}")
+    head.append(f"# metric {metric} [{METRICS[metric][0]}]: {METRICS[metric][1]}")
+    image = set(model.family.image or ())
+    symbols = [f"{i.symbol} = {i.name} [{i.unit}]" for i in model.stage_inputs(stage)
+               if i.name not in image]
+    if symbols:
+        head.append("# symbols: " + ", ".join(symbols))
     if model.uses_layout(stage):
         outs = ", ".join(map(str, model.layout.outputs))
         head.append(f"# ({outs}): the layout rule of "
                     f"({', '.join(i.name for i in model.layout.inputs)}); see `symcost formulas "
                     f"{model.family.name} --layout`")
-    lines = [comment + h[1:] for h in head]
-    if latex:
-        lines += [r"% needs \usepackage{amsmath}", r"\begin{align*}"]
-    eq = " &= " if latex else " = "
-    end = r" \\" if latex else ""
     body: list[str] = []
     quantities = model.stage_quantities(stage)
     for sym, definition in model.definitions.items():
         if str(sym) in quantities:
-            body.append(f"{_render(sym, latex)}{eq}{_render(definition, latex)}")
-    kw = dict(dtype=dtype, kv_dtype=kv_dtype)
+            body.append(_equation(_render(sym, latex), definition, latex))
     if metric == "time_s":
-        total = model.formula(stage, metric, named=True, hardware=hardware,
-                              compute_efficiency=compute_efficiency,
-                              bandwidth_efficiency=bandwidth_efficiency, **kw)
+        total = model.formula(stage, metric, named=True, hardware=hardware, dtype=dtype,
+                              kv_dtype=kv_dtype, compute_efficiency=compute_efficiency,
+                              bandwidth_efficiency=bandwidth_efficiency)
     else:
-        total = model.formula(stage, metric, convention, named=True, **kw)
-    name = sp.Symbol(metric)
-    body.append(f"{_render(name, latex)}{eq}{_render(total, latex)}")
+        total = model.formula(stage, metric, convention, named=True, dtype=dtype,
+                              kv_dtype=kv_dtype)
+    body.append(_equation(_tex_text(metric) if latex else metric, total, latex))
     if metric not in ("params", "weight_bytes", "kv_bytes", "memory_bytes", "time_s"):
-        parts = model.formula(stage, metric, convention, by="component", named=True, **kw)
+        parts = model.formula(stage, metric, convention, by="component", named=True, dtype=dtype,
+                              kv_dtype=kv_dtype)
         for path, expr in parts.items():
             if 0 < path.count(".") <= depth:
-                label = rf"\text{{{path.replace('_', chr(92) + '_')}}}" if latex else path
-                body.append(f"{label}{eq}{_render(expr, latex)}")
-    if latex:
-        lines += [b + end for b in body[:-1]] + body[-1:] + [r"\end{align*}"]
-    else:
-        lines += ["  " + b for b in body]
-    return "\n".join(lines)
+                body.append(_equation(_tex_text(path) if latex else path, expr, latex))
+    return _block(head, body, latex)
 
 
 def layout_text(model: Model, latex: bool = False) -> str:
     """The layout rule as ordered cases: the first condition that holds gives the outputs."""
-    outs = ", ".join(map(str, model.layout.outputs))
-    lines = [f"# ({outs}) of ({', '.join(i.name for i in model.layout.inputs)}): "
-             f"{model.layout.describe()}; first matching case wins"]
-    for cond, values in model.layout.pieces:
-        lines.append(f"  {tuple(values)}  if  {_render(cond, latex)}")
-    return "\n".join(lines)
+    layout = model.layout
+    outs = ", ".join(map(str, layout.outputs))
+    head = [f"# ({outs}) of ({', '.join(i.name for i in layout.inputs)}): {layout.describe()}; "
+            "first matching case wins"]
+    target = _render(sp.Tuple(*layout.outputs), latex)
+    body = []
+    for k, (cond, values) in enumerate(layout.pieces):
+        value = _render(sp.Tuple(*values), latex)
+        if not latex:
+            body.append(f"{value}  if  {_render(cond, latex)}")
+            continue
+        when = r"\text{otherwise}" if cond is sp.true else \
+            (r"\text{if } " if k == 0 else r"\text{else if } ") + _render(cond, latex)
+        body.append(f"{target if k == 0 else ''} &= {value} && {when}")
+    return _block(head, body, latex)
