@@ -42,7 +42,7 @@ def __getattr__(name: str):
     return value
 
 
-def load(family: str, **options) -> "Model":
+def load(family: str, **options) -> Model:
     """Load a family's cost model with its options (``get_family(family).options``); options the
     family does not declare are refused, declared ones checked against their choices."""
     from .family import get_family

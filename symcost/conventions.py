@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import shown
 from .cost import Cost
 from .errors import SymcostError
 
@@ -48,7 +49,7 @@ CONVENTIONS = {c.name: c for c in (
 
 def get_convention(name: str) -> Convention:
     if not isinstance(name, str) or name not in CONVENTIONS:
-        raise SymcostError(f"convention: {name!r} is not one of {', '.join(CONVENTIONS)}")
+        raise SymcostError(f"convention: {shown(name)} is not one of {', '.join(CONVENTIONS)}")
     return CONVENTIONS[name]
 
 

@@ -14,8 +14,8 @@ runs. ``n * a`` means "a, n times" for additive fields only (liveness is the tre
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, Union
 
 import sympy as sp
 
@@ -23,7 +23,7 @@ from .arith import smax
 
 __all__ = ["Cost", "Count", "ZERO", "ADDITIVE_FIELDS", "LIVENESS_FIELDS"]
 
-Count = Union[int, sp.Expr]
+Count = int | sp.Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Cost:
     out_bytes: Count = 0
     retained_bytes: Count = 0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         if not isinstance(other, Cost):
             return NotImplemented
         out = {f: getattr(self, f) + getattr(other, f) for f in ADDITIVE_FIELDS}
@@ -59,7 +59,7 @@ class Cost:
             return self
         return NotImplemented
 
-    def __mul__(self, n) -> "Cost":
+    def __mul__(self, n) -> Cost:
         return Cost(**{f: getattr(self, f) * n for f in ADDITIVE_FIELDS},
                     **{f: getattr(self, f) for f in LIVENESS_FIELDS})
 
@@ -76,7 +76,7 @@ class Cost:
         return (self.weight_read_bytes + self.act_read_bytes + self.act_write_bytes
                 + self.kv_read_bytes + self.kv_write_bytes)
 
-    def map(self, fn: Callable) -> "Cost":
+    def map(self, fn: Callable) -> Cost:
         """Apply ``fn`` to every field (e.g. substitution or Piecewise gating)."""
         return Cost(**{f.name: fn(getattr(self, f.name)) for f in fields(self)})
 

@@ -7,11 +7,12 @@ formulas (:func:`current`).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
 
+from .checks import shown
 from .errors import SymcostError
 
 __all__ = ["DTYPE_BYTES", "FP32_BYTES", "Precision", "precision", "current", "building"]
@@ -39,13 +40,14 @@ def precision(dtype: str = "bf16", kv_dtype: str | None = None) -> Precision:
     """The precision for a weight ``dtype`` and a KV-cache ``kv_dtype`` (default: ``dtype``)."""
     for name, value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
         if value is not None and (not isinstance(value, str) or value not in DTYPE_BYTES):
-            raise SymcostError(f"{name}: {value!r} is not one of {', '.join(DTYPE_BYTES)}")
+            raise SymcostError(f"{name}: {shown(value)} is not one of {', '.join(DTYPE_BYTES)}")
     kv_dtype = kv_dtype or dtype
     w = DTYPE_BYTES[dtype]
     return Precision(dtype, kv_dtype, w, w if dtype != "fp8" else 2, DTYPE_BYTES[kv_dtype])
 
 
-_CURRENT: ContextVar[Precision] = ContextVar("symcost_precision", default=precision())
+# Precision is a frozen dataclass: an immutable default
+_CURRENT: ContextVar[Precision] = ContextVar("symcost_precision", default=precision())  # noqa: B039
 
 
 def current() -> Precision:

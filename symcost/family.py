@@ -9,12 +9,14 @@ Families are registered as entry points of the group ``symcost.families`` (``nam
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from .checks import shown
 from .errors import SymcostError
 from .inputs import Input
 
@@ -32,6 +34,7 @@ class Option:
     choices: Mapping[str, str] | range    # value -> what it means (one line); or int range
     default: str | int | None             # None: decided from other options (help says how)
     help: str
+    stages: tuple[str, ...] | None = None  # the stages whose numbers it can change (None: all)
 
     @property
     def flag(self) -> str:
@@ -41,11 +44,11 @@ class Option:
         if isinstance(self.choices, range):
             ok = isinstance(value, int) and not isinstance(value, bool) and value in self.choices
             if not ok:
-                raise SymcostError(f"{self.name}: {value!r} is not an integer in "
+                raise SymcostError(f"{self.name}: {shown(value)} is not an integer in "
                                    f"[{self.choices.start}, {self.choices.stop - 1}]")
             return value
         if not isinstance(value, str) or value not in self.choices:
-            raise SymcostError(f"{self.name}: {value!r} is not one of {', '.join(self.choices)}")
+            raise SymcostError(f"{self.name}: {shown(value)} is not one of {', '.join(self.choices)}")
         return value
 
 
@@ -64,7 +67,7 @@ class Stage:
     name: str
     summary: str
     inputs: tuple[str, ...]                 # names of the inputs the stage reads
-    build: Callable[[Any], "Node"]          # stage values -> tree (closure over the setup)
+    build: Callable[[Any], Node]          # stage values -> tree (closure over the setup)
     weights: tuple[str, ...]                # paths in the weights tree of the modules it runs
     kv_in: Callable[[Any], Any] = lambda v: 0    # cached tokens (all sequences) before the stage
     kv_out: Callable[[Any], Any] = lambda v: 0   # cached tokens (all sequences) after it
@@ -90,7 +93,7 @@ class Family:
     inputs: tuple[Input, ...]
     options: tuple[Option, ...]
     stage_names: tuple[str, ...]             # in the order a request runs them
-    load: Callable[..., "Model"]             # load(**options) -> Model
+    load: Callable[..., Model]             # load(**options) -> Model
     image: tuple[str, str] | None = None     # inputs set by CLI --image WxH
     serving: Serving | None = None
     default_stage: str = ""
@@ -102,7 +105,7 @@ class Family:
         for i in self.inputs:
             if i.name == name:
                 return i
-        raise SymcostError(f"input: {name!r} is not one of {', '.join(self.input_names)}")
+        raise SymcostError(f"input: {shown(name)} is not one of {', '.join(self.input_names)}")
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -116,7 +119,7 @@ class Family:
                            f"{', '.join(o.name for o in self.options)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group="symcost.families")}
 
@@ -130,11 +133,11 @@ def get_family(name: str) -> Family:
     """The declaration of a registered family."""
     registry = _registry()
     if not isinstance(name, str) or name not in registry:
-        raise SymcostError(f"family: {name!r} is not one of {', '.join(sorted(registry))}")
+        raise SymcostError(f"family: {shown(name)} is not one of {', '.join(sorted(registry))}")
     return _import(registry[name])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _import(target: str) -> Family:
     module, _, attr = target.partition(":")
     return getattr(import_module(module), attr)

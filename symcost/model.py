@@ -6,15 +6,15 @@ generically, from the family's declaration.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable, Mapping
 
 import numpy as np
 import sympy as sp
 
 from .arith import smax, where
-from .checks import check_fraction, check_shapes
+from .checks import check_fraction, check_shapes, shown
 from .conventions import get_convention
 from .cost import Cost
 from .dtypes import Precision, building, precision
@@ -103,9 +103,12 @@ class Model:
     def stage_quantities(self, stage: str) -> dict[str, sp.Expr]:
         """Named quantities that the stage's inputs determine."""
         avail = {i.symbol for i in self.stage_inputs(stage)}
-        if self.uses_layout(stage):
+        image = self.uses_layout(stage)
+        if image:
             avail |= set(self.layout.outputs)
-        return {k: e for k, e in self.quantities.items() if e.free_symbols <= avail}
+        # a constant (e.g. no tiles in this mode) belongs to the image's stages only
+        return {k: e for k, e in self.quantities.items()
+                if e.free_symbols <= avail and (e.free_symbols or image)}
 
     def check_inputs(self, stage: str, given: Mapping[str, object], arrays: bool = False) -> dict:
         """The stage's inputs from ``given`` (checked against their bounds) and defaults; an
@@ -217,7 +220,7 @@ class Model:
             return self._finish(self._metrics(cost, stage, convention, prec, self.symbols())[metric],
                                 named, image)
         if metric in ("params", "weight_bytes", "kv_bytes", "memory_bytes"):
-            raise SymcostError(f"metric: {metric!r} has no per-{by} breakdown; "
+            raise SymcostError(f"metric: {shown(metric)} has no per-{by} breakdown; "
                                "use parameters() for per-module parameters")
         tree = self.tree(stage, dtype, kv_dtype)
         costs = tree.components() if by == "component" else tree.by_kind()
@@ -360,7 +363,7 @@ class Model:
         get_convention(convention)
         prec = precision(dtype, kv_dtype)
         if not isinstance(components, bool):
-            raise SymcostError(f"components: {components!r} is not True or False")
+            raise SymcostError(f"components: {shown(components)} is not True or False")
         hw = get_hardware(hardware) if hardware is not None else None
         if "time_s" in metrics and hw is None:
             raise SymcostError("hardware: metric time_s needs a hardware preset or file")

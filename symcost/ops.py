@@ -15,10 +15,11 @@ included), ``out_bytes`` what it leaves for the next op.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sympy as sp
 
+from .checks import shown
 from .cost import Cost, Count
 from .dtypes import FP32_BYTES, current
 from .errors import SymcostError
@@ -44,7 +45,7 @@ def register(kind: str):
 
 def get_op(kind: str) -> Callable[..., Cost]:
     if kind not in OPS:
-        raise SymcostError(f"op kind: {kind!r} is not one of {', '.join(sorted(OPS))}")
+        raise SymcostError(f"op kind: {shown(kind)} is not one of {', '.join(sorted(OPS))}")
     return OPS[kind]
 
 

@@ -97,8 +97,7 @@ def applies(model: Model, setting: str, stage: str | None) -> bool:
     them (e.g. the decoder's attention kernel on a vision stage): the family knows, the engine
     cannot tell without building every alternative."""
     option = next((o for o in model.family.options if o.name == setting), None)
-    stages = getattr(option, "stages", None)
-    return stage is None or stages is None or stage in stages
+    return stage is None or option is None or option.stages is None or stage in option.stages
 
 
 def holds_kv(model: Model, stage: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks import shown
 from .errors import SymcostError
 
 __all__ = ["Runtime", "RUNTIMES", "get_runtime"]
@@ -46,5 +47,5 @@ RUNTIMES = {r.name: r for r in (
 
 def get_runtime(name: str) -> Runtime:
     if not isinstance(name, str) or name not in RUNTIMES:
-        raise SymcostError(f"runtime: {name!r} is not one of {', '.join(RUNTIMES)}")
+        raise SymcostError(f"runtime: {shown(name)} is not one of {', '.join(RUNTIMES)}")
     return RUNTIMES[name]

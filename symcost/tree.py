@@ -16,13 +16,15 @@ until the stage ends. ``repeat`` chains its runs (each reads the previous run's 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Callable, Iterator, Mapping, TypeVar
+from typing import TypeVar
 
 import sympy as sp
 
 from .arith import smax, where
+from .checks import shown
 from .cost import ADDITIVE_FIELDS, ZERO, Cost, Count
 from .errors import SymcostError
 from .ops import get_op
@@ -92,7 +94,7 @@ def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
                 out_bytes=cost.out_bytes, retained_bytes=retained)
 
 
-def _seq_cost(children: tuple["Node", ...]) -> Cost:
+def _seq_cost(children: tuple[Node, ...]) -> Cost:
     """Children in order: additive fields summed, liveness walked (see the module docstring)."""
     total = {f: sum((getattr(c.cost, f) for c in children), 0) for f in ADDITIVE_FIELDS}
     peak: Count = 0
@@ -111,7 +113,7 @@ def _seq_cost(children: tuple["Node", ...]) -> Cost:
 @dataclass(frozen=True, eq=False)
 class Node:
     name: str
-    children: tuple["Node", ...] = ()
+    children: tuple[Node, ...] = ()
     own: Cost = ZERO          # a leaf's cost
     kind: str | None = None   # a leaf's op kind (the registry key)
     count: object = 1         # the subtree runs this many times
@@ -133,7 +135,7 @@ class Node:
         """Total cost of this node: repetitions, summation and condition applied."""
         return self._apply(_seq_cost(self.children) if self.children else self.own)
 
-    def walk(self, prefix: str = "", context=()) -> Iterator[tuple[str, "Node", Cost]]:
+    def walk(self, prefix: str = "", context=()) -> Iterator[tuple[str, Node, Cost]]:
         """Yield ``(dotted path, node, cost in context)`` for every node, pre-order.
 
         The cost in context applies the repetitions, sums and conditions of all ancestors.
@@ -174,7 +176,7 @@ class Node:
                                          for f in ADDITIVE_FIELDS})
         return out
 
-    def find(self, path: str) -> "Node":
+    def find(self, path: str) -> Node:
         """The descendant at a dotted path relative to this node."""
         node = self
         for part in path.split("."):
@@ -232,5 +234,5 @@ def captured(node: Node) -> Node:
 def choose(parameter: str, options: Mapping[str, T], key: str) -> T:
     """Select ``options[key]``; an unknown key raises naming ``parameter`` and the allowed values."""
     if not isinstance(key, str) or key not in options:
-        raise SymcostError(f"{parameter}: {key!r} is not one of {', '.join(sorted(options))}")
+        raise SymcostError(f"{parameter}: {shown(key)} is not one of {', '.join(sorted(options))}")
     return options[key]

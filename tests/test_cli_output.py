@@ -126,8 +126,6 @@ def test_eval_header_leaves_out_what_the_stage_does_not_hold(capsys):
     assert "image" not in rows[0] and "w_tiles" not in rows[0]  # decode reads no image
 
 
-@pytest.mark.xfail(strict=True, reason="needs Option.stages declared by the families (see the "
-                                       "lead's list): the engine cannot tell otherwise")
 def test_eval_header_leaves_out_settings_the_stage_ignores(capsys):
     vision = run(capsys, "eval", OCR, "--image", "640x640").splitlines()[0]
     decode = run(capsys, "eval", OCR, "--stage", "decode").splitlines()[0]
@@ -135,7 +133,6 @@ def test_eval_header_leaves_out_settings_the_stage_ignores(capsys):
     assert "preset" not in decode and "vision_mode" not in decode
 
 
-@pytest.mark.xfail(strict=True, reason="needs Option.stages declared by the families")
 @pytest.mark.parametrize("family", [OCR, OCR2])
 def test_declared_option_stages_are_true(family):
     """An option left out of a stage's header changes none of that stage's numbers."""

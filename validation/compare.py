@@ -44,8 +44,6 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
     """Measure one shape with ``counter`` and compare it with the analytic columns."""
     from symcost import SymcostError
 
-    from .measure import measure_decoder, measure_vision
-
     if stage == "decode" and counter.startswith("fvcore"):
         raise SymcostError("--counter: fvcore cannot trace a decode step (it needs a KV cache "
                            "of real tensors); use torch or torch-cpu")
@@ -53,6 +51,7 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
         raise SymcostError("--batch: validate deepseek-ocr measures batch 1 (the reference data's)")
     if check_only:
         return {}
+    from .measure import measure_decoder, measure_vision  # imports torch: only when measuring
     opts = model.options
     width, height = point.get("width", 1), point.get("height", 1)
     prompt_tokens, kv_len = point.get("prompt_tokens", 0), point.get("kv_len", 0)

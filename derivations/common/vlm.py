@@ -27,7 +27,7 @@ from .decoder import DecoderConfig, Execution, decode_step, decoder, next_token
 
 __all__ = ["INPUTS", "W", "H", "P", "L", "N", "B", "w_tiles", "h_tiles", "n_crops",
            "image_tokens", "prefill_tokens", "SERVING", "serving_options", "execution",
-           "stages", "STAGE_NAMES", "HfCode"]
+           "stages", "STAGE_NAMES", "IMAGE_STAGES", "HfCode"]
 
 # The models' positions end at 8192: 128x headroom. Counts stay exact at any size (request FLOPs
 # reach ~2**74 at these bounds: the compiled path switches to Python ints where int64 could overflow).
@@ -58,6 +58,8 @@ prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)  # S0 
 SERVING = Serving(stage="request", batch="batch", new_tokens="new_tokens",
                   prompt_tokens="prompt_tokens")
 STAGE_NAMES = ("vision", "prefill", "decode", "request")
+IMAGE_STAGES = ("vision", "prefill", "request")     # stages whose numbers the image options change
+DECODER_STAGES = ("prefill", "decode", "request")   # stages that run the decoder
 
 RUNTIMES = {
     "hf": "the vendor's Hugging Face code: eager ops, DynamicCache by concatenation, "
@@ -75,17 +77,17 @@ def serving_options(attention_default: str, logits_default: str) -> tuple[Option
                              "sdpa": "torch SDPA, one fused kernel (transformers' default)",
                              "flash": "flash attention (HF flash_attention_2, vLLM)"},
                None, f"decoder attention kernel; default {attention_default} under hf, flash "
-                     "under vllm (which has only flash)"),
+                     "under vllm (which has only flash)", DECODER_STAGES),
         Option("logits", {"all": "lm_head on every prefill position (a plain forward)",
                           "last": "the last position only (generate() with logits_to_keep=1, "
                                   "vLLM)"},
                None, f"which prefill positions get logits; default {logits_default} under hf, "
-                     "last under vllm (which has only last)"),
+                     "last under vllm (which has only last)", ("prefill", "request")),
         Option("experts", {"expected": "expected distinct experts under uniform routing, "
                                        "64*(1-(58/64)^tokens)",
                            "worst": "every routed row hits a new expert, min(64, 6*tokens)"},
                "expected", "experts whose weights a MoE layer reads (traffic and time only; "
-                           "FLOPs are the same)"),
+                           "FLOPs are the same)", DECODER_STAGES),
     )
 
 

@@ -31,6 +31,7 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    IMAGE_STAGES,
     INPUTS,
     SERVING,
     STAGE_NAMES,
@@ -155,12 +156,13 @@ FAMILY = Family(
     summary="DeepSeek-OCR (v1): SAM-B + CLIP-L vision, 640/1024-px tiles, DeepSeek-V2 MoE decoder",
     inputs=INPUTS,
     options=(Option("preset", {k: p.summary for k, p in PRESETS.items()}, "gundam",
-                    "resolution preset (the vendor's base_size / image_size / crop_mode)"),
+                    "resolution preset (the vendor's base_size / image_size / crop_mode)",
+                    IMAGE_STAGES),
              Option("vision_mode", VISION_MODES, "crops",
-                    "which vendor call builds the views (matters for gundam, gundam-m)"),
+                    "which vendor call builds the views (matters for gundam, gundam-m)", IMAGE_STAGES),
              Option("max_crops", range(2, 10), None,
                     "largest tile grid i*j (crop presets, vision mode crops); default 9 as in "
-                    "the HF code, 6 in the vendor's vLLM config"))
+                    "the HF code, 6 in the vendor's vLLM config", IMAGE_STAGES))
     + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
     default_stage="vision", compare_option="vision_mode", validation="validation.compare:validate_case",

@@ -35,6 +35,7 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    IMAGE_STAGES,
     INPUTS,
     SERVING,
     STAGE_NAMES,
@@ -142,7 +143,7 @@ FAMILY = Family(
     summary="DeepSeek-OCR-2: SAM-B + Qwen2-style query encoder, 768-px tiles (2..6), "
             "DeepSeek-V2 MoE decoder",
     inputs=INPUTS,
-    options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded"),)
+    options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded", IMAGE_STAGES),)
     + serving_options(HF.attention, HF.logits),
     stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
     default_stage="vision", compare_option="vision_mode",

@@ -4,8 +4,17 @@ from __future__ import annotations
 import json
 import re
 
-from ..args import (add_hardware, add_inputs, add_model_options, add_precision, given_inputs,
-                    hardware_settings, load_model, parse_image, single)
+from ..args import (
+    add_hardware,
+    add_inputs,
+    add_model_options,
+    add_precision,
+    given_inputs,
+    hardware_settings,
+    load_model,
+    parse_image,
+    single,
+)
 from ..errors import SymcostError
 
 HELP = "capacity and throughput on a GPU: largest batch, TTFT, TPOT, pages/day; inverse queries"
@@ -24,7 +33,7 @@ def _positive(name: str):
 
 
 def _aspect(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(0*[1-9][0-9]{0,4}):(0*[1-9][0-9]{0,4})", text)
+    m = re.fullmatch(r"0*([1-9][0-9]{0,4}):0*([1-9][0-9]{0,4})", text)
     if not m:
         raise SymcostError(f"--aspect: {text[:40]!r} is not W:H with integers in [1, 99999]")
     return int(m.group(1)), int(m.group(2))
@@ -37,24 +46,27 @@ def add_arguments(p, family):
     add_hardware(p, required=True)
     g = p.add_argument_group("inverse questions")
     g.add_argument("--max-flops", type=_positive("--max-flops"), default=None,
-                   help="largest image (at --aspect) whose request FLOPs (torch convention, "
-                        "batch 1) stay within this many FLOP")
+                   help="largest image (at --aspect) whose request FLOPs (torch convention, at "
+                        "--batch or 1) stay within this many FLOP; a positive number. Default: "
+                        "none")
     g.add_argument("--max-ttft-ms", type=_positive("--max-ttft-ms"), default=None,
-                   help="largest image (at --aspect) whose time to first token stays within this")
+                   help="largest image (at --aspect) whose time to first token stays within this "
+                        "many ms; a positive number. Default: none")
     g.add_argument("--max-memory-gb", type=_positive("--max-memory-gb"), default=None,
-                   help="largest image (at --aspect) whose memory (GB, 1e9 B) stays within this")
+                   help="largest image (at --aspect) whose memory stays within this many GB "
+                        "(1e9 B); a positive number. Default: none")
     g.add_argument("--aspect", type=_aspect, default=None,
                    help="W:H of the image for the questions above. Default: the first "
                         "--image's aspect, else 1:1")
     g.add_argument("--pages-per-day", type=_positive("--pages-per-day"), default=None,
                    help="the batch reaching this throughput on one device, and the devices "
-                        "needed for it at the largest batch")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+                        "needed for it at the largest batch; a positive number. Default: none")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object with exact integers. Default: labelled lines")
 
 
 def run(args, family) -> int:
     from ..plan import for_throughput, largest_image, plan
-    from ..report import human, settings_lines
     if family.serving is None:
         raise SymcostError(f"plan: {family.name} declares no serving stage")
     s = family.serving
@@ -131,7 +143,8 @@ def _text(model, out: dict, args) -> str:
                      "is served as one wave; one request = one page")
         rows = [
             ("image", out.get("image", "mix: " + ", ".join(i["image"] for i in out.get("images", [])))),
-            ("largest batch that fits", f"{out['max_batch']:,} requests ({out.get('max_batch_bound', 'every image')})"),
+            ("largest batch that fits",
+             f"{out['max_batch']:,} requests ({out.get('max_batch_bound', 'every image')})"),
             ("batch", f"{out.get('batch', out['max_batch']):,} requests"),
             ("memory", f"{gb(out['memory_bytes'])} of {gb(cap)}"),
             ("time to first token", f"{human(out['ttft_s'] * 1e3)} ms"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from importlib import import_module
+from importlib.util import find_spec
 
 from ..args import add_inputs, add_model_options, add_stage, choice, given_inputs, load_model, single
 from ..errors import SymcostError
@@ -17,25 +18,26 @@ def add_arguments(p, family):
     add_stage(p, family, stages=tuple(s for s in family.stage_names if s != "request"))
     add_inputs(p, family)
     p.add_argument("--counter", type=choice(COUNTERS), default="torch",
-                   help="torch: FlopCounterMode with SDPA counted; torch-cpu: out of the box on "
-                        "CPU; fvcore: FlopCountAnalysis with an SDPA handle; fvcore-default: out "
+                   help="the FLOP counter that measures the real modules. Choices: torch: "
+                        "FlopCounterMode with SDPA counted (meta device); torch-cpu: "
+                        "FlopCounterMode out of the box on CPU; fvcore: FlopCountAnalysis with an "
+                        "SDPA handle (real CPU tensors, small cases); fvcore-default: fvcore out "
                         "of the box. Default: torch")
-    p.add_argument("--json", action="store_true", help="cases as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the cases as JSON. Default: a table per case")
 
 
 def run(args, family) -> int:
     from ..report import table
     if family.validation is None:
         raise SymcostError(f"validate: {family.name} has no reference modules")
-    try:
-        module, _, fn = family.validation.partition(":")
-        validate_case = getattr(import_module(module), fn)
-        import torch, transformers  # noqa: F401  (fail here, not mid-run)
-        if args.counter.startswith("fvcore"):
-            import fvcore  # noqa: F401
-    except ImportError as e:
-        raise SymcostError(f"validate: needs torch, transformers and fvcore ({e.name} missing); "
-                           "pip install 'symcost[validation]'") from None
+    needed = ("torch", "transformers") + (("fvcore",) if args.counter.startswith("fvcore") else ())
+    missing = [name for name in needed if find_spec(name) is None]
+    if missing:  # said before any work; torch itself is imported only when measuring
+        raise SymcostError(f"validate: needs {', '.join(needed)} ({missing[0]} missing); "
+                           "pip install 'symcost[validation]'")
+    module, _, fn = family.validation.partition(":")
+    validate_case = getattr(import_module(module), fn)
     model = load_model(family, single(args, family))
     stage = args.stage or family.default_stage
     inputs = given_inputs(args, family)
