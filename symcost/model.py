@@ -232,9 +232,21 @@ class Model:
         expr = sp.sympify(expr)
         if not named or image:
             expr = self.expand(expr)
-        if image:
-            expr = expr.subs(self.tile_expressions())
-        return tidy(expr, self._collect_by())
+        if not image:
+            return tidy(expr, self._collect_by())
+        # one branch per case of the layout rule, the outcome substituted as numbers (substituting
+        # the rule's Piecewise into the expression's own branches would explode)
+        branches: list = []
+        for cond, values in self.layout.pieces:
+            value = tidy(expr.xreplace(dict(zip(self.layout.outputs, map(sp.Integer, values)))),
+                         self._collect_by())
+            if branches and branches[-1][0] == value:  # neighbours that agree share a branch
+                branches[-1] = (value, sp.Or(branches[-1][1], cond))
+            else:
+                branches.append((value, cond))
+        if len(branches) == 1:
+            return branches[0][0]
+        return sp.Piecewise(*branches[:-1], (branches[-1][0], True), evaluate=False)
 
     def _collect_by(self) -> tuple[sp.Symbol, ...]:
         serving = self.family.serving

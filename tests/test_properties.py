@@ -132,3 +132,21 @@ def test_cost_monotone_in_tile_count(preset, stage, a, b):
                   v.batch: 1}
         return int(flops.xreplace(values))
     assert at(small) < at(large)
+
+
+@settings(max_examples=max(100, settings.default.max_examples))
+@given(fam=st.sampled_from(FAMILIES), stage=st.sampled_from(["vision", "prefill"]),
+       metric=st.sampled_from(["flops", "io_bytes", "activation_bytes"]),
+       w=st.integers(1, 10_000), h=st.integers(1, 10_000))
+def test_image_formula_equals_numeric(fam, stage, metric, w, h):
+    """``formula(image=True)``: one branch per case of the layout rule, in W and H."""
+    m = load(*fam)
+    expr = _image_formula(fam[0], tuple(sorted(fam[1].items())), stage, metric)
+    subs = {i.symbol: sp.Integer(v) for i, v in zip(m.layout.inputs, (w, h))}
+    subs |= {i.symbol: sp.Integer(i.default) for i in m.stage_inputs(stage) if i.default is not None}
+    assert int(expr.xreplace(subs)) == m.evaluate(w, h, stage)[metric]
+
+
+@lru_cache(maxsize=None)
+def _image_formula(family, options, stage, metric):
+    return load(family, dict(options)).formula(stage, metric, image=True)
