@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import TypeAlias
 
 import sympy as sp
 
@@ -23,7 +24,7 @@ from .arith import smax
 
 __all__ = ["Cost", "Count", "ZERO", "ADDITIVE_FIELDS", "LIVENESS_FIELDS"]
 
-Count = int | sp.Expr
+Count: TypeAlias = int | sp.Expr
 
 
 @dataclass(frozen=True, slots=True)
