@@ -112,6 +112,10 @@ def test_eval_time_lines_follow_each_compared_runtime(capsys):
     lines = [h for h in head if h.startswith("# time on h200: ")]
     assert len(lines) == 2 and lines[0].endswith("20 us launch floor (hf)), summed over ops")
     assert "5 us launch floor, 1 us inside CUDA graphs (vllm)" in lines[1]
+    assert [r["runtime"] for r in rows] == ["hf", "vllm"]
+    assert "attention" not in rows[0]  # it differs between the rows but cannot change vision
+    _, rows = header_and_table(run(capsys, "eval", OCR, "--stage", "decode", "--runtime", "hf",
+                                   "--runtime", "vllm", "--hardware", "h200"))
     assert [(r["runtime"], r["attention"]) for r in rows] == [("hf", "eager"), ("vllm", "flash")]
 
 
