@@ -3,8 +3,11 @@
 Every output depends on the image inputs only through the layout (e.g. the tile grid), so when
 the other inputs are scalars the compiled program runs once per possible layout outcome and
 each point gathers its row; otherwise the program runs per point on the layout's outputs.
+Either way the points run in chunks on every core (:func:`symcost.compile.parallel`).
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import sympy as sp
@@ -23,7 +26,8 @@ class Evaluator:
 
     Exact integers (int64, or Python ints in object arrays where a value could pass int64);
     the layout outputs, the stage's named quantities, ``arithmetic_intensity`` and times
-    (float64) come with the metrics.
+    (float64) come with the metrics. An output that is the same at every point (e.g.
+    ``params``) may be a read-only broadcast view: treat outputs as read-only.
     """
 
     def __init__(self, model, stage: str, metrics: tuple[str, ...], convention: str,
@@ -55,6 +59,7 @@ class Evaluator:
             self._time = sp.lambdify(self.args, list(times.values()), modules=[FUNCTIONS, "numpy"])
         self._drop = {"work", "io_bytes"} - set(metrics) if "arithmetic_intensity" in metrics \
             else set()
+        self._table: tuple = (None, {})  # (scalar inputs, outputs per layout outcome)
 
     def __call__(self, *args, **inputs) -> dict[str, np.ndarray]:
         image = self.model.family.image or ()
@@ -75,49 +80,54 @@ class Evaluator:
             return self._finish(self._evaluate(cols, scalars), shape)
         # gather: evaluate each possible outcome once, then index per point (exact: the same
         # values the per-point program computes)
-        outcomes = layout.outcomes
-        table = self._evaluate([outcomes[:, k] for k in range(outcomes.shape[1])],
-                               [a.reshape(-1) for a in scalars])
+        given = tuple(int(a.reshape(-1)[0]) for a in scalars)
+        key, table = self._table  # the last inputs' table, kept: calls repeat them
+        if key != given:
+            outcomes = layout.outcomes
+            table = self._evaluate([outcomes[:, k] for k in range(outcomes.shape[1])],
+                                   [a.reshape(-1) for a in scalars])
+            self._table = (given, table)
         return self._gather(table, image_arrays, shape)
 
     def _gather(self, table: dict, image_arrays, shape) -> dict[str, np.ndarray]:
         """Each point's row of ``table`` (one value per layout outcome), over chunks in threads:
-        a chunk's codes stay in cache while every output takes from them."""
+        a chunk's codes stay in cache while every output takes from them. An output equal at
+        every outcome (e.g. ``params``) is a read-only broadcast view: nothing to write."""
         flat = [a.reshape(-1) for a in image_arrays]
         n = flat[0].size
-        out, pairs = {}, []  # pairs: (table column, output row) for the threads
+        same = {k for k, v in table.items() if (v == v[0]).all()}
+        out = {k: np.broadcast_to(table[k][:1].reshape(()), shape) for k in same}
+        pairs = []  # (table column, output row) for the threads
         for dtype in (np.int64, np.float64):  # one block per dtype: fewer, larger page faults
-            names = [k for k, v in table.items() if v.dtype == dtype]
+            names = [k for k, v in table.items() if v.dtype == dtype and k not in same]
             block = np.empty((len(names), n), dtype=dtype)
             for row, k in zip(block, names):
                 pairs.append((np.ascontiguousarray(table[k]), row))
                 out[k] = row.reshape(shape)
-        objects = [k for k, v in table.items() if v.dtype == object]
-        code = np.empty(n, dtype=np.intp) if objects else None
+        objects = [k for k, v in table.items() if v.dtype == object and k not in same]
+        code = np.empty(n, dtype=np.intp) if objects else None  # all codes: for Python ints
 
         def work(s: int) -> None:
-            c = self.model.layout.codes(*[a[s:s + CHUNK] for a in flat])
+            m = min(CHUNK, n - s)
+            c = self.model.layout.codes(*[a[s:s + m] for a in flat],
+                                        out=_chunk_codes(m) if code is None else code[s:s + m])
             for column, row in pairs:
-                np.take(column, c, out=row[s:s + CHUNK], mode="clip")  # codes are in range
-            if code is not None:
-                code[s:s + CHUNK] = c
+                np.take(column, c, out=row[s:s + m], mode="clip")  # codes are in range
 
         parallel(work, range(0, n, CHUNK))
-        for k in objects:  # Python ints: beyond int64, rare
-            out[k] = np.take(table[k], code).reshape(shape)
+        if code is not None:  # Python ints (beyond int64): rare
+            for k in objects:
+                out[k] = np.take(table[k], code).reshape(shape)
         return {k: out[k] for k in table}
 
     def _codes(self, image_arrays) -> np.ndarray:
-        """Layout code per point, over chunks in threads (temporaries stay in cache)."""
-        shape = image_arrays[0].shape
+        """Layout code per point, over chunks in threads."""
         flat = [a.reshape(-1) for a in image_arrays]
         code = np.empty(flat[0].size, dtype=np.intp)
-
-        def work(s: int) -> None:
-            code[s:s + CHUNK] = self.model.layout.codes(*[a[s:s + CHUNK] for a in flat])
-
-        parallel(work, range(0, code.size, CHUNK))
-        return code.reshape(shape)
+        parallel(lambda s: self.model.layout.codes(*[a[s:s + CHUNK] for a in flat],
+                                                   out=code[s:s + CHUNK]),
+                 range(0, code.size, CHUNK))
+        return code.reshape(image_arrays[0].shape)
 
     def _evaluate(self, layout_cols, scalars) -> dict[str, np.ndarray]:
         """All outputs for layout columns and input arrays (broadcast together)."""
@@ -142,3 +152,13 @@ class Evaluator:
     @staticmethod
     def _finish(out: dict, shape) -> dict[str, np.ndarray]:
         return {k: np.broadcast_to(v, shape) if np.shape(v) != shape else v for k, v in out.items()}
+
+
+_LOCAL = threading.local()
+
+
+def _chunk_codes(n: int) -> np.ndarray:
+    """This thread's array for one chunk's layout codes (reused: no page faults)."""
+    if not hasattr(_LOCAL, "codes"):
+        _LOCAL.codes = np.empty(CHUNK, dtype=np.intp)
+    return _LOCAL.codes[:n]

@@ -23,6 +23,7 @@ where ``max(W*q, H*p)`` reaches 2**52 (far beyond any image a model takes).
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,7 +48,7 @@ class Layout(Protocol):
     @property
     def outcomes(self) -> np.ndarray: ...            # int64 [code, output]
 
-    def codes(self, *arrays) -> np.ndarray: ...      # intp code per point
+    def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray: ...  # intp per point
 
     @property
     def expressions(self) -> tuple[sp.Expr, ...]: ...  # each output as a Piecewise in inputs
@@ -77,8 +78,11 @@ class FixedLayout:
     def outcomes(self) -> np.ndarray:
         return np.array([self.values], dtype=np.int64)
 
-    def codes(self, *arrays) -> np.ndarray:
-        return np.zeros(np.broadcast_shapes(*[np.shape(a) for a in arrays]), dtype=np.intp)
+    def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
+        shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
+        code = np.empty(shape, dtype=np.intp) if out is None else out
+        code.fill(0)
+        return code
 
     @property
     def expressions(self) -> tuple[sp.Expr, ...]:
@@ -105,7 +109,7 @@ class AspectTiler:
     candidates: tuple[tuple[int, int], ...]    # (cols, rows) in walk order
     tile: int                                  # tile side, px
     shortcut: Callable                         # (w, h) -> true where no tiles (SymPy, NumPy, int)
-    shortcut_text: str                         # the shortcut in words, e.g. "max(W, H) <= 768"
+    shortcut_text: str                         # the shortcut in words, e.g. "max(W, H) <= S"
     tie_tile: int | None = None                # side in the area tie-break (default: tile)
 
     def __post_init__(self):
@@ -237,48 +241,75 @@ class AspectTiler:
         # midpoint k
         rows = [self.table[r // 2] if r % 2 == 0 else self.table[n_mid + 1 + r // 2]
                 for r in range(2 * n_mid + 1)]
-        # area bin from u = (2*area - 1) // tie**2: area > tie**2*n/2  <=>  n <= u; by_u holds
-        # bin * len(rows), so a point's code is lut[by_u[u] + row]
+        # area bin from u = (k*area - 1) // (k*tie**2/2), k (area_mul) 1 for an even tie, else
+        # 2: area > tie**2*n/2 <=> n <= u; by_u holds bin * len(rows), so code = lut[by_u[u] + row]
+        area_mul = 1 if self._tie % 2 == 0 else 2
         sizes = sorted({i * j for i, j in self.candidates})
         by_u = np.array([len(rows) * sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)],
                         dtype=np.intp)
-        lut = np.array([[index[row[k]] for row in rows] for k in range(len(rows[0]))],
+        lut = np.array([[index[row[u]] for row in rows] for u in range(len(rows[0]))],
                        dtype=np.intp)
         return SimpleNamespace(
-            scale=scale, mid=mid, base=base, by_u=by_u, lut=lut.reshape(-1),
+            scale=scale, mid=mid, base=base, by_u=by_u, lut=lut.reshape(-1), area_mul=area_mul,
+            area_div=area_mul * self._tie * self._tie // 2,
             p_max=max((m.numerator for m in mids), default=1),
             q_max=max((m.denominator for m in mids), default=1))
 
-    def codes(self, width, height) -> np.ndarray:
-        """Index into :attr:`outcomes` of each point's grid (intp), exact."""
-        w = np.asarray(width, dtype=np.int64)
-        h = np.asarray(height, dtype=np.int64)
-        shape = np.broadcast_shapes(w.shape, h.shape)
+    def codes(self, width, height, out: np.ndarray | None = None) -> np.ndarray:
+        """Index into :attr:`outcomes` of each point's grid (intp), exact; written into ``out``
+        (intp, the points' shape) when given."""
+        w, h = np.broadcast_arrays(np.asarray(width, dtype=np.int64),
+                                   np.asarray(height, dtype=np.int64))
+        code = np.empty(w.shape, dtype=np.intp) if out is None else out
+        if not code.flags.c_contiguous:  # written through a flat view
+            raise ValueError("codes: out must be C-contiguous")
+        if w.size == 0:
+            return code
         a = self._arrays
-        if w.size == 0 or h.size == 0:
-            return np.zeros(shape, dtype=np.intp)
-        w, h = np.atleast_1d(w, h)  # in-place steps need arrays, not NumPy scalars
         w_max, h_max = int(w.max()), int(h.max())
         if w_max * a.q_max >= 2 ** 52 or h_max * a.p_max >= 2 ** 52:
             raise SymcostError(f"image sides up to {w_max} x {h_max} are too large for the exact "
                                "float comparison of the tile rule")
+        w, h, flat = w.reshape(-1), h.reshape(-1), code.reshape(-1)
+        for s in range(0, w.size, BLOCK):
+            self._codes(w[s:s + BLOCK], h[s:s + BLOCK], flat[s:s + BLOCK])
+        return code
+
+    def _codes(self, w: np.ndarray, h: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`codes` of at most ``BLOCK`` points, in place in this thread's scratch arrays:
+        one pass per step and no allocation (freed temporaries cost page faults)."""
+        a = self._arrays
+        ratio, m, b, row, u, ge, gt = _scratch(w.size)
         # |W/H - p/q| >= 1/(H*q), more than 2 ulp relative while max(W*q, H*p) < 2**52: float
-        # order of W/H against a midpoint is exact, equality included.
-        # Each step is one pass, in place where it can be: this runs on millions of points.
-        ratio = np.divide(w, h)
-        t = np.multiply(ratio, a.scale)
-        np.minimum(t, len(a.base) - 1, out=t)
-        b = t.astype(np.intp)
-        m = np.take(a.mid, b, mode="clip")  # indices are in range: "clip" skips the check
-        row = np.take(a.base, b, mode="clip")
-        row += ratio >= m
-        row += ratio > m
-        u = np.multiply(w, h)
-        u *= 2
+        # order of W/H against a midpoint is exact, equality included
+        np.divide(w, h, out=ratio)
+        np.multiply(ratio, a.scale, out=m)
+        np.minimum(m, len(a.base) - 1, out=m)
+        np.copyto(b, m, casting="unsafe")  # the ratio bin: floor, as m >= 0
+        np.take(a.mid, b, out=m, mode="clip")  # indices are in range: this mode skips the check
+        np.take(a.base, b, out=row, mode="clip")
+        side = np.greater_equal(ratio, m, out=ge).view(np.int8)  # 0, 1 (on the ray), 2
+        side += np.greater(ratio, m, out=gt).view(np.int8)
+        row += side
+        np.multiply(w, h, out=u)
+        if a.area_mul != 1:
+            u *= a.area_mul
         u -= 1
-        u //= self._tie * self._tie
+        u //= a.area_div
         np.minimum(u, len(a.by_u) - 1, out=u)
-        row += np.take(a.by_u, u, mode="clip")
-        code = np.take(a.lut, row, mode="clip")
-        code *= ~self.shortcut(w, h)  # code 0, grid (1, 1), where the shortcut applies
-        return code.reshape(shape)
+        row += np.take(a.by_u, u, out=b, mode="clip")
+        np.take(a.lut, row, out=out, mode="clip")
+        out *= ~self.shortcut(w, h)  # code 0, grid (1, 1), where the shortcut applies
+
+
+BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int) -> list[np.ndarray]:
+    """This thread's work arrays for :meth:`AspectTiler._codes`, cut to ``n`` points: float64
+    ratio and midpoint, intp bin, row and area, bool comparisons."""
+    if not hasattr(_SCRATCH, "arrays"):
+        _SCRATCH.arrays = [np.empty(BLOCK, dtype=t) for t in
+                           (np.float64, np.float64, np.intp, np.intp, np.int64, bool, bool)]
+    return [x[:n] for x in _SCRATCH.arrays]
