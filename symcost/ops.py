@@ -327,7 +327,12 @@ def expected_distinct_numpy(draws, population, per_draw):
     import numpy as np
 
     args = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (draws, population, per_draw)))
-    stacked = np.stack([a.reshape(-1) for a in args], axis=1)
-    keys, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    values = np.array([expected_distinct_value(*map(int, k)) for k in keys], dtype=np.int64)
+    if np.ndim(population) == 0 and np.ndim(per_draw) == 0:  # the usual case: one 1-D unique
+        keys, inverse = np.unique(args[0].reshape(-1), return_inverse=True)
+        pop, k = int(population), int(per_draw)
+        values = np.array([expected_distinct_value(int(d), pop, k) for d in keys], dtype=np.int64)
+    else:
+        stacked = np.stack([a.reshape(-1) for a in args], axis=1)
+        triples, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        values = np.array([expected_distinct_value(*map(int, t)) for t in triples], dtype=np.int64)
     return values[inverse.reshape(-1)].reshape(args[0].shape)

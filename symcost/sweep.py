@@ -422,6 +422,8 @@ def require_pyarrow(param: str) -> None:
 
 
 def _worker_init() -> None:
+    from . import compile as compiled
+    compiled.WORKERS = 1  # the processes are the parallelism: no thread pool inside each
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     for s in ("SIGTERM", "SIGHUP", "SIGQUIT"):
         if hasattr(signal, s):
