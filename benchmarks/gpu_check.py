@@ -16,6 +16,7 @@ Writes DIR/gpu_check.json and DIR/gpu_check.md (the table for docs/).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -34,8 +35,10 @@ FULL = {
                                                                    "prompt_tokens": 200})),
     "prefill S=1000": ("prefill", {"seq": 1000}, ("tiny", "prefill", {"width": 512, "height": 512,
                                                                      "prompt_tokens": 927})),
-    "decode B=1 L=1024": ("decode", {"batch": 1, "past": 1024}, ("tiny", "decode", {"kv_len": 1024, "batch": 1})),
-    "decode B=64 L=1024": ("decode", {"batch": 64, "past": 1024}, ("tiny", "decode", {"kv_len": 1024, "batch": 64})),
+    "decode B=1 L=1024": ("decode", {"batch": 1, "past": 1024},
+                          ("tiny", "decode", {"kv_len": 1024, "batch": 1})),
+    "decode B=64 L=1024": ("decode", {"batch": 64, "past": 1024},
+                           ("tiny", "decode", {"kv_len": 1024, "batch": 64})),
 }
 SMOKE = {k: FULL[k] for k in ("vision 512 (tiny)", "prefill S=273", "decode B=1 L=1024")}
 
@@ -132,8 +135,8 @@ def main(argv=None) -> int:
     rows = []
     for name, (kind, params, (preset, stage, inputs)) in cases.items():
         runner = runners["vision" if kind == "vision" else "decoder"]
-        seconds, peak = timed(lambda: memory._setup(runner, kind, params), args.device, warmup,
-                              repeat)
+        seconds, peak = timed(functools.partial(memory._setup, runner, kind, params), args.device,
+                              warmup, repeat)
         pred = predict(preset, stage, inputs, layers, args.hardware)
         rows.append({"case": name, "measured_s": seconds, "measured_peak_bytes": peak,
                      "predicted_hf_s": pred["hf"]["time_s"], "predicted_vllm_s": pred["vllm"]["time_s"],
@@ -152,7 +155,8 @@ def main(argv=None) -> int:
              "| case | measured ms | predicted ms (hf) | ratio | predicted ms (vllm) | measured peak MB "
              "| predicted activation MB | ratio |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        mem_ratio = r["predicted_activation_bytes"] / r["measured_peak_bytes"] if r["measured_peak_bytes"] else 0
+        peak = r["measured_peak_bytes"]
+        mem_ratio = r["predicted_activation_bytes"] / peak if peak else 0
         lines.append(f"| {r['case']} | {r['measured_s'] * 1e3:.2f} | {r['predicted_hf_s'] * 1e3:.2f} | "
                      f"{r['predicted_hf_s'] / r['measured_s']:.2f} | {r['predicted_vllm_s'] * 1e3:.2f} | "
                      f"{r['measured_peak_bytes'] / 1e6:.1f} | {r['predicted_activation_bytes'] / 1e6:.1f} | "

@@ -4,9 +4,9 @@ import pytest
 import sympy as sp
 
 import symcost
-from symcost.metrics import INT_METRICS
 from symcost import SymcostError
 from symcost.compile import CHUNK, CompiledFunction
+from symcost.metrics import INT_METRICS
 
 x, y, z = sp.symbols("x y z", integer=True)
 

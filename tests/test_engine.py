@@ -5,8 +5,8 @@ import sympy as sp
 from symcost import SymcostError, choose, op, repeat, seq, sum_over, when
 from symcost.conventions import CONVENTIONS, flops
 from symcost.cost import ZERO, Cost
-from symcost.tree import Node
 from symcost.ops import OPS, fvcore_einsum
+from symcost.tree import Node
 
 n, t = sp.symbols("n t", integer=True, positive=True)
 

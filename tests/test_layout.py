@@ -95,7 +95,6 @@ def test_integer_comparisons_stay_integer():
 
 def test_exhaustive_8192_squared():
     """All 67,108,864 pairs in [1, 8192]^2: evaluator == an independent array walk."""
-    rule = RULE
     n = 8192
     w = np.arange(1, n + 1, dtype=np.int64)
     mismatches = 0

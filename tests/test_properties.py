@@ -1,5 +1,5 @@
 """Compiled NumPy == SymPy evaluated exactly == the numeric model, and the shape of the costs."""
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 from hypothesis import assume, given, settings
@@ -15,7 +15,7 @@ FAMILIES = [("deepseek-ocr", dict(preset=p, vision_mode=m)) for p in PRESETS for
     + [("deepseek-ocr2", dict(vision_mode=m)) for m in ("crops", "nocrop")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def model(family, options=(), **kw):
     return symcost.load(family, **dict(options), **kw)
 
@@ -147,6 +147,6 @@ def test_image_formula_equals_numeric(fam, stage, metric, w, h):
     assert int(expr.xreplace(subs)) == m.evaluate(w, h, stage)[metric]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _image_formula(family, options, stage, metric):
     return load(family, dict(options)).formula(stage, metric, image=True)

@@ -44,7 +44,8 @@ def test_vision_row(row):
     assert len([k for k in flop_cols if row[k] != ""]) == len(set(want) - META)
 
 
-@pytest.mark.parametrize("row", DECODER, ids=lambda r: f"{r['phase']}-{r['S_new']}-{r['L_past']}-{r['counter']}")
+@pytest.mark.parametrize("row", DECODER,
+                         ids=lambda r: f"{r['phase']}-{r['S_new']}-{r['L_past']}-{r['counter']}")
 def test_decoder_row(row):
     got = decoder_columns(int(row["S_new"]), int(row["L_past"]), row["counter"])
     want = _numeric_columns(row, got)

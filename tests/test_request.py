@@ -33,7 +33,8 @@ def test_parameters_per_component(gundam):
     assert p["model.decoder.embed_tokens"] == PARAMS["embed_tokens"]
     assert p["model.decoder.lm_head"] == PARAMS["lm_head"]
     assert p["model.decoder"] == PARAMS["language_model_total_full_depth"]
-    assert activated_params_per_token(DECODER, VENDOR) == PARAMS["activated_lm_params_per_token_full_depth_excl_embed"]
+    activated = PARAMS["activated_lm_params_per_token_full_depth_excl_embed"]
+    assert activated_params_per_token(DECODER, VENDOR) == activated
 
 
 def test_kv_bytes_by_hand(gundam):
