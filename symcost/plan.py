@@ -153,7 +153,7 @@ def largest_image(model: Model, metric: str, budget: float, aspect: tuple[int, i
     """
     s = _serving(model)
     stage = stage or s.stage
-    a, b = aspect
+    a, b = (x // math.gcd(*aspect) for x in aspect)  # the finest steps along the ray
     names = model.family.image
     if names is None:
         raise SymcostError(f"largest image: {model.family.name} has no image inputs")

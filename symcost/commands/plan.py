@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 from ..args import (
     add_hardware,
@@ -32,13 +31,6 @@ def _positive(name: str):
     return parse
 
 
-def _aspect(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"0*([1-9][0-9]{0,4}):0*([1-9][0-9]{0,4})", text)
-    if not m:
-        raise SymcostError(f"--aspect: {text[:40]!r} is not W:H with integers in [1, 99999]")
-    return int(m.group(1)), int(m.group(2))
-
-
 def add_arguments(p, family):
     add_model_options(p, family)
     add_inputs(p, family)
@@ -55,9 +47,10 @@ def add_arguments(p, family):
     g.add_argument("--max-memory-gb", type=_positive("--max-memory-gb"), default=None,
                    help="largest image (at --aspect) whose memory stays within this many GB "
                         "(1e9 B); a positive number. Default: none")
-    g.add_argument("--aspect", type=_aspect, default=None,
-                   help="W:H of the image for the questions above. Default: the first "
-                        "--image's aspect, else 1:1")
+    g.add_argument("--aspect", default=None, metavar="W:H",
+                   help="the aspect ratio of the images for the questions above: W:H with "
+                        "integers, or a name (square, a4, a4-landscape, letter, "
+                        "letter-landscape). Default: the first --image's, else square")
     g.add_argument("--pages-per-day", type=_positive("--pages-per-day"), default=None,
                    help="the batch reaching this throughput on one device, and the devices "
                         "needed for it at the largest batch; a positive number. Default: none")
@@ -100,7 +93,8 @@ def run(args, family) -> int:
                        tokens_per_s=sum(p["tokens_per_s"] for p in plans) / len(plans),
                        bound=plans[0]["bound"],
                        images=[{"image": f"{w}x{h}", **p} for (w, h), p in zip(images, plans)])
-    aspect = args.aspect or (images[0] if images else (1, 1))
+    from ..sweep import parse_aspect
+    aspect = parse_aspect(args.aspect) if args.aspect else (images[0] if images else (1, 1))
     questions = {"max_flops": ("flops", args.max_flops, {}),
                  "max_ttft_ms": ("ttft_s", args.max_ttft_ms and args.max_ttft_ms / 1e3,
                                  dict(hardware=args.hardware, **kw)),
