@@ -17,21 +17,25 @@ torch = pytest.importorskip("torch")
 memory = pytest.importorskip("validation.memory")
 
 TOLERANCE = 0.10
-_RUNNERS: dict = {}
 
 
-def runner(kind, layers=None):
-    key = (kind, layers)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = memory.VendorVision() if kind == "vision" else \
-            memory.VendorDecoder(n_layers=layers)
-    return _RUNNERS[key]
+@pytest.fixture(scope="module")
+def runners():
+    """Models built on first use and freed with this module (the full decoder is 6 GB)."""
+    built: dict = {}
+
+    def get(kind, layers=None):
+        if (kind, layers) not in built:
+            built[(kind, layers)] = memory.VendorVision() if kind == "vision" else \
+                memory.VendorDecoder(n_layers=layers)
+        return built[(kind, layers)]
+    yield get
+    built.clear()
 
 
-def measured(kind, layers=None, **params) -> int:
-    r = memory.measure(runner("vision" if kind == "vision" else "decoder", layers), kind, params,
-                       allocator=False, warmup=False)
-    return r["peak_bytes"]
+def measured(runners, kind, layers=None, **params) -> int:
+    runner = runners("vision" if kind == "vision" else "decoder", layers)
+    return memory.measure(runner, kind, params, allocator=False, warmup=False)["peak_bytes"]
 
 
 def analytic_vision(size: int, batch: int = 1) -> int:
@@ -55,8 +59,8 @@ def check(analytic: int, got: int):
     assert abs(analytic - got) <= TOLERANCE * got
 
 
-def test_vision_tiny():
-    check(analytic_vision(512), measured("vision", size=512))
+def test_vision_tiny(runners):
+    check(analytic_vision(512), measured(runners, "vision", size=512))
 
 
 def test_vision_tiny_model_is_the_stage():
@@ -65,31 +69,31 @@ def test_vision_tiny_model_is_the_stage():
     assert m.evaluate(800, 600)["activation_bytes"] == analytic_vision(512)
 
 
-def test_prefill_two_layers():
-    check(analytic_prefill(273, 2), measured("prefill", layers=2, seq=273))
+def test_prefill_two_layers(runners):
+    check(analytic_prefill(273, 2), measured(runners, "prefill", layers=2, seq=273))
 
 
-def test_decode_two_layers():
-    check(analytic_decode(1, 256, 2), measured("decode", layers=2, batch=1, past=256))
+def test_decode_two_layers(runners):
+    check(analytic_decode(1, 256, 2), measured(runners, "decode", layers=2, batch=1, past=256))
 
 
 @pytest.mark.slow
-def test_vision_base_and_tiles():
-    check(analytic_vision(1024), measured("vision", size=1024))
-    check(analytic_vision(640, batch=4), measured("vision", size=640, batch=4))
+def test_vision_base_and_tiles(runners):
+    check(analytic_vision(1024), measured(runners, "vision", size=1024))
+    check(analytic_vision(640, batch=4), measured(runners, "vision", size=640, batch=4))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seq", [273, 1000])
-def test_prefill_full_depth(seq):
-    check(analytic_prefill(seq, DECODER.layers), measured("prefill", layers=None, seq=seq))
+def test_prefill_full_depth(runners, seq):
+    check(analytic_prefill(seq, DECODER.layers), measured(runners, "prefill", layers=None, seq=seq))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 8])
-def test_decode_full_depth(batch):
+def test_decode_full_depth(runners, batch):
     check(analytic_decode(batch, 1024, DECODER.layers),
-          measured("decode", layers=None, batch=batch, past=1024))
+          measured(runners, "decode", layers=None, batch=batch, past=1024))
 
 
 def test_decode_step_includes_sampling():
