@@ -13,6 +13,7 @@ input cache), beside symcost's ``time_s`` (runtimes hf and vllm) and ``activatio
 
 Writes DIR/gpu_check.json and DIR/gpu_check.md (the table for docs/).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,26 @@ FULL = {
     "vision 512 (tiny)": ("vision", {"size": 512}, ("tiny", "vision", {"width": 512, "height": 512})),
     "vision 1024 (base)": ("vision", {"size": 1024}, ("base", "vision", {"width": 1024, "height": 1024})),
     "vision 1280 (large)": ("vision", {"size": 1280}, ("large", "vision", {"width": 1280, "height": 1280})),
-    "prefill S=273": ("prefill", {"seq": 273}, ("tiny", "prefill", {"width": 512, "height": 512,
-                                                                   "prompt_tokens": 200})),
-    "prefill S=1000": ("prefill", {"seq": 1000}, ("tiny", "prefill", {"width": 512, "height": 512,
-                                                                     "prompt_tokens": 927})),
-    "decode B=1 L=1024": ("decode", {"batch": 1, "past": 1024},
-                          ("tiny", "decode", {"kv_len": 1024, "batch": 1})),
-    "decode B=64 L=1024": ("decode", {"batch": 64, "past": 1024},
-                           ("tiny", "decode", {"kv_len": 1024, "batch": 64})),
+    "prefill S=273": (
+        "prefill",
+        {"seq": 273},
+        ("tiny", "prefill", {"width": 512, "height": 512, "prompt_tokens": 200}),
+    ),
+    "prefill S=1000": (
+        "prefill",
+        {"seq": 1000},
+        ("tiny", "prefill", {"width": 512, "height": 512, "prompt_tokens": 927}),
+    ),
+    "decode B=1 L=1024": (
+        "decode",
+        {"batch": 1, "past": 1024},
+        ("tiny", "decode", {"kv_len": 1024, "batch": 1}),
+    ),
+    "decode B=64 L=1024": (
+        "decode",
+        {"batch": 64, "past": 1024},
+        ("tiny", "decode", {"kv_len": 1024, "batch": 64}),
+    ),
 }
 SMOKE = {k: FULL[k] for k in ("vision 512 (tiny)", "prefill S=273", "decode B=1 L=1024")}
 
@@ -89,6 +102,7 @@ def timed(make, device, warmup: int, repeat: int) -> tuple[float, int]:
         peak = torch.cuda.max_memory_allocated() - base
     else:  # no allocator statistics on CPU: the live-tensor tracker
         from validation.memory import LiveBytes
+
         with LiveBytes(preexisting=pre) as tracker:
             out = run()
         peak = tracker.peak_bytes
@@ -135,32 +149,56 @@ def main(argv=None) -> int:
     rows = []
     for name, (kind, params, (preset, stage, inputs)) in cases.items():
         runner = runners["vision" if kind == "vision" else "decoder"]
-        seconds, peak = timed(functools.partial(memory._setup, runner, kind, params), args.device,
-                              warmup, repeat)
+        seconds, peak = timed(
+            functools.partial(memory._setup, runner, kind, params), args.device, warmup, repeat
+        )
         pred = predict(preset, stage, inputs, layers, args.hardware)
-        rows.append({"case": name, "measured_s": seconds, "measured_peak_bytes": peak,
-                     "predicted_hf_s": pred["hf"]["time_s"], "predicted_vllm_s": pred["vllm"]["time_s"],
-                     "predicted_activation_bytes": pred["hf"]["activation_bytes"],
-                     "bound_hf": pred["hf"]["bound"], "note": pred.get("note", "")})
-        print(f"{name}: {seconds * 1e3:.2f} ms measured, {rows[-1]['predicted_hf_s'] * 1e3:.2f} ms "
-              f"predicted (hf), peak {peak / 1e6:.1f} MB", flush=True)
+        rows.append(
+            {
+                "case": name,
+                "measured_s": seconds,
+                "measured_peak_bytes": peak,
+                "predicted_hf_s": pred["hf"]["time_s"],
+                "predicted_vllm_s": pred["vllm"]["time_s"],
+                "predicted_activation_bytes": pred["hf"]["activation_bytes"],
+                "bound_hf": pred["hf"]["bound"],
+                "note": pred.get("note", ""),
+            }
+        )
+        print(
+            f"{name}: {seconds * 1e3:.2f} ms measured, {rows[-1]['predicted_hf_s'] * 1e3:.2f} ms "
+            f"predicted (hf), peak {peak / 1e6:.1f} MB",
+            flush=True,
+        )
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    result = {"device": device, "torch": torch.__version__, "hardware_preset": args.hardware,
-              "warmup": warmup, "repeat": repeat, "rows": rows}
+    result = {
+        "device": device,
+        "torch": torch.__version__,
+        "hardware_preset": args.hardware,
+        "warmup": warmup,
+        "repeat": repeat,
+        "rows": rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# GPU check: {device}, torch {torch.__version__}, bf16, median of {repeat} after "
-             f"{warmup} warm-up runs; predictions for `{args.hardware}`", "",
-             "| case | measured ms | predicted ms (hf) | ratio | predicted ms (vllm) | measured peak MB "
-             "| predicted activation MB | ratio |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# GPU check: {device}, torch {torch.__version__}, bf16, median of {repeat} after "
+        f"{warmup} warm-up runs; predictions for `{args.hardware}`",
+        "",
+        "| case | measured ms | predicted ms (hf) | ratio | predicted ms (vllm) | measured peak MB "
+        "| predicted activation MB | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         peak = r["measured_peak_bytes"]
         mem_ratio = r["predicted_activation_bytes"] / peak if peak else 0
-        lines.append(f"| {r['case']} | {r['measured_s'] * 1e3:.2f} | {r['predicted_hf_s'] * 1e3:.2f} | "
-                     f"{r['predicted_hf_s'] / r['measured_s']:.2f} | {r['predicted_vllm_s'] * 1e3:.2f} | "
-                     f"{r['measured_peak_bytes'] / 1e6:.1f} | {r['predicted_activation_bytes'] / 1e6:.1f} | "
-                     f"{mem_ratio:.2f} |")
+        lines.append(
+            f"| {r['case']} | {r['measured_s'] * 1e3:.2f} | {r['predicted_hf_s'] * 1e3:.2f} | "
+            f"{r['predicted_hf_s'] / r['measured_s']:.2f} | {r['predicted_vllm_s'] * 1e3:.2f} | "
+            f"{r['measured_peak_bytes'] / 1e6:.1f} | {r['predicted_activation_bytes'] / 1e6:.1f} | "
+            f"{mem_ratio:.2f} |"
+        )
     (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

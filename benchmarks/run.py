@@ -16,6 +16,7 @@ Exit status 1 when a compiled value disagrees with the numeric model or a vision
 with torch, or (full run) a figure misses its target; the last line names every failure.
 This is a measurement, not a test: tests/test_benchmarks_smoke.py checks only its content.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,7 @@ class Figure:
     name: str
     value: float
     unit: str
-    target: tuple | None   # ((symbol, comparison), bound) or None: reported only
+    target: tuple | None  # ((symbol, comparison), bound) or None: reported only
     detail: str
 
     def met(self) -> bool:
@@ -77,8 +78,10 @@ def machine() -> str:
     except OSError:
         pass
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, NumPy "
-            f"{np.__version__}, SymPy {sympy.__version__}; load average {load} at start")
+    return (
+        f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, NumPy "
+        f"{np.__version__}, SymPy {sympy.__version__}; load average {load} at start"
+    )
 
 
 def best_of(fn, repeat: int) -> float:
@@ -100,8 +103,9 @@ def first_difference(out: dict, numeric: list[dict], idx) -> str | None:
     return None
 
 
-def bench_family(family: str, n_points: int, n_numeric: int, repeat: int, perturb: bool,
-                 figures: list, checks: list) -> float:
+def bench_family(
+    family: str, n_points: int, n_numeric: int, repeat: int, perturb: bool, figures: list, checks: list
+) -> float:
     """Points/s and compiled / numeric for one family; returns the points/s."""
     options, target = FAMILIES[family]
     m = symcost.load(family, **options)
@@ -114,10 +118,16 @@ def bench_family(family: str, n_points: int, n_numeric: int, repeat: int, pertur
         ev(w, h, new_tokens=1)
     t_ev = best_of(lambda: ev(w, h, new_tokens=1), repeat)
     rate = n_points / t_ev
-    figures.append(Figure(
-        f"compiled {family}", rate, "points/s", (ABOVE, target),
-        f"{n_points} random (W, H) in [1, 8192]^2 in {t_ev * 1e3:.1f} ms, best of {repeat} "
-        f"after 2 warm-up calls; compiled once in {compile_s:.1f} s"))
+    figures.append(
+        Figure(
+            f"compiled {family}",
+            rate,
+            "points/s",
+            (ABOVE, target),
+            f"{n_points} random (W, H) in [1, 8192]^2 in {t_ev * 1e3:.1f} ms, best of {repeat} "
+            f"after 2 warm-up calls; compiled once in {compile_s:.1f} s",
+        )
+    )
 
     idx = rng.choice(n_points, n_numeric, replace=False)
     start = time.perf_counter()
@@ -128,11 +138,18 @@ def bench_family(family: str, n_points: int, n_numeric: int, repeat: int, pertur
         out["flops"] = out["flops"].copy()
         out["flops"][idx[0]] += 1
     diff = first_difference(out, numeric, idx)
-    checks.append((f"compiled == numeric Model.evaluate, {family}: {n_numeric} points x "
-                   f"{len(out)} values", diff))
-    figures.append(Figure(
-        f"compiled / numeric {family}", t_num * rate, "x per point", (ABOVE, 1e3),
-        f"Model.evaluate {t_num * 1e3:.2f} ms/point on {n_numeric} of the points"))
+    checks.append(
+        (f"compiled == numeric Model.evaluate, {family}: {n_numeric} points x {len(out)} values", diff)
+    )
+    figures.append(
+        Figure(
+            f"compiled / numeric {family}",
+            t_num * rate,
+            "x per point",
+            (ABOVE, 1e3),
+            f"Model.evaluate {t_num * 1e3:.2f} ms/point on {n_numeric} of the points",
+        )
+    )
     return rate
 
 
@@ -143,16 +160,25 @@ def bench_torch(rates: dict, n_shapes: int, figures: list, checks: list) -> None
         from validation.measure import measure_vision
         from validation.reference_model import build_vision
     except ImportError as exc:  # a figure not measured fails the run like a missed one
-        checks.append(("compiled vision flops == torch FlopCounterMode",
-                       f"not measured: {exc}; pip install -e '.[validation]'"))
+        checks.append(
+            (
+                "compiled vision flops == torch FlopCounterMode",
+                f"not measured: {exc}; pip install -e '.[validation]'",
+            )
+        )
         return
     v1 = symcost.load("deepseek-ocr", preset="gundam")
     measurers = {  # family -> (model, build the meta module, measure(module, n_crops))
-        "deepseek-ocr": (v1, lambda: build_vision("meta"),
-                         lambda mod, n: measure_vision(1024, v1.layout.tile, n, "torch",
-                                                       model=mod)),
-        "deepseek-ocr2": (symcost.load("deepseek-ocr2"), lambda: ocr2.build_model("meta"),
-                          lambda mod, n: ocr2.measure_vision(n, "torch", model=mod)),
+        "deepseek-ocr": (
+            v1,
+            lambda: build_vision("meta"),
+            lambda mod, n: measure_vision(1024, v1.layout.tile, n, "torch", model=mod),
+        ),
+        "deepseek-ocr2": (
+            symcost.load("deepseek-ocr2"),
+            lambda: ocr2.build_model("meta"),
+            lambda mod, n: ocr2.measure_vision(n, "torch", model=mod),
+        ),
     }
     for family, (m, build, measure) in measurers.items():
         start = time.perf_counter()
@@ -169,12 +195,19 @@ def bench_torch(rates: dict, n_shapes: int, figures: list, checks: list) -> None
             if got != want and diff is None:
                 diff = f"{sw}x{sh}: torch {got} != compiled {want}"
         t_torch = statistics.median(per_shape)
-        checks.append((f"compiled vision flops == torch FlopCounterMode, {family}: "
-                       f"{len(per_shape)} shapes", diff))
-        figures.append(Figure(
-            f"compiled / torch {family}", t_torch * rates[family], "x per shape", (ABOVE, 1e6),
-            f"FlopCounterMode on meta {t_torch:.2f} s/shape, median of {len(per_shape)} "
-            f"(module built once in {build_s:.1f} s, not counted)"))
+        checks.append(
+            (f"compiled vision flops == torch FlopCounterMode, {family}: {len(per_shape)} shapes", diff)
+        )
+        figures.append(
+            Figure(
+                f"compiled / torch {family}",
+                t_torch * rates[family],
+                "x per shape",
+                (ABOVE, 1e6),
+                f"FlopCounterMode on meta {t_torch:.2f} s/shape, median of {len(per_shape)} "
+                f"(module built once in {build_s:.1f} s, not counted)",
+            )
+        )
 
 
 def bench_cold(n_cold: int, figures: list) -> None:
@@ -183,35 +216,50 @@ def bench_cold(n_cold: int, figures: list) -> None:
     commands = {  # name -> (command, target in s)
         "cold import sympy": ([sys.executable, "-c", "import sympy"], None),
         "cold symcost formulas deepseek-ocr": (cli + ["formulas", "deepseek-ocr"], 1.0),
-        "cold symcost eval deepseek-ocr --preset gundam --image 1280x720":
-            (cli + ["eval", "deepseek-ocr", "--preset", "gundam", "--image", "1280x720"], 1.0),
+        "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": (
+            cli + ["eval", "deepseek-ocr", "--preset", "gundam", "--image", "1280x720"],
+            1.0,
+        ),
     }
     base = None
     for name, (cmd, target) in commands.items():
-        t = best_of(lambda cmd=cmd: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                                                   cwd=ROOT), n_cold)
+        t = best_of(
+            lambda cmd=cmd: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT), n_cold
+        )
         base = base or t
-        figures.append(Figure(name, t, "s", None if target is None else (BELOW, target),
-                              f"fresh process, best of {n_cold}; {t / base:.2f}x import sympy"))
+        figures.append(
+            Figure(
+                name,
+                t,
+                "s",
+                None if target is None else (BELOW, target),
+                f"fresh process, best of {n_cold}; {t / base:.2f}x import sympy",
+            )
+        )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds; targets not enforced")
-    ap.add_argument("--perturb", action="store_true",
-                    help="TEST ONLY: add 1 to one compiled FLOP count before the agreement check, "
-                         "which must then fail the run")
+    ap.add_argument(
+        "--perturb",
+        action="store_true",
+        help="TEST ONLY: add 1 to one compiled FLOP count before the agreement check, "
+        "which must then fail the run",
+    )
     args = ap.parse_args(argv)
-    n_points, n_numeric, n_shapes, n_cold, repeat = \
+    n_points, n_numeric, n_shapes, n_cold, repeat = (
         (2_000, 3, 1, 1, 1) if args.smoke else (1_000_000, 300, 3, 5, 5)
+    )
     print(f"machine: {machine()}")
-    print(f"mode: {'smoke (targets not enforced)' if args.smoke else 'full'}; full model = stage "
-          f"request with N = 1 (vision + prefill); values {', '.join(METRICS)}; deepseek-ocr at "
-          f"preset gundam")
+    print(
+        f"mode: {'smoke (targets not enforced)' if args.smoke else 'full'}; full model = stage "
+        f"request with N = 1 (vision + prefill); values {', '.join(METRICS)}; deepseek-ocr at "
+        f"preset gundam"
+    )
     figures: list[Figure] = []
     checks: list[tuple[str, str | None]] = []  # (what, first difference or None)
-    rates = {f: bench_family(f, n_points, n_numeric, repeat, args.perturb, figures, checks)
-             for f in FAMILIES}
+    rates = {f: bench_family(f, n_points, n_numeric, repeat, args.perturb, figures, checks) for f in FAMILIES}
     bench_torch(rates, n_shapes, figures, checks)
     bench_cold(n_cold, figures)
 
@@ -223,8 +271,11 @@ def main(argv=None) -> int:
         print(f"agreement {what}: {'pass' if diff is None else 'FAIL (' + diff + ')'}")
     failed = [what for what, diff in checks if diff is not None]
     if not args.smoke:
-        failed += [f"{f.name} {f.value:.3g} {f.unit} misses {f.target[0][0]} {f.target[1]:.3g}"
-                   for f in figures if not f.met()]
+        failed += [
+            f"{f.name} {f.value:.3g} {f.unit} misses {f.target[0][0]} {f.target[1]:.3g}"
+            for f in figures
+            if not f.met()
+        ]
     print("\nresult: " + ("pass" if not failed else "FAIL: " + "; ".join(failed)))
     return 1 if failed else 0
 

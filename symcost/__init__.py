@@ -10,6 +10,7 @@ The engine knows no model: families (``derivations/``) declare their inputs, opt
 and layout rule, and register themselves as ``symcost.families`` entry points.
 Names are imported on first use, so ``import symcost`` (and the CLI's start) stays light.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -17,16 +18,38 @@ from typing import TYPE_CHECKING
 
 # public name -> the module that defines it
 _WHERE = {
-    "smax": "arith", "smin": "arith", "where": "arith",
-    "CONVENTIONS": "conventions", "Cost": "cost", "DTYPE_BYTES": "dtypes", "current": "dtypes",
+    "smax": "arith",
+    "smin": "arith",
+    "where": "arith",
+    "CONVENTIONS": "conventions",
+    "Cost": "cost",
+    "DTYPE_BYTES": "dtypes",
+    "current": "dtypes",
     "SymcostError": "errors",
-    "Family": "family", "Option": "family", "Serving": "family", "Stage": "family",
-    "Timing": "family", "families": "family", "get_family": "family",
-    "HARDWARE": "hardware", "Input": "inputs",
-    "AspectTiler": "layout", "FixedLayout": "layout", "by_tile_count": "layout",
-    "METRICS": "metrics", "Model": "model", "RUNTIMES": "runtime", "get_runtime": "runtime",
-    "Node": "tree", "captured": "tree", "choose": "tree", "op": "tree", "repeat": "tree",
-    "seq": "tree", "sum_over": "tree", "when": "tree",
+    "Family": "family",
+    "Option": "family",
+    "Serving": "family",
+    "Stage": "family",
+    "Timing": "family",
+    "families": "family",
+    "get_family": "family",
+    "HARDWARE": "hardware",
+    "Input": "inputs",
+    "AspectTiler": "layout",
+    "FixedLayout": "layout",
+    "by_tile_count": "layout",
+    "METRICS": "metrics",
+    "Model": "model",
+    "RUNTIMES": "runtime",
+    "get_runtime": "runtime",
+    "Node": "tree",
+    "captured": "tree",
+    "choose": "tree",
+    "op": "tree",
+    "repeat": "tree",
+    "seq": "tree",
+    "sum_over": "tree",
+    "when": "tree",
 }
 __all__ = ["load", *_WHERE]
 

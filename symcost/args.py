@@ -1,5 +1,6 @@
 """Command-line arguments built from a family's declaration: every flag says its choices,
 its default and what it means; values are parsed by exact patterns, never evaluated."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,24 @@ from .family import Family
 from .hardware import HARDWARE
 from .inputs import Input
 
-__all__ = ["Parser", "choice", "int_in", "fraction", "parse_image", "add_model_options",
-           "add_inputs", "add_precision", "add_convention", "add_hardware", "add_stage",
-           "hardware_settings", "load_model", "given_inputs", "check_stage_reads", "single"]
+__all__ = [
+    "Parser",
+    "choice",
+    "int_in",
+    "fraction",
+    "parse_image",
+    "add_model_options",
+    "add_inputs",
+    "add_precision",
+    "add_convention",
+    "add_hardware",
+    "add_stage",
+    "hardware_settings",
+    "load_model",
+    "given_inputs",
+    "check_stage_reads",
+    "single",
+]
 
 # Leading zeros are matched apart and never converted: int() of a string over 4,300 digits
 # raises; the significant digits are bounded, so no huge number is built or echoed.
@@ -36,6 +52,7 @@ def choice(allowed):
         if text not in allowed:
             raise argparse.ArgumentTypeError(f"{_echo(text)} is not one of {', '.join(allowed)}")
         return text
+
     return parse
 
 
@@ -45,11 +62,13 @@ def int_in(lo: int, hi: int):
         if not m or not lo <= int(m.group(1)) <= hi:
             raise argparse.ArgumentTypeError(f"{_echo(text)} is not an integer in [{lo}, {hi}]")
         return int(m.group(1))
+
     return parse
 
 
 def fraction(text: str) -> float:
     from .checks import MIN_FRACTION
+
     try:
         value = float(text) if len(text) <= 40 else float("nan")
     except ValueError:
@@ -63,8 +82,10 @@ def parse_image(text: str, width: Input, height: Input) -> tuple[int, int]:
     m = _IMAGE.fullmatch(text)
     w, h = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
     if not (m and width.lo <= w <= width.hi and height.lo <= h <= height.hi):
-        raise SymcostError(f"--image: {_echo(text)} is not WxH with integers in "
-                           f"[{width.lo}, {width.hi}] x [{height.lo}, {height.hi}]")
+        raise SymcostError(
+            f"--image: {_echo(text)} is not WxH with integers in "
+            f"[{width.lo}, {width.hi}] x [{height.lo}, {height.hi}]"
+        )
     return w, h
 
 
@@ -78,22 +99,34 @@ def add_model_options(p: argparse.ArgumentParser, family: Family, repeatable: bo
     """The family's load() options: one flag each (repeatable to compare side by side)."""
     g = p.add_argument_group(f"{family.name} options")
     for o in family.options:
-        kind = int_in(o.choices.start, o.choices.stop - 1) if isinstance(o.choices, range) \
+        kind = (
+            int_in(o.choices.start, o.choices.stop - 1)
+            if isinstance(o.choices, range)
             else choice(tuple(o.choices))
+        )
         default = "decided by other options (see above)" if o.default is None else o.default
-        g.add_argument(o.flag, dest=o.name, type=kind, default=None,
-                       action="append" if repeatable else "store",
-                       help=f"{o.help}. Choices: {_choices_help(o)}. Default: {default}"
-                            + (". Repeat to compare side by side" if repeatable else ""))
+        g.add_argument(
+            o.flag,
+            dest=o.name,
+            type=kind,
+            default=None,
+            action="append" if repeatable else "store",
+            help=f"{o.help}. Choices: {_choices_help(o)}. Default: {default}"
+            + (". Repeat to compare side by side" if repeatable else ""),
+        )
 
 
 def add_stage(p: argparse.ArgumentParser, family: Family, stages=None):
     stages = stages or family.stage_names
     model = _default_model(family)
-    p.add_argument("--stage", type=choice(stages), default=None,
-                   help="what to cost. Choices: " + "; ".join(
-                       f"{s}: {model.stage(s).summary}" for s in stages)
-                        + f". Default: {family.default_stage}")
+    p.add_argument(
+        "--stage",
+        type=choice(stages),
+        default=None,
+        help="what to cost. Choices: "
+        + "; ".join(f"{s}: {model.stage(s).summary}" for s in stages)
+        + f". Default: {family.default_stage}",
+    )
 
 
 def add_inputs(p: argparse.ArgumentParser, family: Family, image: bool = True):
@@ -101,19 +134,29 @@ def add_inputs(p: argparse.ArgumentParser, family: Family, image: bool = True):
     g = p.add_argument_group("inputs (an input the stage does not read is an error)")
     if image and family.image:
         w, h = (family.input(n) for n in family.image)
-        readers = ", ".join(s for s in family.stage_names
-                            if set(family.image) <= set(_stage_inputs(family, s)))
-        g.add_argument("--image", action="append", default=None, metavar="WxH",
-                       help=f"image size in px, W in [{w.lo}, {w.hi}], H in [{h.lo}, {h.hi}]; "
-                            f"repeatable. Default: none, required by the stages that read it: "
-                            f"{readers}")
+        readers = ", ".join(
+            s for s in family.stage_names if set(family.image) <= set(_stage_inputs(family, s))
+        )
+        g.add_argument(
+            "--image",
+            action="append",
+            default=None,
+            metavar="WxH",
+            help=f"image size in px, W in [{w.lo}, {w.hi}], H in [{h.lo}, {h.hi}]; "
+            f"repeatable. Default: none, required by the stages that read it: "
+            f"{readers}",
+        )
     for i in family.inputs:
         if family.image and i.name in family.image:
             continue
         readers = ", ".join(s for s in family.stage_names if i.name in _stage_inputs(family, s))
-        g.add_argument(i.flag, dest=i.name, type=int_in(i.lo, i.hi), default=None,
-                       help=f"{i.help} ({i.unit}); integer in [{i.lo}, {i.hi}]; default "
-                            f"{i.default}; read by: {readers}")
+        g.add_argument(
+            i.flag,
+            dest=i.name,
+            type=int_in(i.lo, i.hi),
+            default=None,
+            help=f"{i.help} ({i.unit}); integer in [{i.lo}, {i.hi}]; default {i.default}; read by: {readers}",
+        )
 
 
 def _stage_inputs(family: Family, stage: str) -> tuple[str, ...]:
@@ -130,40 +173,69 @@ def _default_model(family: Family):
 
 
 def add_convention(p: argparse.ArgumentParser):
-    p.add_argument("--convention", type=choice(tuple(CONVENTIONS)), default="torch",
-                   help="how FLOPs are counted. Choices: " + "; ".join(
-                       f"{k}: {c.summary}" for k, c in CONVENTIONS.items()) + ". Default: torch")
+    p.add_argument(
+        "--convention",
+        type=choice(tuple(CONVENTIONS)),
+        default="torch",
+        help="how FLOPs are counted. Choices: "
+        + "; ".join(f"{k}: {c.summary}" for k, c in CONVENTIONS.items())
+        + ". Default: torch",
+    )
 
 
 def add_precision(p: argparse.ArgumentParser):
     dtypes = tuple(DTYPE_BYTES)
-    p.add_argument("--dtype", type=choice(dtypes), default="bf16",
-                   help=f"weight dtype (activations too, except fp8: bf16). Choices: "
-                        f"{', '.join(dtypes)}. Default: bf16")
-    p.add_argument("--kv-dtype", type=choice(dtypes), default=None,
-                   help=f"KV-cache dtype. Choices: {', '.join(dtypes)}. Default: --dtype")
+    p.add_argument(
+        "--dtype",
+        type=choice(dtypes),
+        default="bf16",
+        help=f"weight dtype (activations too, except fp8: bf16). Choices: {', '.join(dtypes)}. Default: bf16",
+    )
+    p.add_argument(
+        "--kv-dtype",
+        type=choice(dtypes),
+        default=None,
+        help=f"KV-cache dtype. Choices: {', '.join(dtypes)}. Default: --dtype",
+    )
 
 
-def add_hardware(p: argparse.ArgumentParser, repeatable: bool = False, required: bool = False,
-                 note: str = ""):
-    p.add_argument("--hardware", action="append" if repeatable else "store", default=None,
-                   required=required,
-                   help=f"accelerator for times: a preset ({', '.join(HARDWARE)}) or a .json "
-                        "file (see README)" + ("; repeatable" if repeatable else "")
-                        + (f"; {note}" if note else "")
-                        + ("" if required else ". Default: none (no times)"))
-    p.add_argument("--compute-efficiency", type=fraction, default=None,
-                   help="fraction of the datasheet matmul and vector peaks reached, in "
-                        "[1e-6, 1]. Default: 1 (with --hardware only)")
-    p.add_argument("--bandwidth-efficiency", type=fraction, default=None,
-                   help="fraction of the datasheet memory bandwidth reached, in [1e-6, 1]. "
-                        "Default: 1 (with --hardware only)")
+def add_hardware(
+    p: argparse.ArgumentParser, repeatable: bool = False, required: bool = False, note: str = ""
+):
+    p.add_argument(
+        "--hardware",
+        action="append" if repeatable else "store",
+        default=None,
+        required=required,
+        help=f"accelerator for times: a preset ({', '.join(HARDWARE)}) or a .json "
+        "file (see README)"
+        + ("; repeatable" if repeatable else "")
+        + (f"; {note}" if note else "")
+        + ("" if required else ". Default: none (no times)"),
+    )
+    p.add_argument(
+        "--compute-efficiency",
+        type=fraction,
+        default=None,
+        help="fraction of the datasheet matmul and vector peaks reached, in "
+        "[1e-6, 1]. Default: 1 (with --hardware only)",
+    )
+    p.add_argument(
+        "--bandwidth-efficiency",
+        type=fraction,
+        default=None,
+        help="fraction of the datasheet memory bandwidth reached, in [1e-6, 1]. "
+        "Default: 1 (with --hardware only)",
+    )
 
 
 def hardware_settings(args) -> dict:
     """``compute_efficiency``/``bandwidth_efficiency`` keyword arguments; refused without hardware."""
-    given = {k: getattr(args, k) for k in ("compute_efficiency", "bandwidth_efficiency")
-             if getattr(args, k, None) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in ("compute_efficiency", "bandwidth_efficiency")
+        if getattr(args, k, None) is not None
+    }
     if given and not args.hardware:
         flag = "--" + next(iter(given)).replace("_", "-")
         raise SymcostError(f"{flag}: applies only with --hardware")
@@ -186,6 +258,7 @@ def single(args, family: Family) -> dict:
 
 def load_model(family: Family, options: dict):
     import symcost
+
     return symcost.load(family.name, **options)
 
 
@@ -197,12 +270,12 @@ def check_stage_reads(model, stage: str, given: dict, image: bool = False) -> No
         if name not in model.stage(stage).inputs:
             readers = ", ".join(s for s in family.stage_names if name in model.stage(s).inputs)
             flag = "--image" if family.image and name in family.image else family.input(name).flag
-            raise SymcostError(f"{flag}: stage {stage} does not read it; stages that do: "
-                               f"{readers or 'none'} (choose one with --stage)")
+            raise SymcostError(
+                f"{flag}: stage {stage} does not read it; stages that do: "
+                f"{readers or 'none'} (choose one with --stage)"
+            )
 
 
 def given_inputs(args, family: Family) -> dict:
     """Inputs the user gave (not defaults), by name."""
-    return {i.name: getattr(args, i.name) for i in family.inputs
-            if getattr(args, i.name, None) is not None}
-
+    return {i.name: getattr(args, i.name) for i in family.inputs if getattr(args, i.name, None) is not None}

@@ -3,6 +3,7 @@
 A derivation written with these helpers builds exact closed forms from symbols and plain
 integer counts (the numeric model, no SymPy on the path) from numbers.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -21,8 +22,7 @@ def where(cond, a, b):
 
 def smin(a, b):
     """``min(a, b)``; a SymPy ``Min`` when either is symbolic."""
-    return min(a, b) if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) \
-        else sp.Min(a, b)
+    return min(a, b) if isinstance(a, numbers.Real) and isinstance(b, numbers.Real) else sp.Min(a, b)
 
 
 def smax(a, b):
@@ -50,7 +50,6 @@ def _dominates(a, b) -> bool:
     diff = sp.expand(a - b)
     if diff.is_number:
         return bool(diff >= 0)
-    if diff.has(sp.Piecewise, sp.Max, sp.Min) or \
-            not all(s.is_nonnegative for s in diff.free_symbols):
+    if diff.has(sp.Piecewise, sp.Max, sp.Min) or not all(s.is_nonnegative for s in diff.free_symbols):
         return False
     return all(c >= 0 for c in diff.as_coefficients_dict().values())

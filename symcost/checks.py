@@ -1,4 +1,5 @@
 """Argument checks at the API boundary: one message shape, naming the parameter and what is allowed."""
+
 from __future__ import annotations
 
 import math
@@ -25,13 +26,13 @@ def check_ints(name: str, values, lo: int, hi: int) -> np.ndarray:
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError):  # ragged nesting
-        raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got a ragged sequence") \
-            from None
+        raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got a ragged sequence") from None
     if arr.size == 0:  # no points: nothing to check, e.g. [] (float64 by default)
         return arr.astype(np.int64)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                       for v in arr.reshape(-1)):
+        if arr.dtype == object and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr.reshape(-1)
+        ):
             for v in arr.reshape(-1):  # range first: Python ints beyond int64 cannot be cast
                 check_int(name, v, lo, hi)
             arr = arr.astype(np.int64)
@@ -65,8 +66,11 @@ MIN_FRACTION = 1e-6
 
 def check_fraction(name: str, value) -> float:
     """A real number in [1e-6, 1] (NaN, inf, bools and strings refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not MIN_FRACTION <= float(value) <= 1:  # the comparison is False for NaN
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Real)
+        or not MIN_FRACTION <= float(value) <= 1
+    ):  # the comparison is False for NaN
         raise SymcostError(f"{name}: {shown(value)} is not a number in [{MIN_FRACTION:g}, 1]")
     return float(value)
 
@@ -89,8 +93,11 @@ def check_positive(name: str, value, unit: str, lo: float, hi: float) -> float:
 def shown(value) -> str:
     """A value's repr on one line, cut to 40 characters (an array's rows, a 5,000-digit
     integer are not echoed whole)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) \
-            and abs(int(value)) >= 10 ** 37:  # repr() raises beyond 4,300 digits
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, (bool, np.bool_))
+        and abs(int(value)) >= 10**37
+    ):  # repr() raises beyond 4,300 digits
         return f"an integer of about {int(int(value).bit_length() * math.log10(2)) + 1} digits"
     try:
         text = " ".join(repr(value).split())

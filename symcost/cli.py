@@ -7,6 +7,7 @@ that cannot take it (closed, disk full) is an error too. An internal error is on
 70; ``SYMCOST_DEBUG=1`` re-raises it with its traceback.
 This module imports nothing heavy at import time, so signals are handled from the start.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,15 +29,17 @@ def build_parser():
     from .family import families, get_family
 
     names = families()
-    parser = Parser(prog="symcost", description="Exact closed-form costs of models: FLOPs, "
-                    "bytes, memory, time, capacity. Families: " + ", ".join(names) + ".",
-                    epilog="Run `symcost COMMAND FAMILY --help` for a command's options.")
+    parser = Parser(
+        prog="symcost",
+        description="Exact closed-form costs of models: FLOPs, "
+        "bytes, memory, time, capacity. Families: " + ", ".join(names) + ".",
+        epilog="Run `symcost COMMAND FAMILY --help` for a command's options.",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     for name in COMMANDS:
         mod = import_module(f".commands.{name}", __package__)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family",
-                                required=True)
+        fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family", required=True)
         for fname in names:
             fam = get_family(fname)
             fp = fams.add_parser(fname, help=fam.summary, description=f"{mod.HELP}. {fam.summary}.")
@@ -56,6 +59,7 @@ def main(argv=None) -> int:
     stdout, sys.stdout = sys.stdout, io.StringIO()
     try:
         from .errors import SymcostError
+
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
@@ -77,8 +81,10 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug, not bad input: still one line, no traceback
         if os.environ.get("SYMCOST_DEBUG") == "1":
             raise
-        _print_error(f"symcost: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
-                     "(please report it; SYMCOST_DEBUG=1 shows the traceback)")
+        _print_error(
+            f"symcost: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
+            "(please report it; SYMCOST_DEBUG=1 shows the traceback)"
+        )
         return 70
     finally:
         sys.stdout = stdout

@@ -18,6 +18,7 @@ over float rounding) are recomputed with Python ints (object arrays). Nothing wr
 Speed: points run in chunks of ``CHUNK`` (temporaries stay in cache), the chunks on every core
 (:func:`parallel`: threads, as NumPy releases the GIL in its loops).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,8 @@ from .ops import expected_distinct, expected_distinct_numpy, fvcore_einsum, fvco
 
 __all__ = ["compile_exprs", "CompiledFunction", "CHUNK", "FUNCTIONS", "parallel"]
 
-_INT64_MAX = 2 ** 63 - 1
-_RISK = float(2 ** 62)
+_INT64_MAX = 2**63 - 1
+_RISK = float(2**62)
 CHUNK = 1 << 16  # points per chunk: temporaries stay in cache, NumPy calls stay few
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -66,17 +67,19 @@ def parallel(fn: Callable[[int], None], starts: Iterable[int]) -> None:
             fn(s)
 
     k = -(-len(starts) // WORKERS)
-    for _ in _pool().map(run, [starts[i:i + k] for i in range(0, len(starts), k)]):
+    for _ in _pool().map(run, [starts[i : i + k] for i in range(0, len(starts), k)]):
         pass
 
 
 class _idiv(sp.Function):
     """``num // q`` for an integer-valued ``num / q`` (``num`` has integer coefficients)."""
+
     is_integer = True
 
 
 class _fdiv(sp.Function):
     """``floor(num / den)``."""
+
     is_integer = True
 
 
@@ -192,8 +195,17 @@ def _expected_distinct_any(*args):
 _NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any}
 # the same functions under their SymPy names, for lambdify's default printer (float programs)
 FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any}
-_MAX_OF = (sp.Max, sp.Min, sp.Piecewise, ExprCondPair, sp.Mod, sp.Abs, _fdiv,
-           sp.logic.boolalg.BooleanFunction, sp.core.relational.Relational)
+_MAX_OF = (
+    sp.Max,
+    sp.Min,
+    sp.Piecewise,
+    ExprCondPair,
+    sp.Mod,
+    sp.Abs,
+    _fdiv,
+    sp.logic.boolalg.BooleanFunction,
+    sp.core.relational.Relational,
+)
 
 
 def _bound_code(expr, names: dict) -> str:
@@ -238,8 +250,13 @@ class CompiledFunction:
             if extra:
                 raise TypeError(f"expression has symbols {extra} not among arguments {self.args}")
         subs, reduced = sp.cse([_integerize(e) for e in self.exprs])
-        self._fn: Callable = sp.lambdify(self.args, reduced, modules=[_NAMESPACE, "numpy"],
-                                         printer=_ExactPrinter, cse=lambda _: (subs, reduced))
+        self._fn: Callable = sp.lambdify(
+            self.args,
+            reduced,
+            modules=[_NAMESPACE, "numpy"],
+            printer=_ExactPrinter,
+            cse=lambda _: (subs, reduced),
+        )
         self.source = self._fn.__doc__
         # the magnitude-bound program: one bound per cse variable and per output
         names = {a: f"a{k}" for k, a in enumerate(self.args)}
@@ -250,8 +267,9 @@ class CompiledFunction:
         outs = [_bound_code(e, names) for e in reduced]
         every = [f"x{k}" for k in range(len(subs))] + outs
         params = ", ".join(f"a{k}" for k in range(len(self.args)))
-        self.bound_source = (f"def bound({params}):\n" + "\n".join(lines)
-                             + f"\n    return _max({', '.join(every)}, 1)\n")
+        self.bound_source = (
+            f"def bound({params}):\n" + "\n".join(lines) + f"\n    return _max({', '.join(every)}, 1)\n"
+        )
         self._bound_int = self._def_bound(max)
         self._bound_float = self._def_bound(_array_max)
 
@@ -266,21 +284,28 @@ class CompiledFunction:
 
     def _chunk(self, cols: list, n: int) -> list[np.ndarray]:
         """Evaluate on one chunk; ``cols`` are int64 arrays of length ``n`` or int64 scalars."""
-        top = [max(1, abs(int(c.min())), abs(int(c.max()))) if isinstance(c, np.ndarray)
-               else max(1, abs(int(c))) for c in cols]
+        top = [
+            max(1, abs(int(c.min())), abs(int(c.max()))) if isinstance(c, np.ndarray) else max(1, abs(int(c)))
+            for c in cols
+        ]
         if self._bound_int(*top) <= _INT64_MAX:  # every intermediate of every point fits
             return [np.broadcast_to(np.asarray(o, dtype=np.int64), (n,)) for o in self._fn(*cols)]
         with np.errstate(over="ignore"):  # the float bound may reach inf: that is "risky"
-            per_point = self._bound_float(*[np.maximum(np.abs(c.astype(np.float64)), 1.0)
-                                             for c in cols])
+            per_point = self._bound_float(*[np.maximum(np.abs(c.astype(np.float64)), 1.0) for c in cols])
         risky = np.broadcast_to(~(np.asarray(per_point) < _RISK), (n,))
         if risky.all():
-            return [np.broadcast_to(np.asarray(o, dtype=object), (n,))
-                    for o in self._exact([np.broadcast_to(c, (n,)) for c in cols])]
+            return [
+                np.broadcast_to(np.asarray(o, dtype=object), (n,))
+                for o in self._exact([np.broadcast_to(c, (n,)) for c in cols])
+            ]
         safe = [c[~risky] if isinstance(c, np.ndarray) and c.ndim else c for c in cols]
         fast = self._fn(*safe)
-        exact = self._exact([c[risky] if isinstance(c, np.ndarray) and c.ndim
-                             else np.broadcast_to(c, (int(risky.sum()),)) for c in cols])
+        exact = self._exact(
+            [
+                c[risky] if isinstance(c, np.ndarray) and c.ndim else np.broadcast_to(c, (int(risky.sum()),))
+                for c in cols
+            ]
+        )
         outs = []
         for f, e in zip(fast, exact):
             o = np.empty(n, dtype=object)
@@ -296,19 +321,21 @@ class CompiledFunction:
         shape = np.broadcast_shapes(*[a.shape for a in given])
         n = int(np.prod(shape))
         # size-1 arguments stay scalars: broadcasting them costs nothing
-        flat = [np.int64(a.reshape(-1)[0]) if a.size == 1 else np.broadcast_to(a, shape).reshape(-1)
-                for a in given]
+        flat = [
+            np.int64(a.reshape(-1)[0]) if a.size == 1 else np.broadcast_to(a, shape).reshape(-1)
+            for a in given
+        ]
         out = [np.empty(n, dtype=np.int64) for _ in self.names]
         exact: dict[int, list] = {}  # chunk start -> its parts, when one holds Python ints
 
         def work(s: int) -> None:
             m = min(CHUNK, n - s)
-            part = self._chunk([c[s:s + m] if isinstance(c, np.ndarray) else c for c in flat], m)
+            part = self._chunk([c[s : s + m] if isinstance(c, np.ndarray) else c for c in flat], m)
             if any(p.dtype == object for p in part):
                 exact[s] = part  # merged below, once every int64 chunk is written
             for o, p in zip(out, part):
                 if p.dtype != object:
-                    o[s:s + m] = p
+                    o[s : s + m] = p
 
         parallel(work, range(0, n, CHUNK))
         for s, part in exact.items():
@@ -316,7 +343,7 @@ class CompiledFunction:
                 if p.dtype == object:
                     if out[k].dtype != object:
                         out[k] = out[k].astype(object)
-                    out[k][s:s + p.size] = p
+                    out[k][s : s + p.size] = p
         return {name: o.reshape(shape) for name, o in zip(self.names, out)}
 
 

@@ -9,6 +9,7 @@ torch 2.13 has no formula for the CPU flash-attention kernel, so SDPA counts 0.
 numpy.einsum_path prints them) with a handle added for SDPA; ``fvcore-default`` leaves SDPA
 unsupported (0). ``symcost`` is our own full count: 2 per MAC of every kind plus vector FLOPs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,18 +34,28 @@ class Convention:
 _MACS2 = (("mm_macs", 2), ("conv_macs", 2), ("einsum_macs", 2))
 _FV = (("mm_macs", 1), ("conv_macs", 1), ("einsum_fvcore", 1), ("ln_elems", 5))
 
-CONVENTIONS = {c.name: c for c in (
-    Convention("torch", _MACS2 + (("sdpa_macs", 2),),
-               "FlopCounterMode, SDPA counted as on GPU: 2 per MAC of mm/bmm/conv/SDPA"),
-    Convention("torch-cpu", _MACS2,
-               "FlopCounterMode out of the box on CPU: SDPA uncounted"),
-    Convention("fvcore", _FV + (("sdpa_macs", 1),),
-               "fvcore with an SDPA handle: 1 per MAC, layer_norm 5/elt, einsums rounded"),
-    Convention("fvcore-default", _FV,
-               "fvcore out of the box: SDPA unsupported (0)"),
-    Convention("symcost", _MACS2 + (("sdpa_macs", 2), ("vector_flops", 1)),
-               "all work: 2 per MAC of every kind plus vector FLOPs (norms, softmax, ...)"),
-)}
+CONVENTIONS = {
+    c.name: c
+    for c in (
+        Convention(
+            "torch",
+            _MACS2 + (("sdpa_macs", 2),),
+            "FlopCounterMode, SDPA counted as on GPU: 2 per MAC of mm/bmm/conv/SDPA",
+        ),
+        Convention("torch-cpu", _MACS2, "FlopCounterMode out of the box on CPU: SDPA uncounted"),
+        Convention(
+            "fvcore",
+            _FV + (("sdpa_macs", 1),),
+            "fvcore with an SDPA handle: 1 per MAC, layer_norm 5/elt, einsums rounded",
+        ),
+        Convention("fvcore-default", _FV, "fvcore out of the box: SDPA unsupported (0)"),
+        Convention(
+            "symcost",
+            _MACS2 + (("sdpa_macs", 2), ("vector_flops", 1)),
+            "all work: 2 per MAC of every kind plus vector FLOPs (norms, softmax, ...)",
+        ),
+    )
+}
 
 
 def get_convention(name: str) -> Convention:

@@ -5,6 +5,7 @@ model's (a softmax or logits upcast to fp32, an fp8 weight beside bf16 activatio
 precision is therefore fixed while a tree is built (:func:`building`) and read by the op
 formulas (:func:`current`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

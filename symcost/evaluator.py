@@ -5,6 +5,7 @@ the other inputs are scalars the compiled program runs once per possible layout 
 each point gathers its row; otherwise the program runs per point on the layout's outputs.
 Either way the points run in chunks on every core (:func:`symcost.compile.parallel`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,16 +31,26 @@ class Evaluator:
     ``params``) may be a read-only broadcast view: treat outputs as read-only.
     """
 
-    def __init__(self, model, stage: str, metrics: tuple[str, ...], convention: str,
-                 prec: Precision, components: bool, hardware: Hardware | None,
-                 compute_efficiency: float, bandwidth_efficiency: float):
+    def __init__(
+        self,
+        model,
+        stage: str,
+        metrics: tuple[str, ...],
+        convention: str,
+        prec: Precision,
+        components: bool,
+        hardware: Hardware | None,
+        compute_efficiency: float,
+        bandwidth_efficiency: float,
+    ):
         self.model, self.stage, self.metrics = model, stage, metrics
         self.uses_layout = model.uses_layout(stage)
         layout_names = {i.name for i in model.layout.inputs} if self.uses_layout else set()
         self.inputs = model.stage_inputs(stage)
         self.scalar_inputs = tuple(i for i in self.inputs if i.name not in layout_names)
-        self.args = (tuple(model.layout.outputs) if self.uses_layout else ()) + \
-            tuple(i.symbol for i in self.scalar_inputs)
+        self.args = (tuple(model.layout.outputs) if self.uses_layout else ()) + tuple(
+            i.symbol for i in self.scalar_inputs
+        )
         exprs = model.expressions(stage, convention, prec.dtype, prec.kv_dtype)
         wanted = {m: exprs[m] for m in metrics if m in exprs}
         if "arithmetic_intensity" in metrics:
@@ -47,27 +58,28 @@ class Evaluator:
         self.quantities = model.stage_quantities(stage)
         wanted.update(self.quantities)
         if components:
-            per = model.formula(stage, "flops", convention, by="component", dtype=prec.dtype,
-                                kv_dtype=prec.kv_dtype)
+            per = model.formula(
+                stage, "flops", convention, by="component", dtype=prec.dtype, kv_dtype=prec.kv_dtype
+            )
             wanted.update({f"components.{k}": v for k, v in per.items()})
         self._fn = CompiledFunction(self.args, wanted)
         self._time = None
         if hardware is not None:
-            times = model.time_expressions(stage, hardware, prec.dtype, prec.kv_dtype,
-                                           compute_efficiency, bandwidth_efficiency)
+            times = model.time_expressions(
+                stage, hardware, prec.dtype, prec.kv_dtype, compute_efficiency, bandwidth_efficiency
+            )
             self._time_names = tuple(times)
             self._time = sp.lambdify(self.args, list(times.values()), modules=[FUNCTIONS, "numpy"])
-        self._drop = {"work", "io_bytes"} - set(metrics) if "arithmetic_intensity" in metrics \
-            else set()
+        self._drop = {"work", "io_bytes"} - set(metrics) if "arithmetic_intensity" in metrics else set()
         self._table: tuple = (None, {})  # (scalar inputs, outputs per layout outcome)
 
     def __call__(self, *args, **inputs) -> dict[str, np.ndarray]:
         image = self.model.family.image or ()
         if len(args) > len(image):
-            raise SymcostError(f"expected at most {len(image)} positional arrays "
-                               f"({', '.join(image)}), got {len(args)}")
-        values = self.model.check_inputs(self.stage, {**dict(zip(image, args)), **inputs},
-                                         arrays=True)
+            raise SymcostError(
+                f"expected at most {len(image)} positional arrays ({', '.join(image)}), got {len(args)}"
+            )
+        values = self.model.check_inputs(self.stage, {**dict(zip(image, args)), **inputs}, arrays=True)
         scalars = [values[i.name] for i in self.scalar_inputs]
         shape = np.broadcast_shapes(*[np.shape(a) for a in values.values()])
         if not self.uses_layout:
@@ -84,8 +96,9 @@ class Evaluator:
         key, table = self._table  # the last inputs' table, kept: calls repeat them
         if key != given:
             outcomes = layout.outcomes
-            table = self._evaluate([outcomes[:, k] for k in range(outcomes.shape[1])],
-                                   [a.reshape(-1) for a in scalars])
+            table = self._evaluate(
+                [outcomes[:, k] for k in range(outcomes.shape[1])], [a.reshape(-1) for a in scalars]
+            )
             self._table = (given, table)
         return self._gather(table, image_arrays, shape)
 
@@ -109,10 +122,11 @@ class Evaluator:
 
         def work(s: int) -> None:
             m = min(CHUNK, n - s)
-            c = self.model.layout.codes(*[a[s:s + m] for a in flat],
-                                        out=_chunk_codes(m) if code is None else code[s:s + m])
+            c = self.model.layout.codes(
+                *[a[s : s + m] for a in flat], out=_chunk_codes(m) if code is None else code[s : s + m]
+            )
             for column, row in pairs:
-                np.take(column, c, out=row[s:s + m], mode="clip")  # codes are in range
+                np.take(column, c, out=row[s : s + m], mode="clip")  # codes are in range
 
         parallel(work, range(0, n, CHUNK))
         if code is not None:  # Python ints (beyond int64): rare
@@ -124,9 +138,10 @@ class Evaluator:
         """Layout code per point, over chunks in threads."""
         flat = [a.reshape(-1) for a in image_arrays]
         code = np.empty(flat[0].size, dtype=np.intp)
-        parallel(lambda s: self.model.layout.codes(*[a[s:s + CHUNK] for a in flat],
-                                                   out=code[s:s + CHUNK]),
-                 range(0, code.size, CHUNK))
+        parallel(
+            lambda s: self.model.layout.codes(*[a[s : s + CHUNK] for a in flat], out=code[s : s + CHUNK]),
+            range(0, code.size, CHUNK),
+        )
         return code.reshape(image_arrays[0].shape)
 
     def _evaluate(self, layout_cols, scalars) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ reports, plots and validation read everything from that declaration.
 Families are registered as entry points of the group ``symcost.families`` (``name =
 "package:FAMILY"`` in ``pyproject.toml``); adding a family is one package plus that line.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -30,9 +31,10 @@ __all__ = ["Option", "Stage", "Timing", "Serving", "Family", "families", "get_fa
 @dataclass(frozen=True)
 class Option:
     """A choice made when a model is loaded (a preset, a vision mode, a runtime ...)."""
-    name: str                             # keyword of load(), e.g. "vision_mode"
-    choices: Mapping[str, str] | range    # value -> what it means (one line); or int range
-    default: str | int | None             # None: decided from other options (help says how)
+
+    name: str  # keyword of load(), e.g. "vision_mode"
+    choices: Mapping[str, str] | range  # value -> what it means (one line); or int range
+    default: str | int | None  # None: decided from other options (help says how)
     help: str
     stages: tuple[str, ...] | None = None  # the stages whose numbers it can change (None: all)
 
@@ -44,8 +46,10 @@ class Option:
         if isinstance(self.choices, range):
             ok = isinstance(value, int) and not isinstance(value, bool) and value in self.choices
             if not ok:
-                raise SymcostError(f"{self.name}: {shown(value)} is not an integer in "
-                                   f"[{self.choices.start}, {self.choices.stop - 1}]")
+                raise SymcostError(
+                    f"{self.name}: {shown(value)} is not an integer in "
+                    f"[{self.choices.start}, {self.choices.stop - 1}]"
+                )
             return value
         if not isinstance(value, str) or value not in self.choices:
             raise SymcostError(f"{self.name}: {shown(value)} is not one of {', '.join(self.choices)}")
@@ -55,8 +59,9 @@ class Option:
 @dataclass(frozen=True)
 class Timing:
     """A latency made of some sub-trees of a stage: ``sum(time of paths) / per``."""
-    name: str                              # e.g. "ttft_s"
-    paths: tuple[str, ...]                 # dotted paths under the stage root
+
+    name: str  # e.g. "ttft_s"
+    paths: tuple[str, ...]  # dotted paths under the stage root
     per: Callable[[Any], Any] | None = None  # divisor from stage values (e.g. N - 1)
     help: str = ""
 
@@ -64,13 +69,14 @@ class Timing:
 @dataclass(frozen=True)
 class Stage:
     """One thing a model does, as a cost tree built from stage values ``v``."""
+
     name: str
     summary: str
-    inputs: tuple[str, ...]                 # names of the inputs the stage reads
-    build: Callable[[Any], Node]          # stage values -> tree (closure over the setup)
-    weights: tuple[str, ...]                # paths in the weights tree of the modules it runs
-    kv_in: Callable[[Any], Any] = lambda v: 0    # cached tokens (all sequences) before the stage
-    kv_out: Callable[[Any], Any] = lambda v: 0   # cached tokens (all sequences) after it
+    inputs: tuple[str, ...]  # names of the inputs the stage reads
+    build: Callable[[Any], Node]  # stage values -> tree (closure over the setup)
+    weights: tuple[str, ...]  # paths in the weights tree of the modules it runs
+    kv_in: Callable[[Any], Any] = lambda v: 0  # cached tokens (all sequences) before the stage
+    kv_out: Callable[[Any], Any] = lambda v: 0  # cached tokens (all sequences) after it
     timings: tuple[Timing, ...] = ()
 
 
@@ -78,11 +84,12 @@ class Stage:
 class Serving:
     """What ``plan`` needs: the stage of one whole request and the inputs that mean
     "requests in a batch" and "tokens generated per request"."""
+
     stage: str
     batch: str
     new_tokens: str
     prompt_tokens: str
-    first_token: str = "ttft_s"   # timing names of the request stage
+    first_token: str = "ttft_s"  # timing names of the request stage
     per_token: str = "tpot_s"
 
 
@@ -92,14 +99,14 @@ class Family:
     summary: str
     inputs: tuple[Input, ...]
     options: tuple[Option, ...]
-    stage_names: tuple[str, ...]             # in the order a request runs them
-    load: Callable[..., Model]             # load(**options) -> Model
-    image: tuple[str, str] | None = None     # inputs set by CLI --image WxH
+    stage_names: tuple[str, ...]  # in the order a request runs them
+    load: Callable[..., Model]  # load(**options) -> Model
+    image: tuple[str, str] | None = None  # inputs set by CLI --image WxH
     serving: Serving | None = None
     default_stage: str = ""
-    validation: str | None = None            # "module:function" measuring reference modules
-    measurement: str = ""                    # what "measured" means for this family, one line
-    compare_option: str | None = None        # the option a sweep plot draws one curve per value of
+    validation: str | None = None  # "module:function" measuring reference modules
+    measurement: str = ""  # what "measured" means for this family, one line
+    compare_option: str | None = None  # the option a sweep plot draws one curve per value of
 
     def input(self, name: str) -> Input:
         for i in self.inputs:
@@ -115,8 +122,9 @@ class Family:
         for o in self.options:
             if o.name == name:
                 return o
-        raise SymcostError(f"{name}: not an option of {self.name}; options: "
-                           f"{', '.join(o.name for o in self.options)}")
+        raise SymcostError(
+            f"{name}: not an option of {self.name}; options: {', '.join(o.name for o in self.options)}"
+        )
 
 
 @cache

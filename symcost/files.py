@@ -5,6 +5,7 @@ if the target appeared meanwhile (``--force`` replaces instead), so two writers 
 silently overwrite each other. SIGTERM, SIGHUP and SIGQUIT are turned into the same interrupt
 as Ctrl-C while a file is written, so no ``.symcost-*.part`` stays behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def check_target(path: str, *, force: bool = False, param: str = "--out", extens
 @contextmanager
 def interrupts_as_keyboard() -> Iterator[None]:
     """Within the block, SIGTERM/SIGHUP/SIGQUIT raise KeyboardInterrupt (cleanup runs)."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
+
     try:
         saved = [(s, signal.signal(s, handler)) for s in _SIGNALS]
     except ValueError:  # not the main thread: signals cannot be caught here
@@ -64,8 +67,9 @@ def interrupts_as_keyboard() -> Iterator[None]:
             signal.signal(s, old)
 
 
-def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False,
-                 force: bool = False, param: str = "--out") -> None:
+def atomic_write(
+    path: str, write: Callable[[IO], None], *, binary: bool = False, force: bool = False, param: str = "--out"
+) -> None:
     """Call ``write(f)`` on a temporary file next to ``path``, then put it in place.
 
     An error or interrupt leaves no new file and any old file intact. Without ``force`` the
@@ -79,8 +83,7 @@ def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False
         except OSError as e:
             raise SymcostError(f"{param}: cannot write in {folder[:200]!r} ({e.strerror})") from None
         try:
-            with (os.fdopen(fd, "wb") if binary
-                  else os.fdopen(fd, "w", newline="", encoding="utf-8")) as f:
+            with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
                 write(f)
             umask = os.umask(0)
             os.umask(umask)
@@ -91,15 +94,15 @@ def atomic_write(path: str, write: Callable[[IO], None], *, binary: bool = False
                 try:
                     os.link(tmp, path)  # fails with EEXIST: never replaces without --force
                 except FileExistsError:
-                    raise SymcostError(f"{param}: {path[:200]!r} appeared while writing; "
-                                       "pass --force to overwrite") from None
+                    raise SymcostError(
+                        f"{param}: {path[:200]!r} appeared while writing; pass --force to overwrite"
+                    ) from None
                 os.unlink(tmp)
         except BaseException as e:  # error or interrupt: no partial file stays behind
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             if isinstance(e, OSError):  # disk full, permissions, a folder in the way
-                raise SymcostError(f"{param}: cannot write {path[:200]!r} ({e.strerror or e})") \
-                    from None
+                raise SymcostError(f"{param}: cannot write {path[:200]!r} ({e.strerror or e})") from None
             raise
 
 

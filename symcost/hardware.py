@@ -10,6 +10,7 @@ replayed CUDA graph). Inside a sum over decode steps each op's three times are s
 steps before the max (exact while an op stays on one side for every step).
 NB: fp32 matmul runs at the FP32 (non-tensor) rate: torch's default disables TF32 matmul.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,16 +35,17 @@ _GB = (1e-3, 1e6)
 class Hardware:
     name: str
     matmul_tflops: tuple[tuple[str, float], ...]  # dense tensor throughput per dtype, TFLOP/s
-    vector_tflops: float         # FP32 non-tensor throughput, TFLOP/s (1e12)
-    memory_gbps: float           # memory bandwidth, GB/s (1e9 bytes)
-    memory_gb: float             # device memory, GB (1e9 bytes)
+    vector_tflops: float  # FP32 non-tensor throughput, TFLOP/s (1e12)
+    memory_gbps: float  # memory bandwidth, GB/s (1e9 bytes)
+    memory_gb: float  # device memory, GB (1e9 bytes)
     source: str = "user file"
 
     def matmul_flops_per_s(self, dtype: str) -> float:
         rates = dict(self.matmul_tflops)
         if dtype not in rates:
-            raise SymcostError(f"dtype: {dtype!r} has no matmul rate on {self.name}; "
-                               f"allowed: {', '.join(rates)}")
+            raise SymcostError(
+                f"dtype: {dtype!r} has no matmul rate on {self.name}; allowed: {', '.join(rates)}"
+            )
         return rates[dtype] * 1e12
 
     @property
@@ -53,45 +55,52 @@ class Hardware:
 
 def _nv(bf16, fp8, fp32, gbps, gib, source):
     rates = [("bf16", bf16), ("fp16", bf16), ("fp32", fp32)] + ([("fp8", fp8)] if fp8 else [])
-    return tuple(rates), fp32, gbps, round(gib * 2 ** 30 / 1e9, 2), source
+    return tuple(rates), fp32, gbps, round(gib * 2**30 / 1e9, 2), source
 
 
 # Dense figures (datasheets quote "with sparsity" at 2x; those are halved here). Memory: the
 # datasheet's capacity, which is binary (an A100 40GB has 40 GiB), converted to GB (1e9 B).
-HARDWARE = {name: Hardware(name, *spec) for name, spec in {
-    # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1979 / FP8 3958 sparse, FP32 67,
-    # 3.35 TB/s, 80 GB
-    "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, 80, "NVIDIA H100 datasheet (SXM)"),
-    # same datasheet, PCIe: BF16 1513 / FP8 3026 sparse, FP32 51, 2 TB/s, 80 GB
-    "h100-pcie": _nv(756.5, 1513.0, 51.0, 2000.0, 80, "NVIDIA H100 datasheet (PCIe)"),
-    # NVIDIA H200 Tensor Core GPU datasheet, SXM: tensor rates as H100 SXM, 4.8 TB/s, 141 GB
-    "h200": _nv(989.5, 1979.0, 67.0, 4800.0, 141, "NVIDIA H200 datasheet (SXM)"),
-    # NVIDIA H20 product brief: BF16 148 / FP8 296 dense, FP32 44, 4.0 TB/s, 96 GB
-    "h20": _nv(148.0, 296.0, 44.0, 4000.0, 96, "NVIDIA H20 product brief"),
-    # NVIDIA A100 datasheet, 80GB SXM: BF16 312 dense, FP32 19.5, 2,039 GB/s; no FP8
-    "a100-80gb": _nv(312.0, None, 19.5, 2039.0, 80, "NVIDIA A100 datasheet (80GB SXM)"),
-    # same datasheet, 40GB SXM: BF16 312 dense, FP32 19.5, 1,555 GB/s
-    "a100-40gb": _nv(312.0, None, 19.5, 1555.0, 40, "NVIDIA A100 datasheet (40GB SXM)"),
-    # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s,
-    # 48 GB
-    "l40s": _nv(362.05, 733.0, 91.6, 864.0, 48, "NVIDIA L40S datasheet"),
-    # NVIDIA L4 datasheet: BF16 242 / FP8 485 sparse, FP32 30.3, 300 GB/s, 24 GB
-    "l4": _nv(121.0, 242.5, 30.3, 300.0, 24, "NVIDIA L4 datasheet"),
-    # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor (FP32
-    # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s, 24 GB
-    "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, 24, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
-    # NVIDIA HGX B200 datasheet, per GPU: FP16/BF16 4.5 PF sparse (2.25 dense), FP8 9 PF sparse,
-    # 8 TB/s, 1.44 TB per 8 GPUs; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
-    "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, 180, "NVIDIA HGX B200 datasheet, per GPU"),
-    # AMD Instinct MI300X datasheet: FP16/BF16 1307.4 dense, FP8 2614.9 dense, FP32 vector 163.4,
-    # 5.3 TB/s, 192 GB
-    "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, 192, "AMD Instinct MI300X datasheet"),
-}.items()}
+HARDWARE = {
+    name: Hardware(name, *spec)
+    for name, spec in {
+        # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1979 / FP8 3958 sparse, FP32 67,
+        # 3.35 TB/s, 80 GB
+        "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, 80, "NVIDIA H100 datasheet (SXM)"),
+        # same datasheet, PCIe: BF16 1513 / FP8 3026 sparse, FP32 51, 2 TB/s, 80 GB
+        "h100-pcie": _nv(756.5, 1513.0, 51.0, 2000.0, 80, "NVIDIA H100 datasheet (PCIe)"),
+        # NVIDIA H200 Tensor Core GPU datasheet, SXM: tensor rates as H100 SXM, 4.8 TB/s, 141 GB
+        "h200": _nv(989.5, 1979.0, 67.0, 4800.0, 141, "NVIDIA H200 datasheet (SXM)"),
+        # NVIDIA H20 product brief: BF16 148 / FP8 296 dense, FP32 44, 4.0 TB/s, 96 GB
+        "h20": _nv(148.0, 296.0, 44.0, 4000.0, 96, "NVIDIA H20 product brief"),
+        # NVIDIA A100 datasheet, 80GB SXM: BF16 312 dense, FP32 19.5, 2,039 GB/s; no FP8
+        "a100-80gb": _nv(312.0, None, 19.5, 2039.0, 80, "NVIDIA A100 datasheet (80GB SXM)"),
+        # same datasheet, 40GB SXM: BF16 312 dense, FP32 19.5, 1,555 GB/s
+        "a100-40gb": _nv(312.0, None, 19.5, 1555.0, 40, "NVIDIA A100 datasheet (40GB SXM)"),
+        # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s,
+        # 48 GB
+        "l40s": _nv(362.05, 733.0, 91.6, 864.0, 48, "NVIDIA L40S datasheet"),
+        # NVIDIA L4 datasheet: BF16 242 / FP8 485 sparse, FP32 30.3, 300 GB/s, 24 GB
+        "l4": _nv(121.0, 242.5, 30.3, 300.0, 24, "NVIDIA L4 datasheet"),
+        # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor (FP32
+        # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s, 24 GB
+        "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, 24, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
+        # NVIDIA HGX B200 datasheet, per GPU: FP16/BF16 4.5 PF sparse (2.25 dense), FP8 9 PF sparse,
+        # 8 TB/s, 1.44 TB per 8 GPUs; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
+        "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, 180, "NVIDIA HGX B200 datasheet, per GPU"),
+        # AMD Instinct MI300X datasheet: FP16/BF16 1307.4 dense, FP8 2614.9 dense, FP32 vector 163.4,
+        # 5.3 TB/s, 192 GB
+        "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, 192, "AMD Instinct MI300X datasheet"),
+    }.items()
+}
 
 # key -> what it holds, with its unit
-_FILE_KEYS = {"name": "a non-empty string", "matmul_tflops": "{dtype: dense TFLOP/s}",
-              "vector_tflops": "TFLOP/s", "memory_gbps": "GB/s, 1e9 bytes/s",
-              "memory_gb": "GB, 1e9 bytes"}
+_FILE_KEYS = {
+    "name": "a non-empty string",
+    "matmul_tflops": "{dtype: dense TFLOP/s}",
+    "vector_tflops": "TFLOP/s",
+    "memory_gbps": "GB/s, 1e9 bytes/s",
+    "memory_gb": "GB, 1e9 bytes",
+}
 _FILE_MAX_BYTES = 1 << 16  # a hardware file is a few hundred bytes; refuse anything huge
 _KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _FILE_KEYS.items())
 
@@ -117,8 +126,9 @@ def load_hardware(path: str) -> Hardware:
         raise
     except (ValueError, RecursionError) as e:  # bad JSON, integers over 4,300 digits, deep nesting
         where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise SymcostError(f"hardware: cannot read {path[:200]!r} as JSON "
-                           f"({e.__class__.__name__}{where})") from None
+        raise SymcostError(
+            f"hardware: cannot read {path[:200]!r} as JSON ({e.__class__.__name__}{where})"
+        ) from None
     if not isinstance(data, dict):
         raise SymcostError("hardware file: expected a JSON object")
     unknown = sorted(set(data) - set(_FILE_KEYS))
@@ -128,32 +138,43 @@ def load_hardware(path: str) -> Hardware:
         raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
     rates = data["matmul_tflops"]
     if not isinstance(rates, dict):
-        raise SymcostError(f"hardware file: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
-                           "to TFLOP/s")
-    return _checked("hardware file", data["name"], tuple(rates.items()), data["vector_tflops"],
-                    data["memory_gbps"], data["memory_gb"], f"file {path}")
+        raise SymcostError(
+            f"hardware file: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) to TFLOP/s"
+        )
+    return _checked(
+        "hardware file",
+        data["name"],
+        tuple(rates.items()),
+        data["vector_tflops"],
+        data["memory_gbps"],
+        data["memory_gb"],
+        f"file {path}",
+    )
 
 
 def _checked(where: str, name, rates, vector, gbps, gb, source: str) -> Hardware:
     """A Hardware whose every field is in range: a rate outside would make times 0 or infinite."""
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise SymcostError(f"{where}: name must be a non-empty string of at most 100 characters")
-    if not isinstance(rates, tuple) or not rates \
-            or not all(isinstance(r, tuple) and len(r) == 2 for r in rates):
-        raise SymcostError(f"{where}: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) "
-                           "to TFLOP/s")
+    if (
+        not isinstance(rates, tuple)
+        or not rates
+        or not all(isinstance(r, tuple) and len(r) == 2 for r in rates)
+    ):
+        raise SymcostError(f"{where}: matmul_tflops must map dtypes ({', '.join(DTYPE_BYTES)}) to TFLOP/s")
     for dtype, _ in rates:
         if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
-            raise SymcostError(f"{where}: matmul_tflops: unknown dtype {shown(dtype)}; "
-                               f"allowed: {', '.join(DTYPE_BYTES)}")
+            raise SymcostError(
+                f"{where}: matmul_tflops: unknown dtype {shown(dtype)}; allowed: {', '.join(DTYPE_BYTES)}"
+            )
     return Hardware(
         name,
-        tuple((d, check_positive(f"{where}: matmul_tflops.{d}", v, "TFLOP/s", *_TFLOPS))
-              for d, v in rates),
+        tuple((d, check_positive(f"{where}: matmul_tflops.{d}", v, "TFLOP/s", *_TFLOPS)) for d, v in rates),
         check_positive(f"{where}: vector_tflops", vector, "TFLOP/s", *_TFLOPS),
         check_positive(f"{where}: memory_gbps", gbps, "GB/s", *_GBPS),
         check_positive(f"{where}: memory_gb", gb, "GB", *_GB),
-        source)
+        source,
+    )
 
 
 def get_hardware(name_or_path) -> Hardware:
@@ -161,23 +182,31 @@ def get_hardware(name_or_path) -> Hardware:
     (checked as a file would be)."""
     if isinstance(name_or_path, Hardware):
         hw = name_or_path
-        return _checked("hardware", hw.name, hw.matmul_tflops, hw.vector_tflops, hw.memory_gbps,
-                        hw.memory_gb, hw.source)
+        return _checked(
+            "hardware", hw.name, hw.matmul_tflops, hw.vector_tflops, hw.memory_gbps, hw.memory_gb, hw.source
+        )
     if isinstance(name_or_path, str) and name_or_path.endswith(".json"):
         return load_hardware(name_or_path)
     if not isinstance(name_or_path, str) or name_or_path not in HARDWARE:
-        raise SymcostError(f"hardware: {shown(name_or_path)} is not one of "
-                           f"{', '.join(HARDWARE)} or a .json file")
+        raise SymcostError(
+            f"hardware: {shown(name_or_path)} is not one of {', '.join(HARDWARE)} or a .json file"
+        )
     return HARDWARE[name_or_path]
 
 
-def op_times(cost: Cost, hw: Hardware, p: Precision, runtime: Runtime, graph: bool,
-             compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0) -> tuple:
+def op_times(
+    cost: Cost,
+    hw: Hardware,
+    p: Precision,
+    runtime: Runtime,
+    graph: bool,
+    compute_efficiency: float = 1.0,
+    bandwidth_efficiency: float = 1.0,
+) -> tuple:
     """``(compute s, memory s, launch floor s)`` of one op's cost (floats or SymPy); the op
     takes the largest."""
     mm = hw.matmul_flops_per_s(p.dtype) * compute_efficiency
     vec = hw.vector_tflops * 1e12 * compute_efficiency
     bw = hw.memory_gbps * 1e9 * bandwidth_efficiency
     floor = runtime.graph_floor_s if graph else runtime.kernel_floor_s
-    return (2 * cost.macs / mm + cost.vector_flops / vec, cost.io_bytes / bw,
-            cost.kernels * floor)
+    return (2 * cost.macs / mm + cost.vector_flops / vec, cost.io_bytes / bw, cost.kernels * floor)

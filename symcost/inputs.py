@@ -4,6 +4,7 @@ A family declares its inputs; the engine builds arguments, checks, CLI flags and
 them. Bounds live on the input (as tinygrad's ``Variable``): every value a user gives is
 checked against them before any work.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,13 +19,13 @@ __all__ = ["Input"]
 
 @dataclass(frozen=True)
 class Input:
-    name: str               # Python keyword, e.g. "prompt_tokens"
-    symbol: sp.Symbol       # its symbol in closed forms, e.g. P
-    lo: int                 # inclusive bounds
+    name: str  # Python keyword, e.g. "prompt_tokens"
+    symbol: sp.Symbol  # its symbol in closed forms, e.g. P
+    lo: int  # inclusive bounds
     hi: int
-    default: int | None     # None: required wherever a stage reads it
-    unit: str               # e.g. "px", "tokens", "requests"
-    help: str               # one line: what it is
+    default: int | None  # None: required wherever a stage reads it
+    unit: str  # e.g. "px", "tokens", "requests"
+    help: str  # one line: what it is
 
     @property
     def flag(self) -> str:

@@ -21,6 +21,7 @@ NB: "winner fixed inside a region" holds while float error (~1e-16 relative) is 
 ``1/(H*q)`` between a lattice point and a midpoint: :meth:`AspectTiler.codes` refuses sides
 where ``max(W*q, H*p)`` reaches 2**52 (far beyond any image a model takes).
 """
+
 from __future__ import annotations
 
 import threading
@@ -42,11 +43,11 @@ __all__ = ["Layout", "AspectTiler", "FixedLayout", "by_tile_count"]
 
 
 class Layout(Protocol):
-    inputs: tuple[Input, ...]          # the inputs it reads
-    outputs: tuple[sp.Symbol, ...]     # the symbols it sets
+    inputs: tuple[Input, ...]  # the inputs it reads
+    outputs: tuple[sp.Symbol, ...]  # the symbols it sets
 
     @property
-    def outcomes(self) -> np.ndarray: ...            # int64 [code, output]
+    def outcomes(self) -> np.ndarray: ...  # int64 [code, output]
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray: ...  # intp per point
 
@@ -69,6 +70,7 @@ def by_tile_count(candidates: Sequence[tuple[int, int]]) -> tuple[tuple[int, int
 @dataclass(frozen=True)
 class FixedLayout:
     """One outcome for every input (a mode without tiles)."""
+
     inputs: tuple[Input, ...]
     outputs: tuple[sp.Symbol, ...]
     values: tuple[int, ...]
@@ -104,13 +106,14 @@ class FixedLayout:
 class AspectTiler:
     """The nearest-aspect-ratio tiler (see the module docstring) over inputs ``(width, height)``
     setting outputs ``(cols, rows)``."""
+
     inputs: tuple[Input, Input]
     outputs: tuple[sp.Symbol, sp.Symbol]
-    candidates: tuple[tuple[int, int], ...]    # (cols, rows) in walk order
-    tile: int                                  # tile side, px
-    shortcut: Callable                         # (w, h) -> true where no tiles (SymPy, NumPy, int)
-    shortcut_text: str                         # the shortcut in words, e.g. "max(W, H) <= S"
-    tie_tile: int | None = None                # side in the area tie-break (default: tile)
+    candidates: tuple[tuple[int, int], ...]  # (cols, rows) in walk order
+    tile: int  # tile side, px
+    shortcut: Callable  # (w, h) -> true where no tiles (SymPy, NumPy, int)
+    shortcut_text: str  # the shortcut in words, e.g. "max(W, H) <= S"
+    tie_tile: int | None = None  # side in the area tie-break (default: tile)
 
     def __post_init__(self):
         if not self.candidates or any(i < 1 or j < 1 for i, j in self.candidates):
@@ -193,9 +196,11 @@ class AspectTiler:
 
     def describe(self) -> str:
         counts = sorted({i * j for i, j in self.candidates})
-        return (f"tile {self.tile}px, {counts[0]} <= {self.outputs[0]}*{self.outputs[1]} <= "
-                f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
-                f"above {self._tie}^2*i*j/2 px")
+        return (
+            f"tile {self.tile}px, {counts[0]} <= {self.outputs[0]}*{self.outputs[1]} <= "
+            f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
+            f"above {self._tie}^2*i*j/2 px"
+        )
 
     def breaks(self, a: int, b: int, k_max: int) -> list[int]:
         """Scales k after which the grid of ``(a*k, b*k)`` may change, for k in [1, k_max].
@@ -232,34 +237,38 @@ class AspectTiler:
         gap = min((b - a for a, b in zip(mids, mids[1:])), default=Fraction(1))
         scale = 2.0 ** ceil(log2(2 / gap))
         n_bins = int(float(mids[-1]) * scale) + 2 if mids else 1
-        mid = np.full(n_bins, np.inf)           # the bin's midpoint (inf: none)
+        mid = np.full(n_bins, np.inf)  # the bin's midpoint (inf: none)
         base = np.zeros(n_bins, dtype=np.intp)  # 2 x the midpoints in lower bins
         for m in map(float, mids):
             mid[int(m * scale)] = m
-            base[int(m * scale) + 1:] += 2
+            base[int(m * scale) + 1 :] += 2
         # row base[b] + (x >= m_b) + (x > m_b): 2k on the open region k, 2k+1 on the ray of
         # midpoint k
-        rows = [self.table[r // 2] if r % 2 == 0 else self.table[n_mid + 1 + r // 2]
-                for r in range(2 * n_mid + 1)]
+        rows = [
+            self.table[r // 2] if r % 2 == 0 else self.table[n_mid + 1 + r // 2] for r in range(2 * n_mid + 1)
+        ]
         # area bin from u = (k*area - 1) // (k*tie**2/2), k (area_mul) 1 for an even tie, else
         # 2: area > tie**2*n/2 <=> n <= u; by_u holds bin * len(rows), so code = lut[by_u[u] + row]
         area_mul = 1 if self._tie % 2 == 0 else 2
         sizes = sorted({i * j for i, j in self.candidates})
-        by_u = np.array([len(rows) * sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)],
-                        dtype=np.intp)
-        lut = np.array([[index[row[u]] for row in rows] for u in range(len(rows[0]))],
-                       dtype=np.intp)
+        by_u = np.array([len(rows) * sum(n <= u for n in sizes) for u in range(sizes[-1] + 1)], dtype=np.intp)
+        lut = np.array([[index[row[u]] for row in rows] for u in range(len(rows[0]))], dtype=np.intp)
         return SimpleNamespace(
-            scale=scale, mid=mid, base=base, by_u=by_u, lut=lut.reshape(-1), area_mul=area_mul,
+            scale=scale,
+            mid=mid,
+            base=base,
+            by_u=by_u,
+            lut=lut.reshape(-1),
+            area_mul=area_mul,
             area_div=area_mul * self._tie * self._tie // 2,
             p_max=max((m.numerator for m in mids), default=1),
-            q_max=max((m.denominator for m in mids), default=1))
+            q_max=max((m.denominator for m in mids), default=1),
+        )
 
     def codes(self, width, height, out: np.ndarray | None = None) -> np.ndarray:
         """Index into :attr:`outcomes` of each point's grid (intp), exact; written into ``out``
         (intp, the points' shape) when given."""
-        w, h = np.broadcast_arrays(np.asarray(width, dtype=np.int64),
-                                   np.asarray(height, dtype=np.int64))
+        w, h = np.broadcast_arrays(np.asarray(width, dtype=np.int64), np.asarray(height, dtype=np.int64))
         code = np.empty(w.shape, dtype=np.intp) if out is None else out
         if not code.flags.c_contiguous:  # written through a flat view
             raise ValueError("codes: out must be C-contiguous")
@@ -267,12 +276,14 @@ class AspectTiler:
             return code
         a = self._arrays
         w_max, h_max = int(w.max()), int(h.max())
-        if w_max * a.q_max >= 2 ** 52 or h_max * a.p_max >= 2 ** 52:
-            raise SymcostError(f"image sides up to {w_max} x {h_max} are too large for the exact "
-                               "float comparison of the tile rule")
+        if w_max * a.q_max >= 2**52 or h_max * a.p_max >= 2**52:
+            raise SymcostError(
+                f"image sides up to {w_max} x {h_max} are too large for the exact "
+                "float comparison of the tile rule"
+            )
         w, h, flat = w.reshape(-1), h.reshape(-1), code.reshape(-1)
         for s in range(0, w.size, BLOCK):
-            self._codes(w[s:s + BLOCK], h[s:s + BLOCK], flat[s:s + BLOCK])
+            self._codes(w[s : s + BLOCK], h[s : s + BLOCK], flat[s : s + BLOCK])
         return code
 
     def _codes(self, w: np.ndarray, h: np.ndarray, out: np.ndarray) -> None:
@@ -310,6 +321,7 @@ def _scratch(n: int) -> list[np.ndarray]:
     """This thread's work arrays for :meth:`AspectTiler._codes`, cut to ``n`` points: float64
     ratio and midpoint, intp bin, row and area, bool comparisons."""
     if not hasattr(_SCRATCH, "arrays"):
-        _SCRATCH.arrays = [np.empty(BLOCK, dtype=t) for t in
-                           (np.float64, np.float64, np.intp, np.intp, np.int64, bool, bool)]
+        _SCRATCH.arrays = [
+            np.empty(BLOCK, dtype=t) for t in (np.float64, np.float64, np.intp, np.intp, np.int64, bool, bool)
+        ]
     return [x[:n] for x in _SCRATCH.arrays]

@@ -17,6 +17,7 @@
 With hardware: ``time_s`` (see :mod:`symcost.hardware`) and a stage's own latencies
 (e.g. ``ttft_s``, ``tpot_s``).
 """
+
 from __future__ import annotations
 
 from .errors import SymcostError
@@ -48,6 +49,5 @@ def check_metric(metric, allowed=tuple(METRICS)) -> str:
 
 def check_metrics(metrics) -> tuple[str, ...]:
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-        raise SymcostError(f"metrics: {str(metrics)[:40]!r} is not a list of names from "
-                           f"{', '.join(METRICS)}")
+        raise SymcostError(f"metrics: {str(metrics)[:40]!r} is not a list of names from {', '.join(METRICS)}")
     return tuple(dict.fromkeys(check_metric(m) for m in metrics))

@@ -4,6 +4,7 @@ A family (see ``derivations/``) builds a :class:`Model` for chosen options; ever
 asks of it -- formulas, breakdowns, compiled functions, single evaluations -- is answered here,
 generically, from the family's declaration.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -36,14 +37,14 @@ BREAKDOWNS = ("component", "kind")
 @dataclass(eq=False)
 class Model:
     family: Family
-    options: Mapping[str, object]            # every option as resolved (defaults filled in)
-    layout: Layout                           # image inputs -> layout symbols (e.g. tile grid)
-    named: Mapping[sp.Symbol, Callable]      # name -> definition(v) in inputs and earlier names
+    options: Mapping[str, object]  # every option as resolved (defaults filled in)
+    layout: Layout  # image inputs -> layout symbols (e.g. tile grid)
+    named: Mapping[sp.Symbol, Callable]  # name -> definition(v) in inputs and earlier names
     stages: Mapping[str, Stage]
-    weights: Callable[[], Node]              # one pass over every module, for parameter counts
-    kv_elems_per_token: int                  # KV-cache elements per cached token (all layers)
+    weights: Callable[[], Node]  # one pass over every module, for parameter counts
+    kv_elems_per_token: int  # KV-cache elements per cached token (all layers)
     runtime: Runtime
-    settings: tuple[tuple[str, str], ...]    # what this configuration is, for headers
+    settings: tuple[tuple[str, str], ...]  # what this configuration is, for headers
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _memo(self, key, make):
@@ -73,8 +74,9 @@ class Model:
     @property
     def definitions(self) -> dict[sp.Symbol, sp.Expr]:
         """Each named quantity's definition in symbols (may use earlier names)."""
-        return self._memo("definitions", lambda: {s: sp.sympify(fn(self.symbols()))
-                                                  for s, fn in self.named.items()})
+        return self._memo(
+            "definitions", lambda: {s: sp.sympify(fn(self.symbols())) for s, fn in self.named.items()}
+        )
 
     def expand(self, expr):
         """Replace named quantities by their definitions (latest first, so chains resolve)."""
@@ -107,8 +109,9 @@ class Model:
         if image:
             avail |= set(self.layout.outputs)
         # a constant (e.g. no tiles in this mode) belongs to the image's stages only
-        return {k: e for k, e in self.quantities.items()
-                if e.free_symbols <= avail and (e.free_symbols or image)}
+        return {
+            k: e for k, e in self.quantities.items() if e.free_symbols <= avail and (e.free_symbols or image)
+        }
 
     def check_inputs(self, stage: str, given: Mapping[str, object], arrays: bool = False) -> dict:
         """The stage's inputs from ``given`` (checked against their bounds) and defaults; an
@@ -118,8 +121,9 @@ class Model:
             inp = self.family.input(name)
             if inp not in self.stage_inputs(stage):
                 readers = [s for s in self.stages if name in self.stages[s].inputs]
-                raise SymcostError(f"{name}: stage {stage} does not read it (stages that do: "
-                                   f"{', '.join(readers) or 'none'})")
+                raise SymcostError(
+                    f"{name}: stage {stage} does not read it (stages that do: {', '.join(readers) or 'none'})"
+                )
         out: dict = {}
         for inp in self.stage_inputs(stage):
             if inp.name in given:
@@ -172,8 +176,13 @@ class Model:
             "io_bytes": cost.io_bytes,
         }
 
-    def expressions(self, stage: str = "vision", convention: str = "torch", dtype: str = "bf16",
-                    kv_dtype: str | None = None) -> dict[str, sp.Expr]:
+    def expressions(
+        self,
+        stage: str = "vision",
+        convention: str = "torch",
+        dtype: str = "bf16",
+        kv_dtype: str | None = None,
+    ) -> dict[str, sp.Expr]:
         """All integer metrics of a stage as closed forms in layout and input symbols, plus
         ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
         prec = precision(dtype, kv_dtype)
@@ -185,12 +194,24 @@ class Model:
             out = self._metrics(cost, stage, convention, prec, self.symbols())
             out["work"] = 2 * cost.macs + cost.vector_flops
             return {m: self.expand(e) for m, e in out.items()}
+
         return self._memo(key, make)
 
-    def formula(self, stage: str = "vision", metric: str = "flops", convention: str = "torch", *,
-                by: str | None = None, named: bool = False, image: bool = False,
-                dtype: str = "bf16", kv_dtype: str | None = None, hardware=None,
-                compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0):
+    def formula(
+        self,
+        stage: str = "vision",
+        metric: str = "flops",
+        convention: str = "torch",
+        *,
+        by: str | None = None,
+        named: bool = False,
+        image: bool = False,
+        dtype: str = "bf16",
+        kv_dtype: str | None = None,
+        hardware=None,
+        compute_efficiency: float = 1.0,
+        bandwidth_efficiency: float = 1.0,
+    ):
         """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` or per
         ``"kind"``.
 
@@ -210,22 +231,30 @@ class Model:
                 raise SymcostError("hardware: time_s needs a hardware preset or file")
             if by is not None:
                 raise SymcostError(f"by: time_s has no per-{by} breakdown")
-            total = self.time_expressions(stage, hardware, dtype, kv_dtype, compute_efficiency,
-                                          bandwidth_efficiency, named=True)["time_s"]
+            total = self.time_expressions(
+                stage, hardware, dtype, kv_dtype, compute_efficiency, bandwidth_efficiency, named=True
+            )["time_s"]
             return self._finish(total, named, image)
         if hardware is not None:
             raise SymcostError(f"hardware: applies to metric time_s only, not {metric}")
         if by is None:
             cost = self.tree(stage, dtype, kv_dtype).cost
-            return self._finish(self._metrics(cost, stage, convention, prec, self.symbols())[metric],
-                                named, image)
+            return self._finish(
+                self._metrics(cost, stage, convention, prec, self.symbols())[metric], named, image
+            )
         if metric in ("params", "weight_bytes", "kv_bytes", "memory_bytes"):
-            raise SymcostError(f"metric: {shown(metric)} has no per-{by} breakdown; "
-                               "use parameters() for per-module parameters")
+            raise SymcostError(
+                f"metric: {shown(metric)} has no per-{by} breakdown; "
+                "use parameters() for per-module parameters"
+            )
         tree = self.tree(stage, dtype, kv_dtype)
         costs = tree.components() if by == "component" else tree.by_kind()
-        names = {"flops": lambda c: get_convention(convention).flops(c), "macs": lambda c: c.macs,
-                 "activation_bytes": lambda c: c.peak_bytes, "io_bytes": lambda c: c.io_bytes}
+        names = {
+            "flops": lambda c: get_convention(convention).flops(c),
+            "macs": lambda c: c.macs,
+            "activation_bytes": lambda c: c.peak_bytes,
+            "io_bytes": lambda c: c.io_bytes,
+        }
         return {name: self._finish(names[metric](c), named, image) for name, c in costs.items()}
 
     def _finish(self, expr, named: bool, image: bool):
@@ -238,8 +267,9 @@ class Model:
         # the rule's Piecewise into the expression's own branches would explode)
         branches: list = []
         for cond, values in self.layout.pieces:
-            value = tidy(expr.xreplace(dict(zip(self.layout.outputs, map(sp.Integer, values)))),
-                         self._collect_by())
+            value = tidy(
+                expr.xreplace(dict(zip(self.layout.outputs, map(sp.Integer, values)))), self._collect_by()
+            )
             if branches and branches[-1][0] == value:  # neighbours that agree share a branch
                 branches[-1] = (value, sp.Or(branches[-1][1], cond))
             else:
@@ -253,25 +283,42 @@ class Model:
         return (self.family.input(serving.batch).symbol,) if serving else ()
 
     # -- time -----------------------------------------------------------------------------
-    def _times(self, tree: Node, stage: str, hw: Hardware, prec: Precision, ce: float, be: float,
-               v, shares: bool = False) -> dict:
+    def _times(
+        self,
+        tree: Node,
+        stage: str,
+        hw: Hardware,
+        prec: Precision,
+        ce: float,
+        be: float,
+        v,
+        shares: bool = False,
+    ) -> dict:
         """``time_s`` and the stage's own latencies; with ``shares`` (numeric trees only) also the
         time of ops bound by compute, memory and launches, and the stage's ``bound``."""
         spec = self.stage(stage)
-        ops = [(path, op_times(c, hw, prec, self.runtime, graph, ce, be))
-               for path, c, graph in tree.leaves()]
+        ops = [(path, op_times(c, hw, prec, self.runtime, graph, ce, be)) for path, c, graph in tree.leaves()]
         zero = 0.0 if shares else sp.Integer(0)
 
         def seconds(under=None):
-            return sum((smax(smax(*t[:2]), t[2]) for path, t in ops
-                        if under is None or path == under or path.startswith(under + ".")), zero)
+            return sum(
+                (
+                    smax(smax(*t[:2]), t[2])
+                    for path, t in ops
+                    if under is None or path == under or path.startswith(under + ".")
+                ),
+                zero,
+            )
 
         out = {"time_s": seconds()}
         for timing in spec.timings:
             total = sum((seconds(f"{tree.name}.{p}") for p in timing.paths), zero)
             per = timing.per(v) if timing.per else 1
-            out[timing.name] = where(sp.sympify(per) >= 1, total / per, 0) \
-                if isinstance(per, sp.Basic) else (total / per if per >= 1 else 0.0)
+            out[timing.name] = (
+                where(sp.sympify(per) >= 1, total / per, 0)
+                if isinstance(per, sp.Basic)
+                else (total / per if per >= 1 else 0.0)
+            )
         if shares:
             parts = dict.fromkeys(("compute", "memory", "launch"), 0.0)
             for _, t in ops:
@@ -281,8 +328,16 @@ class Model:
             out["bound"] = max(parts, key=lambda k: parts[k])
         return out
 
-    def time_expressions(self, stage, hardware, dtype="bf16", kv_dtype=None,
-                         compute_efficiency=1.0, bandwidth_efficiency=1.0, named=False) -> dict:
+    def time_expressions(
+        self,
+        stage,
+        hardware,
+        dtype="bf16",
+        kv_dtype=None,
+        compute_efficiency=1.0,
+        bandwidth_efficiency=1.0,
+        named=False,
+    ) -> dict:
         """Times as closed forms (see :mod:`symcost.hardware` for the model)."""
         hw = get_hardware(hardware)
         ce = check_fraction("compute_efficiency", compute_efficiency)
@@ -294,6 +349,7 @@ class Model:
             tree = self.tree(stage, dtype, kv_dtype)
             times = self._times(tree, stage, hw, prec, ce, be, self.symbols())
             return {k: (sp.sympify(e) if named else self.expand(e)) for k, e in times.items()}
+
         return self._memo(key, make)
 
     # -- layout ---------------------------------------------------------------------------
@@ -303,8 +359,10 @@ class Model:
     def tile_grid(self, *arrays) -> tuple[np.ndarray, ...]:
         """The layout's outputs (e.g. ``(w_tiles, h_tiles)``) as int64 arrays for its input arrays."""
         if len(arrays) != len(self.layout.inputs):
-            raise SymcostError(f"tile_grid: expected {len(self.layout.inputs)} arrays "
-                               f"({', '.join(i.name for i in self.layout.inputs)}), got {len(arrays)}")
+            raise SymcostError(
+                f"tile_grid: expected {len(self.layout.inputs)} arrays "
+                f"({', '.join(i.name for i in self.layout.inputs)}), got {len(arrays)}"
+            )
         checked = [i.check_array(a) for i, a in zip(self.layout.inputs, arrays)]
         check_shapes(**{i.name: a for i, a in zip(self.layout.inputs, checked)})
         grid = self.layout.outcomes[self.layout.codes(*np.broadcast_arrays(*checked))]
@@ -320,14 +378,24 @@ class Model:
             stage = args.pop()
         image = self.family.image or ()
         if len(args) > len(image):
-            raise SymcostError(f"expected at most {len(image)} positional values "
-                               f"({', '.join(image)}) and a stage, got {len(args)}")
+            raise SymcostError(
+                f"expected at most {len(image)} positional values "
+                f"({', '.join(image)}) and a stage, got {len(args)}"
+            )
         return stage or self.family.default_stage, dict(zip(image, args))
 
-    def evaluate(self, *args, stage: str | None = None, convention: str = "torch",
-                 dtype: str = "bf16", kv_dtype: str | None = None, hardware=None,
-                 compute_efficiency: float = 1.0, bandwidth_efficiency: float = 1.0,
-                 **inputs) -> dict:
+    def evaluate(
+        self,
+        *args,
+        stage: str | None = None,
+        convention: str = "torch",
+        dtype: str = "bf16",
+        kv_dtype: str | None = None,
+        hardware=None,
+        compute_efficiency: float = 1.0,
+        bandwidth_efficiency: float = 1.0,
+        **inputs,
+    ) -> dict:
         """The numeric model at one point, ``evaluate(*image, stage, **inputs)`` (image values in the
         family's ``image`` order, e.g. width and height): the cost tree built from plain ints.
 
@@ -362,10 +430,18 @@ class Model:
             out.update({k: (t if isinstance(t, str) else float(t)) for k, t in times.items()})
         return out
 
-    def compile(self, stage: str = "vision", metrics=("flops",), convention: str = "torch",
-                dtype: str = "bf16", kv_dtype: str | None = None, components: bool = False,
-                hardware=None, compute_efficiency: float = 1.0,
-                bandwidth_efficiency: float = 1.0):
+    def compile(
+        self,
+        stage: str = "vision",
+        metrics=("flops",),
+        convention: str = "torch",
+        dtype: str = "bf16",
+        kv_dtype: str | None = None,
+        components: bool = False,
+        hardware=None,
+        compute_efficiency: float = 1.0,
+        bandwidth_efficiency: float = 1.0,
+    ):
         """A vectorised evaluator of the given metrics (and the stage's quantities); ``time_s``
         (and the stage's latencies) need ``hardware``."""
         from .evaluator import Evaluator
@@ -384,5 +460,6 @@ class Model:
         if hw is None and (ce != 1.0 or be != 1.0):
             raise SymcostError("compute_efficiency/bandwidth_efficiency: apply only with hardware")
         key = ("compile", stage, metrics, convention, prec, components, hw, ce, be)
-        return self._memo(key, lambda: Evaluator(self, stage, metrics, convention, prec,
-                                                 components, hw, ce, be))
+        return self._memo(
+            key, lambda: Evaluator(self, stage, metrics, convention, prec, components, hw, ce, be)
+        )

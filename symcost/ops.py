@@ -13,6 +13,7 @@ counts the reads and writes of its intermediates.
 NB: liveness: ``peak_bytes`` is what the op allocates at its busiest moment (its output
 included), ``out_bytes`` what it leaves for the next op.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,22 +25,22 @@ from .cost import Cost, Count
 from .dtypes import FP32_BYTES, current
 from .errors import SymcostError
 
-__all__ = ["OPS", "register", "fvcore_einsum", "expected_distinct", "ACTIVATION_FLOPS",
-           "get_op"]
+__all__ = ["OPS", "register", "fvcore_einsum", "expected_distinct", "ACTIVATION_FLOPS", "get_op"]
 
 OPS: dict[str, Callable[..., Cost]] = {}
 
-ACTIVATION_FLOPS = {"gelu": 8, "silu": 4, "quick_gelu": 4, "add": 1, "mul": 1, "rope": 3,
-                    "copy": 0}
+ACTIVATION_FLOPS = {"gelu": 8, "silu": 4, "quick_gelu": 4, "add": 1, "mul": 1, "rope": 3, "copy": 0}
 
 
 def register(kind: str):
     """Register a formula under ``kind`` (one formula per kind)."""
+
     def deco(fn):
         if kind in OPS:
             raise ValueError(f"op kind {kind!r} registered twice")
         OPS[kind] = fn
         return fn
+
     return deco
 
 
@@ -113,10 +114,16 @@ def linear(tokens, d_in, d_out, bias=True, tied=False) -> Cost:
     """``y = x W^T (+ b)`` on ``tokens`` rows; ``tied``: the weight is owned elsewhere (params 0)."""
     p = current()
     weights = d_in * d_out + (d_out if bias else 0)
-    return Cost(mm_macs=tokens * d_in * d_out, vector_flops=tokens * d_out if bias else 0,
-                params=0 if tied else weights, weight_read_bytes=weights * p.weight,
-                act_read_bytes=tokens * d_in * p.act, act_write_bytes=tokens * d_out * p.act,
-                kernels=1, **_out(tokens * d_out, p.act))
+    return Cost(
+        mm_macs=tokens * d_in * d_out,
+        vector_flops=tokens * d_out if bias else 0,
+        params=0 if tied else weights,
+        weight_read_bytes=weights * p.weight,
+        act_read_bytes=tokens * d_in * p.act,
+        act_write_bytes=tokens * d_out * p.act,
+        kernels=1,
+        **_out(tokens * d_out, p.act),
+    )
 
 
 @register("conv2d")
@@ -125,10 +132,16 @@ def conv2d(batch, c_in, c_out, kernel, in_hw, out_hw, bias=False) -> Cost:
     p = current()
     weights = c_out * c_in * kernel * kernel + (c_out if bias else 0)
     out = batch * out_hw * out_hw * c_out
-    return Cost(conv_macs=out * c_in * kernel * kernel, vector_flops=out if bias else 0,
-                params=weights, weight_read_bytes=weights * p.weight,
-                act_read_bytes=batch * in_hw * in_hw * c_in * p.act, act_write_bytes=out * p.act,
-                kernels=1, **_out(out, p.act))
+    return Cost(
+        conv_macs=out * c_in * kernel * kernel,
+        vector_flops=out if bias else 0,
+        params=weights,
+        weight_read_bytes=weights * p.weight,
+        act_read_bytes=batch * in_hw * in_hw * c_in * p.act,
+        act_write_bytes=out * p.act,
+        kernels=1,
+        **_out(out, p.act),
+    )
 
 
 @register("layer_norm")
@@ -139,12 +152,26 @@ def layer_norm(tokens, dim, aten=True) -> Cost:
     p = current()
     e = tokens * dim
     if aten:
-        return Cost(ln_elems=e, vector_flops=5 * e, params=2 * dim, weight_read_bytes=2 * dim * p.weight,
-                    act_read_bytes=e * p.act, act_write_bytes=e * p.act, kernels=1,
-                    **_out(e, p.act))
-    return Cost(vector_flops=5 * e, params=2 * dim, weight_read_bytes=2 * dim * p.weight,
-                act_read_bytes=8 * e * p.act, act_write_bytes=5 * e * p.act, kernels=10,
-                out_bytes=e * p.act, peak_bytes=2 * e * p.act)
+        return Cost(
+            ln_elems=e,
+            vector_flops=5 * e,
+            params=2 * dim,
+            weight_read_bytes=2 * dim * p.weight,
+            act_read_bytes=e * p.act,
+            act_write_bytes=e * p.act,
+            kernels=1,
+            **_out(e, p.act),
+        )
+    return Cost(
+        vector_flops=5 * e,
+        params=2 * dim,
+        weight_read_bytes=2 * dim * p.weight,
+        act_read_bytes=8 * e * p.act,
+        act_write_bytes=5 * e * p.act,
+        kernels=10,
+        out_bytes=e * p.act,
+        peak_bytes=2 * e * p.act,
+    )
 
 
 @register("rms_norm")
@@ -155,23 +182,39 @@ def rms_norm(tokens, dim, fused=False) -> Cost:
     p = current()
     e = tokens * dim
     if fused:
-        return Cost(vector_flops=4 * e, params=dim, weight_read_bytes=dim * p.weight,
-                    act_read_bytes=e * p.act, act_write_bytes=e * p.act, kernels=1,
-                    **_out(e, p.act))
+        return Cost(
+            vector_flops=4 * e,
+            params=dim,
+            weight_read_bytes=dim * p.weight,
+            act_read_bytes=e * p.act,
+            act_write_bytes=e * p.act,
+            kernels=1,
+            **_out(e, p.act),
+        )
     casts = 2 * p.act * e if p.act != FP32_BYTES else 0
-    return Cost(vector_flops=4 * e, params=dim, weight_read_bytes=dim * p.weight,
-                act_read_bytes=4 * FP32_BYTES * e + casts,
-                act_write_bytes=3 * FP32_BYTES * e + casts,
-                kernels=6 + (2 if casts else 0),
-                out_bytes=e * p.act, peak_bytes=2 * FP32_BYTES * e)
+    return Cost(
+        vector_flops=4 * e,
+        params=dim,
+        weight_read_bytes=dim * p.weight,
+        act_read_bytes=4 * FP32_BYTES * e + casts,
+        act_write_bytes=3 * FP32_BYTES * e + casts,
+        kernels=6 + (2 if casts else 0),
+        out_bytes=e * p.act,
+        peak_bytes=2 * FP32_BYTES * e,
+    )
 
 
 @register("elementwise")
 def elementwise(elems, fn="add", n_inputs=1) -> Cost:
     """``fn`` over ``elems`` outputs reading ``n_inputs`` tensors of that size (one kernel)."""
     p = current()
-    return Cost(vector_flops=ACTIVATION_FLOPS[fn] * elems, act_read_bytes=n_inputs * elems * p.act,
-                act_write_bytes=elems * p.act, kernels=1, **_out(elems, p.act))
+    return Cost(
+        vector_flops=ACTIVATION_FLOPS[fn] * elems,
+        act_read_bytes=n_inputs * elems * p.act,
+        act_write_bytes=elems * p.act,
+        kernels=1,
+        **_out(elems, p.act),
+    )
 
 
 @register("cast")
@@ -180,23 +223,34 @@ def cast(elems, to_bytes=FP32_BYTES) -> Cost:
     p = current()
     if p.act == to_bytes:
         return Cost()
-    return Cost(act_read_bytes=elems * p.act, act_write_bytes=elems * to_bytes, kernels=1,
-                **_out(elems, to_bytes))
+    return Cost(
+        act_read_bytes=elems * p.act, act_write_bytes=elems * to_bytes, kernels=1, **_out(elems, to_bytes)
+    )
 
 
 @register("bmm")
 def bmm(batch, m, k, n) -> Cost:
     """``[batch, m, k] @ [batch, k, n]``."""
     p = current()
-    return Cost(mm_macs=batch * m * k * n, act_read_bytes=batch * (m * k + k * n) * p.act,
-                act_write_bytes=batch * m * n * p.act, kernels=1, **_out(batch * m * n, p.act))
+    return Cost(
+        mm_macs=batch * m * k * n,
+        act_read_bytes=batch * (m * k + k * n) * p.act,
+        act_write_bytes=batch * m * n * p.act,
+        kernels=1,
+        **_out(batch * m * n, p.act),
+    )
 
 
 @register("softmax")
 def softmax(elems) -> Cost:
     p = current()
-    return Cost(vector_flops=5 * elems, act_read_bytes=elems * p.act,
-                act_write_bytes=elems * p.act, kernels=1, **_out(elems, p.act))
+    return Cost(
+        vector_flops=5 * elems,
+        act_read_bytes=elems * p.act,
+        act_write_bytes=elems * p.act,
+        kernels=1,
+        **_out(elems, p.act),
+    )
 
 
 @register("einsum")
@@ -208,8 +262,14 @@ def einsum(out_elems, contracted, operand_elems) -> Cost:
     p = current()
     macs = out_elems * contracted
     rounded = _sig4_halved(2 * macs) if isinstance(macs, int) else fvcore_einsum(macs)
-    return Cost(einsum_macs=macs, einsum_fvcore=rounded, act_read_bytes=operand_elems * p.act,
-                act_write_bytes=out_elems * p.act, kernels=1, **_out(out_elems, p.act))
+    return Cost(
+        einsum_macs=macs,
+        einsum_fvcore=rounded,
+        act_read_bytes=operand_elems * p.act,
+        act_write_bytes=out_elems * p.act,
+        kernels=1,
+        **_out(out_elems, p.act),
+    )
 
 
 @register("moe_linear")
@@ -220,10 +280,15 @@ def moe_linear(tokens, d_in, d_out, experts, experts_read) -> Cost:
     each.
     """
     p = current()
-    return Cost(mm_macs=tokens * d_in * d_out, params=experts * d_in * d_out,
-                weight_read_bytes=experts_read * d_in * d_out * p.weight,
-                act_read_bytes=tokens * d_in * p.act, act_write_bytes=tokens * d_out * p.act,
-                kernels=experts_read, **_out(tokens * d_out, p.act))
+    return Cost(
+        mm_macs=tokens * d_in * d_out,
+        params=experts * d_in * d_out,
+        weight_read_bytes=experts_read * d_in * d_out * p.weight,
+        act_read_bytes=tokens * d_in * p.act,
+        act_write_bytes=tokens * d_out * p.act,
+        kernels=experts_read,
+        **_out(tokens * d_out, p.act),
+    )
 
 
 @register("attention")
@@ -247,27 +312,38 @@ def attention(batch, heads, kv_heads, s_q, s_k, d, fused=False) -> Cost:
     gqa = kv_heads != heads and not fused
     expand = 2 * batch * heads * s_k * d * p.act if gqa else 0
     macs = 2 * scores * d
-    return Cost(mm_macs=0 if fused else macs, sdpa_macs=macs if fused else 0,
-                vector_flops=7 * scores,  # scale, mask add, softmax
-                act_read_bytes=q_or_out * p.act + per_score * scores + mask + expand,
-                act_write_bytes=q_or_out * p.act + per_score * scores + expand,
-                kv_read_bytes=cached * p.kv,
-                kernels=1 if fused else 6 + (2 if gqa else 0),
-                out_bytes=q_or_out * p.act,
-                peak_bytes=q_or_out * p.act + (0 if fused else (p.act + FP32_BYTES) * scores)
-                + expand)
+    return Cost(
+        mm_macs=0 if fused else macs,
+        sdpa_macs=macs if fused else 0,
+        vector_flops=7 * scores,  # scale, mask add, softmax
+        act_read_bytes=q_or_out * p.act + per_score * scores + mask + expand,
+        act_write_bytes=q_or_out * p.act + per_score * scores + expand,
+        kv_read_bytes=cached * p.kv,
+        kernels=1 if fused else 6 + (2 if gqa else 0),
+        out_bytes=q_or_out * p.act,
+        peak_bytes=q_or_out * p.act + (0 if fused else (p.act + FP32_BYTES) * scores) + expand,
+    )
 
 
 @register("sdpa")
 def sdpa(batch_heads, s_q, s_k, d_qk, d_v, mask_elems=0) -> Cost:
     """Fused attention ``softmax(QK^T/sqrt(d) + mask) V`` on activations; scores never written."""
     p = current()
-    q, k, v, out = (batch_heads * s_q * d_qk, batch_heads * s_k * d_qk,
-                    batch_heads * s_k * d_v, batch_heads * s_q * d_v)
+    q, k, v, out = (
+        batch_heads * s_q * d_qk,
+        batch_heads * s_k * d_qk,
+        batch_heads * s_k * d_v,
+        batch_heads * s_q * d_v,
+    )
     scores = batch_heads * s_q * s_k
-    return Cost(sdpa_macs=scores * (d_qk + d_v), vector_flops=6 * scores,  # scale + softmax
-                act_read_bytes=(q + k + v + mask_elems) * p.act, act_write_bytes=out * p.act,
-                kernels=1, **_out(out, p.act))
+    return Cost(
+        sdpa_macs=scores * (d_qk + d_v),
+        vector_flops=6 * scores,  # scale + softmax
+        act_read_bytes=(q + k + v + mask_elems) * p.act,
+        act_write_bytes=out * p.act,
+        kernels=1,
+        **_out(out, p.act),
+    )
 
 
 @register("kv_cache")
@@ -282,19 +358,34 @@ def kv_cache(batch, kv_heads, d, new, cached, concat=True) -> Cost:
     row = batch * kv_heads * d  # one token of K (or V), all sequences
     grown = 2 * new * row * p.kv
     if not concat:
-        return Cost(act_read_bytes=2 * new * row * p.act, kv_write_bytes=grown, kernels=1,
-                    peak_bytes=grown, retained_bytes=grown)
-    return Cost(act_read_bytes=2 * new * row * p.act, kv_read_bytes=2 * cached * row * p.kv,
-                kv_write_bytes=2 * (cached + new) * row * p.kv, kernels=2,
-                peak_bytes=(cached + 2 * new) * row * p.kv, retained_bytes=grown)
+        return Cost(
+            act_read_bytes=2 * new * row * p.act,
+            kv_write_bytes=grown,
+            kernels=1,
+            peak_bytes=grown,
+            retained_bytes=grown,
+        )
+    return Cost(
+        act_read_bytes=2 * new * row * p.act,
+        kv_read_bytes=2 * cached * row * p.kv,
+        kv_write_bytes=2 * (cached + new) * row * p.kv,
+        kernels=2,
+        peak_bytes=(cached + 2 * new) * row * p.kv,
+        retained_bytes=grown,
+    )
 
 
 @register("embedding")
 def embedding(tokens, vocab, dim) -> Cost:
     """Row gather: reads one table row per token."""
     p = current()
-    return Cost(params=vocab * dim, weight_read_bytes=tokens * dim * p.weight,
-                act_write_bytes=tokens * dim * p.act, kernels=1, **_out(tokens * dim, p.act))
+    return Cost(
+        params=vocab * dim,
+        weight_read_bytes=tokens * dim * p.weight,
+        act_write_bytes=tokens * dim * p.act,
+        kernels=1,
+        **_out(tokens * dim, p.act),
+    )
 
 
 @register("parameter")
@@ -312,7 +403,7 @@ def fvcore_einsum_numpy(macs):
 
     global _POW10
     if _POW10 is None:
-        _POW10 = np.array([10 ** k for k in range(19)], dtype=np.int64)
+        _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
     flop = 2 * np.asarray(macs, dtype=np.int64)
     digits = np.searchsorted(_POW10, flop, side="right")  # number of decimal digits
     q = _POW10[np.maximum(digits - 4, 0)]

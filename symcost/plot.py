@@ -6,6 +6,7 @@ step of a curve sits exactly at the first pixel of its new layout. Measured poin
 file (``--measured``, only records of the plot's family, options and convention) or from the
 family's validation hook run live (``--measure``). matplotlib is imported lazily; no pyplot.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,17 +25,37 @@ from .files import atomic_write, check_target, read_small_file
 from .metrics import UNITS
 from .sweep import Ray, Sweep, model_of
 
-__all__ = ["Measured", "Curve", "Lines", "Heat", "load_measured", "validation_hook",
-           "measure_points", "measure_live", "line_data", "heat_data", "title_lines",
-           "draw_lines", "draw_heat", "PLOT_FORMATS", "MAX_MEASURED_BYTES", "MAX_HEAT_SIDE"]
+__all__ = [
+    "Measured",
+    "Curve",
+    "Lines",
+    "Heat",
+    "load_measured",
+    "validation_hook",
+    "measure_points",
+    "measure_live",
+    "line_data",
+    "heat_data",
+    "title_lines",
+    "draw_lines",
+    "draw_heat",
+    "PLOT_FORMATS",
+    "MAX_MEASURED_BYTES",
+    "MAX_HEAT_SIDE",
+]
 
 PLOT_FORMATS = ("png", "svg")
-MAX_MEASURED_BYTES = 16 << 20   # a measured-points file is small: refused beyond
-MAX_HEAT_SIDE = 1024            # heat-map cells per side: the sweep's points, evenly thinned
-MEASURED_KEY = "vision_total"   # batch-1 vision FLOPs in reference files and validation cases
+MAX_MEASURED_BYTES = 16 << 20  # a measured-points file is small: refused beyond
+MAX_HEAT_SIDE = 1024  # heat-map cells per side: the sweep's points, evenly thinned
+MEASURED_KEY = "vision_total"  # batch-1 vision FLOPs in reference files and validation cases
 # counter names in reference files and validate cases -> the convention they count in
-COUNTERS = {"FlopCounterMode": "torch", "torch": "torch", "torch-cpu": "torch-cpu",
-            "fvcore": "fvcore", "fvcore-default": "fvcore-default"}
+COUNTERS = {
+    "FlopCounterMode": "torch",
+    "torch": "torch",
+    "torch-cpu": "torch-cpu",
+    "fvcore": "fvcore",
+    "fvcore-default": "fvcore-default",
+}
 MARKERS = {"live": "o", "file": "s"}  # measured points by source: circles, squares
 _DIGITS = re.compile(r"[0-9]{1,40}")
 
@@ -49,9 +70,9 @@ def _short(value) -> str:
 class Measured:
     width: int
     height: int
-    mode: str | None      # value of the family's compare option (None: the family has none)
-    value: int            # batch-1 vision FLOPs
-    source: str           # "file" or "live"
+    mode: str | None  # value of the family's compare option (None: the family has none)
+    value: int  # batch-1 vision FLOPs
+    source: str  # "file" or "live"
 
 
 def _int(value, what: str, where: str, lo: int, hi: int, text: bool) -> int:
@@ -62,8 +83,7 @@ def _int(value, what: str, where: str, lo: int, hi: int, text: bool) -> int:
     elif type(value) is int:
         v = value
     if v is None or not lo <= v <= hi:
-        raise SymcostError(f"--measured: {where}: {what} {_short(value)} is not an integer in "
-                           f"[{lo}, {hi}]")
+        raise SymcostError(f"--measured: {where}: {what} {_short(value)} is not an integer in [{lo}, {hi}]")
     return v
 
 
@@ -80,6 +100,7 @@ def _parse_json(text: str) -> list:
         if len(s) > 40:
             raise SymcostError(f"--measured: an integer of {len(s)} digits is out of range")
         return int(s)
+
     try:
         data = json.loads(text, parse_float=finite, parse_int=integer, parse_constant=constant)
     except json.JSONDecodeError as e:
@@ -87,8 +108,7 @@ def _parse_json(text: str) -> list:
     except RecursionError:
         raise SymcostError("--measured: JSON nested too deeply") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise SymcostError("--measured: JSON must be a list of records (as validate --json "
-                           "prints)")
+        raise SymcostError("--measured: JSON must be a list of records (as validate --json prints)")
     for r in data:  # the measured value sits under "measured" in validate cases
         if isinstance(r.get("measured"), dict):
             r[MEASURED_KEY] = r["measured"].get(MEASURED_KEY)
@@ -101,8 +121,7 @@ def _parse_csv(text: str) -> list:
     except csv.Error as e:
         raise SymcostError(f"--measured: not CSV ({e})") from None
     # the reference CSVs name the sides W and H
-    return [{("width" if k == "W" else "height" if k == "H" else k): v for k, v in r.items()}
-            for r in rows]
+    return [{("width" if k == "W" else "height" if k == "H" else k): v for k, v in r.items()} for r in rows]
 
 
 def _family_of(record: dict, where: str) -> str:
@@ -110,14 +129,15 @@ def _family_of(record: dict, where: str) -> str:
     every option the record names."""
     if "family" in record:
         if not isinstance(record["family"], str):
-            raise SymcostError(f"--measured: {where}: family {_short(record['family'])} is not "
-                               "a name")
+            raise SymcostError(f"--measured: {where}: family {_short(record['family'])} is not a name")
         return record["family"]
     named = {k for f in families() for k in (o.name for o in get_family(f).options)} & set(record)
     fits = [f for f in families() if named <= {o.name for o in get_family(f).options}]
     if len(fits) != 1:
-        raise SymcostError(f"--measured: {where} does not say its family (add a family field; "
-                           f"its options {sorted(named)} fit {', '.join(fits) or 'none'})")
+        raise SymcostError(
+            f"--measured: {where} does not say its family (add a family field; "
+            f"its options {sorted(named)} fit {', '.join(fits) or 'none'})"
+        )
     return fits[0]
 
 
@@ -143,13 +163,15 @@ def load_measured(path: str, target, modes) -> tuple[list[Measured], int]:
         counter = r.get("counter")
         conv = r.get("convention") or (COUNTERS.get(counter) if isinstance(counter, str) else None)
         if not isinstance(conv, str):
-            raise SymcostError(f"--measured: {where}: no convention, and counter "
-                               f"{_short(r.get('counter'))} is not one of {', '.join(COUNTERS)}")
+            raise SymcostError(
+                f"--measured: {where}: no convention, and counter "
+                f"{_short(r.get('counter'))} is not one of {', '.join(COUNTERS)}"
+            )
         if r.get("stage", "vision") != "vision":
             continue  # validate --json may hold prefill and decode cases
         w = _int(r.get("width"), "width", where, w_in.lo, w_in.hi, ext == "csv")
         h = _int(r.get("height"), "height", where, h_in.lo, h_in.hi, ext == "csv")
-        value = _int(r.get(MEASURED_KEY), MEASURED_KEY, where, 0, 10 ** 38 - 1, ext == "csv")
+        value = _int(r.get(MEASURED_KEY), MEASURED_KEY, where, 0, 10**38 - 1, ext == "csv")
         if fam != family.name or conv != target.convention:
             continue
         options = {o.name: r[o.name] for o in family.options if o.name in r}
@@ -170,10 +192,13 @@ def validation_hook(family, param: str = "--measure"):
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
+
         return getattr(import_module(module), name)
     except ImportError as e:
-        raise SymcostError(f"{param}: needs torch, transformers and {module} ({e.name} missing); "
-                           "pip install 'symcost[validation]'") from None
+        raise SymcostError(
+            f"{param}: needs torch, transformers and {module} ({e.name} missing); "
+            "pip install 'symcost[validation]'"
+        ) from None
     except AttributeError:
         raise SymcostError(f"{param}: {family.validation} does not exist") from None
 
@@ -197,8 +222,7 @@ def measure_live(sweep: Sweep, points: list[dict], modes, hook, progress=None) -
     for mode, model in models.items():
         for p in points:
             case = hook(model, "vision", "torch", p)
-            out.append(Measured(p["width"], p["height"], mode, int(case["measured"][MEASURED_KEY]),
-                                "live"))
+            out.append(Measured(p["width"], p["height"], mode, int(case["measured"][MEASURED_KEY]), "live"))
             done += 1
             if progress:
                 progress.update(done)
@@ -211,9 +235,9 @@ def measure_live(sweep: Sweep, points: list[dict], modes, hook, progress=None) -
 @dataclass
 class Curve:
     mode: str | None
-    x: np.ndarray                       # every integer of the varied side
-    values: dict[str, np.ndarray]       # metric -> exact values at x
-    layout: dict[str, np.ndarray]       # layout output -> values at x (when the layout varies)
+    x: np.ndarray  # every integer of the varied side
+    values: dict[str, np.ndarray]  # metric -> exact values at x
+    layout: dict[str, np.ndarray]  # layout output -> values at x (when the layout varies)
     measured: list[tuple[int, int, int, str]] = field(default_factory=list)  # x, meas., analytic, src
 
 
@@ -223,8 +247,8 @@ class Lines:
     xlabel: str
     ylabels: dict[str, str]
     curves: list[Curve]
-    steps: list[int]                    # x of every layout change (first pixel of the new grid)
-    skipped: dict[str, str]             # mode -> why it has no curve
+    steps: list[int]  # x of every layout change (first pixel of the new grid)
+    skipped: dict[str, str]  # mode -> why it has no curve
 
 
 def _scale(top: float, unit: str) -> tuple[float, str]:
@@ -243,8 +267,7 @@ def _scale(top: float, unit: str) -> tuple[float, str]:
 def _axis_label(axis, unit: str) -> str:
     if isinstance(axis, Ray):
         a, b = axis.aspect
-        return (f"long side ({unit}); aspect {a}:{b}, short side = round(long x "
-                f"{min(a, b)}/{max(a, b)})")
+        return f"long side ({unit}); aspect {a}:{b}, short side = round(long x {min(a, b)}/{max(a, b)})"
     return f"{axis.name} ({unit})"
 
 
@@ -258,17 +281,25 @@ def title_lines(sweep: Sweep, compare: str | None, modes, varied: str) -> str:
     ``varied`` says what the plot runs over, e.g. "along width 1..4096"."""
     t = sweep.target
     model = model_of(t)
-    opts = [f"{o.name} {model.options.get(o.name)}" for o in model.family.options
-            if not (o.name == compare and len(modes) > 1)]
+    opts = [
+        f"{o.name} {model.options.get(o.name)}"
+        for o in model.family.options
+        if not (o.name == compare and len(modes) > 1)
+    ]
     fixed = [f"{model.family.input(n).symbol} = {v}" for n, v in sweep.fixed.items()]
     setup = [f"stage {sweep.stage}", f"convention {t.convention}", f"dtype {t.dtype}"]
     setup += [f"kv_dtype {t.kv_dtype}"] if t.kv_dtype else []
     if t.hardware is not None:
         name = getattr(t.hardware, "name", t.hardware)
-        setup.append(f"hardware {name} (efficiency {t.compute_efficiency:g} compute, "
-                     f"{t.bandwidth_efficiency:g} bandwidth)")
-    lines = [f"{model.family.name}: {sweep.stage} {', '.join(t.metrics)} {varied}",
-             ", ".join(opts), ", ".join(setup + fixed)]
+        setup.append(
+            f"hardware {name} (efficiency {t.compute_efficiency:g} compute, "
+            f"{t.bandwidth_efficiency:g} bandwidth)"
+        )
+    lines = [
+        f"{model.family.name}: {sweep.stage} {', '.join(t.metrics)} {varied}",
+        ", ".join(opts),
+        ", ".join(setup + fixed),
+    ]
     if compare and len(modes) > 1:
         lines.append(f"one curve per {compare}: {', '.join(modes)}")
     return "\n".join(lines)
@@ -305,14 +336,12 @@ def line_data(sweep: Sweep, modes, measured: list[Measured]) -> Lines:
         for p in measured if "flops" in curve.values else ():
             point = dict(zip(model.family.image or (), (p.width, p.height)))
             xp = dense.locate(point)
-            if p.mode == mode and xp is not None and \
-                    all(point.get(n, v) == v for n, v in fixed.items()):
+            if p.mode == mode and xp is not None and all(point.get(n, v) == v for n, v in fixed.items()):
                 curve.measured.append((xp, p.value, int(cols["flops"][xp - dense.start]), p.source))
         curves.append(curve)
     xlabel = _axis_label(axis, model.family.input(axis.names[0]).unit)
     ylabels = {m: _metric_label(m, stage, sweep.target.convention) for m in sweep.target.metrics}
-    title = title_lines(sweep, compare, [m for m in modes if m not in skipped],
-                        f"along {axis.describe()}")
+    title = title_lines(sweep, compare, [m for m in modes if m not in skipped], f"along {axis.describe()}")
     return Lines(title, xlabel, ylabels, curves, sorted(steps), skipped)
 
 
@@ -324,9 +353,9 @@ class Heat:
     y: np.ndarray
     xlabel: str
     ylabel: str
-    panels: dict[str, np.ndarray]   # name -> values [y, x] (metrics, exact)
+    panels: dict[str, np.ndarray]  # name -> values [y, x] (metrics, exact)
     labels: dict[str, str]
-    grid: np.ndarray | None         # layout outputs [y, x, k] when the layout varies
+    grid: np.ndarray | None  # layout outputs [y, x, k] when the layout varies
     grid_names: tuple[str, ...]
 
 
@@ -344,15 +373,19 @@ def heat_data(sweep: Sweep) -> Heat:
     panels = {m: cols[m].reshape(shape) for m in t.metrics}
     labels = {m: _metric_label(m, sweep.stage, t.convention) for m in t.metrics}
     grid, names = None, tuple[str, ...]()
-    if model.uses_layout(sweep.stage) and len(model.layout.outcomes) > 1 and \
-            all(set(a.names) <= set(model.family.image or ()) for a in (xa, ya)):
+    if (
+        model.uses_layout(sweep.stage)
+        and len(model.layout.outcomes) > 1
+        and all(set(a.names) <= set(model.family.image or ()) for a in (xa, ya))
+    ):
         names = tuple(str(s) for s in model.layout.outputs)
         grid = np.stack([cols[n].reshape(shape) for n in names], axis=-1)
 
     title = title_lines(sweep, None, (), f"over {xa.describe()} x {ya.describe()}")
     xlabel, ylabel = (_axis_label(a, model.family.input(a.names[0]).unit) for a in (xa, ya))
-    return Heat(title, tx.x(np.arange(tx.size)), ty.x(np.arange(ty.size)), xlabel, ylabel,
-                panels, labels, grid, names)
+    return Heat(
+        title, tx.x(np.arange(tx.size)), ty.x(np.arange(ty.size)), xlabel, ylabel, panels, labels, grid, names
+    )
 
 
 # -- drawing --------------------------------------------------------------------------------
@@ -367,11 +400,17 @@ def _figure(**kw):
 def _save(fig, path: str, force: bool) -> None:
     """PNG or SVG; SVG bytes are the same on every run (fixed ids, no date)."""
     import matplotlib
+
     ext = check_target(path, force=force, param="--plot", extensions=PLOT_FORMATS)
     meta = {"Date": None} if ext == "svg" else {"Software": None}
     with matplotlib.rc_context({"svg.hashsalt": "symcost"}):
-        atomic_write(path, lambda f: fig.savefig(f, format=ext, metadata=meta, dpi=130),
-                     binary=True, force=force, param="--plot")
+        atomic_write(
+            path,
+            lambda f: fig.savefig(f, format=ext, metadata=meta, dpi=130),
+            binary=True,
+            force=force,
+            param="--plot",
+        )
 
 
 def _floats(v: np.ndarray) -> np.ndarray:
@@ -388,35 +427,64 @@ def draw_lines(lines: Lines, path: str, force: bool = False, note: str = "") -> 
     tiled = [c for c in lines.curves if c.layout]
     n = len(metrics) + bool(tiled)
     fig = _figure(figsize=(11, 1.6 + 2.8 * len(metrics) + (1.8 if tiled else 0)))
-    axes = fig.subplots(n, 1, sharex=True, squeeze=False,
-                        height_ratios=[3] * len(metrics) + [1.6] * bool(tiled))[:, 0]
+    axes = fig.subplots(
+        n, 1, sharex=True, squeeze=False, height_ratios=[3] * len(metrics) + [1.6] * bool(tiled)
+    )[:, 0]
     colors = {c.mode: f"C{k}" for k, c in enumerate(lines.curves)}
     for ax, metric in zip(axes, metrics):
         top = max(float(np.max(_floats(c.values[metric]))) for c in lines.curves)
         scale, unit = _scale(top, UNITS[metric])
         for k, c in enumerate(lines.curves):  # dashes keep a curve visible under another
-            ax.plot(c.x, _floats(c.values[metric]) / scale, drawstyle="steps-post", lw=1.7,
-                    color=colors[c.mode], ls=("-", "--", "-.", ":")[k % 4],
-                    label=f"{c.mode or 'analytic'} (analytic)")
+            ax.plot(
+                c.x,
+                _floats(c.values[metric]) / scale,
+                drawstyle="steps-post",
+                lw=1.7,
+                color=colors[c.mode],
+                ls=("-", "--", "-.", ":")[k % 4],
+                label=f"{c.mode or 'analytic'} (analytic)",
+            )
             for source, marker in MARKERS.items() if metric == "flops" else ():
                 points = [m for m in c.measured if m[3] == source]
                 if not points:
                     continue
                 xs, meas, ana, _ = zip(*points)
-                ax.scatter(xs, np.array(meas, dtype=float) / scale, s=75, marker=marker,
-                           facecolors="none", edgecolors=colors[c.mode], linewidths=1.6,
-                           zorder=5, label=f"{c.mode or ''} measured ({source})".strip())
-                ax.scatter(xs, np.array(ana, dtype=float) / scale, s=26, marker="x",
-                           color="black", linewidths=1.1, zorder=6,
-                           label="analytic at measured shapes")
+                ax.scatter(
+                    xs,
+                    np.array(meas, dtype=float) / scale,
+                    s=75,
+                    marker=marker,
+                    facecolors="none",
+                    edgecolors=colors[c.mode],
+                    linewidths=1.6,
+                    zorder=5,
+                    label=f"{c.mode or ''} measured ({source})".strip(),
+                )
+                ax.scatter(
+                    xs,
+                    np.array(ana, dtype=float) / scale,
+                    s=26,
+                    marker="x",
+                    color="black",
+                    linewidths=1.1,
+                    zorder=6,
+                    label="analytic at measured shapes",
+                )
         ax.set_ylabel(f"{lines.ylabels[metric]} ({unit})", fontsize=9)
         ax.set_ylim(bottom=0)
     if tiled:
         ax = axes[-1]
         for c in tiled:
             for k, (name, v) in enumerate(c.layout.items()):
-                ax.plot(c.x, v, drawstyle="steps-post", lw=1.3, color=colors[c.mode],
-                        ls=("-", "--", ":")[k % 3], label=f"{c.mode}: {name}")
+                ax.plot(
+                    c.x,
+                    v,
+                    drawstyle="steps-post",
+                    lw=1.3,
+                    color=colors[c.mode],
+                    ls=("-", "--", ":")[k % 3],
+                    label=f"{c.mode}: {name}",
+                )
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("tile grid", fontsize=9)
         ax.set_ylim(bottom=0)
@@ -432,15 +500,15 @@ def draw_lines(lines: Lines, path: str, force: bool = False, note: str = "") -> 
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if lines.steps:
-        handles["layout change"] = axes[0].axvline(lines.steps[0], color="0.55", lw=0.6, ls=":",
-                                                   zorder=0)
+        handles["layout change"] = axes[0].axvline(lines.steps[0], color="0.55", lw=0.6, ls=":", zorder=0)
     shared = ("analytic at measured shapes", "layout change")  # after the per-mode entries
     labels = sorted(handles, key=lambda k: k in shared)
     fig.legend([handles[k] for k in labels], labels, loc="outside right upper", fontsize=8)
     axes[0].set_title(lines.title, fontsize=9)
     if note:
-        fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in note.split("\n")), fontsize=8,
-                      ha="left", x=0.01)
+        fig.supxlabel(
+            "\n".join(textwrap.fill(n, 150) for n in note.split("\n")), fontsize=8, ha="left", x=0.01
+        )
     _save(fig, path, force)
 
 
@@ -458,18 +526,24 @@ def draw_heat(heat: Heat, path: str, force: bool = False) -> None:
     for ax, (name, values) in zip(axes, heat.panels.items()):
         v = _floats(values)
         scale, unit = _scale(float(v.max()), UNITS[name])
-        im = ax.imshow(v / scale, origin="lower", extent=extent, aspect="auto",
-                       interpolation="nearest", cmap="viridis")
+        im = ax.imshow(
+            v / scale, origin="lower", extent=extent, aspect="auto", interpolation="nearest", cmap="viridis"
+        )
         fig.colorbar(im, ax=ax, shrink=0.9).set_label(f"{heat.labels[name]} ({unit})", fontsize=9)
     if heat.grid is not None:
         ax = axes[-1]
-        grids, code = np.unique(heat.grid.reshape(-1, heat.grid.shape[-1]), axis=0,
-                                return_inverse=True)
+        grids, code = np.unique(heat.grid.reshape(-1, heat.grid.shape[-1]), axis=0, return_inverse=True)
         code = code.reshape(heat.grid.shape[:2])
         palette = [colormaps["tab20"](k % 20) for k in range(len(grids))]
-        im = ax.imshow(code, origin="lower", extent=extent, aspect="auto",
-                       interpolation="nearest", cmap=ListedColormap(palette),
-                       norm=BoundaryNorm(np.arange(len(grids) + 1) - 0.5, len(grids)))
+        im = ax.imshow(
+            code,
+            origin="lower",
+            extent=extent,
+            aspect="auto",
+            interpolation="nearest",
+            cmap=ListedColormap(palette),
+            norm=BoundaryNorm(np.arange(len(grids) + 1) - 0.5, len(grids)),
+        )
         bar = fig.colorbar(im, ax=ax, shrink=0.9, ticks=np.arange(len(grids)))
         bar.ax.set_yticklabels(["x".join(str(int(g)) for g in row) for row in grids], fontsize=7)
         bar.set_label(f"tile grid ({' x '.join(heat.grid_names)})", fontsize=9)

@@ -1,4 +1,5 @@
 """Closed forms as a reader wants them: branches folded outward, each collected by batch."""
+
 from __future__ import annotations
 
 import math

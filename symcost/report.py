@@ -1,5 +1,6 @@
 """Human-readable output: self-describing headers, tidy closed forms (text or LaTeX), and tables
 with units in every column title."""
+
 from __future__ import annotations
 
 import math
@@ -14,17 +15,33 @@ from .metrics import METRICS
 from .model import Model
 from .render import render
 
-__all__ = ["settings_lines", "applies", "holds_kv", "time_line", "formulas_text", "layout_text",
-           "table", "COLUMNS", "human"]
+__all__ = [
+    "settings_lines",
+    "applies",
+    "holds_kv",
+    "time_line",
+    "formulas_text",
+    "layout_text",
+    "table",
+    "COLUMNS",
+    "human",
+]
 
 # column -> (title, unit); the unit gets an SI prefix chosen per column, so a reader sees
 # 3.081 TFLOP rather than 3081000000000 ("s" scales down to ms, us, ns)
 COLUMNS = {
-    "flops": ("flops", "FLOP"), "macs": ("macs", "MAC"), "params": ("params", ""),
-    "weight_bytes": ("weights", "B"), "kv_bytes": ("kv", "B"),
-    "activation_bytes": ("activations", "B"), "memory_bytes": ("memory", "B"),
-    "io_bytes": ("io", "B"), "arithmetic_intensity": ("intensity", "FLOP/B"),
-    "time_s": ("time", "s"), "ttft_s": ("ttft", "s"), "tpot_s": ("tpot", "s"),
+    "flops": ("flops", "FLOP"),
+    "macs": ("macs", "MAC"),
+    "params": ("params", ""),
+    "weight_bytes": ("weights", "B"),
+    "kv_bytes": ("kv", "B"),
+    "activation_bytes": ("activations", "B"),
+    "memory_bytes": ("memory", "B"),
+    "io_bytes": ("io", "B"),
+    "arithmetic_intensity": ("intensity", "FLOP/B"),
+    "time_s": ("time", "s"),
+    "ttft_s": ("ttft", "s"),
+    "tpot_s": ("tpot", "s"),
 }
 _UP = ("", "k", "M", "G", "T", "P", "E", "Z")
 _DOWN = ("", "m", "u", "n")
@@ -70,9 +87,14 @@ def _equation(name: str, expr, latex: bool) -> str:
     return " \\\\\n".join([f"{name} &= {lines[0]}"] + [rf"&\quad {ln}" for ln in lines[1:]])
 
 
-def settings_lines(model: Model, stage: str | None = None, convention: str | None = None,
-                   prec: Precision | None = None, inputs: dict | None = None,
-                   skip: tuple[str, ...] = ()) -> list[str]:
+def settings_lines(
+    model: Model,
+    stage: str | None = None,
+    convention: str | None = None,
+    prec: Precision | None = None,
+    inputs: dict | None = None,
+    skip: tuple[str, ...] = (),
+) -> list[str]:
     """What every number below assumes: the model's settings that can change the stage's numbers,
     the stage, the counting convention, dtypes and the inputs (``skip``: settings shown as table
     columns instead)."""
@@ -86,8 +108,9 @@ def settings_lines(model: Model, stage: str | None = None, convention: str | Non
         kv = f", kv_dtype {prec.kv_dtype}" if stage is None or holds_kv(model, stage) else ""
         lines.append(f"# dtype {prec.dtype} (activations {_act_name(prec)}){kv}")
     if inputs:
-        lines.append("# inputs: " + ", ".join(f"{k} {model.family.input(k).symbol} = {v:,}"
-                                             for k, v in inputs.items()))
+        lines.append(
+            "# inputs: " + ", ".join(f"{k} {model.family.input(k).symbol} = {v:,}" for k, v in inputs.items())
+        )
     return lines
 
 
@@ -113,20 +136,23 @@ def _act_name(prec: Precision) -> str:
 def time_line(model: Model, hw: Hardware, prec: Precision, ce: float, be: float) -> str:
     """One line saying what ``time_s`` assumes on ``hw``."""
     r = model.runtime
-    graph = f", {r.graph_floor_s * 1e6:g} us inside CUDA graphs" \
-        if r.graph_floor_s != r.kernel_floor_s else ""
+    graph = (
+        f", {r.graph_floor_s * 1e6:g} us inside CUDA graphs" if r.graph_floor_s != r.kernel_floor_s else ""
+    )
     peak = hw.matmul_flops_per_s(prec.dtype) / 1e12
-    return (f"# time on {hw.name}: per op max(compute at {ce * 100:.4g}% of {peak:g} TFLOP/s "
-            f"{prec.dtype} matmul and {hw.vector_tflops:g} TFLOP/s vector, memory at {be * 100:.4g}% of "
-            f"{hw.memory_gbps:g} GB/s, kernels x {r.kernel_floor_s * 1e6:g} us launch floor{graph} "
-            f"({r.name})), summed over ops")
+    return (
+        f"# time on {hw.name}: per op max(compute at {ce * 100:.4g}% of {peak:g} TFLOP/s "
+        f"{prec.dtype} matmul and {hw.vector_tflops:g} TFLOP/s vector, memory at {be * 100:.4g}% of "
+        f"{hw.memory_gbps:g} GB/s, kernels x {r.kernel_floor_s * 1e6:g} us launch floor{graph} "
+        f"({r.name})), summed over ops"
+    )
 
 
 def human(x) -> str:
     """4 significant digits with thousands separators; ints exact below 10^6."""
     if isinstance(x, bool) or x is None:
         return "-" if x is None else str(x)
-    if isinstance(x, int) and abs(x) < 10 ** 6:
+    if isinstance(x, int) and abs(x) < 10**6:
         return f"{x:,}"
     if isinstance(x, (int, float)):
         x = float(x)
@@ -140,8 +166,10 @@ def human(x) -> str:
 
 def _scale(unit: str, values: list) -> tuple[str, float]:
     """The prefixed unit and divisor that bring the column's largest magnitude into [1, 1000)."""
-    top = max((abs(float(v)) for v in values if isinstance(v, (int, float))
-               and not isinstance(v, bool)), default=0.0)
+    top = max(
+        (abs(float(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)),
+        default=0.0,
+    )
     if unit == "FLOP/B" or top == 0:
         return unit, 1.0
     if top >= 1:
@@ -162,8 +190,12 @@ def table(rows: list[dict], columns: list[str]) -> str:
             name, base = COLUMNS[c]
             unit, div = _scale(base, values)
             titles.append(f"{name} [{unit}]" if unit else name)
-            cells.append([human(v / div) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                          else human(v) for v in values])
+            cells.append(
+                [
+                    human(v / div) if isinstance(v, (int, float)) and not isinstance(v, bool) else human(v)
+                    for v in values
+                ]
+            )
         else:
             titles.append(c)
             cells.append([human(v) for v in values])
@@ -174,12 +206,13 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-_TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {"~": r"\textasciitilde{}",
-                                                    "^": r"\textasciicircum{}",
-                                                    "\\": r"\textbackslash{}"}
+_TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 # metrics whose numbers depend on dtypes (the others count work, not storage)
-_DTYPE_METRICS = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes",
-                  "time_s")
+_DTYPE_METRICS = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes", "time_s")
 
 
 def _tex_text(text: str) -> str:
@@ -190,53 +223,75 @@ def _block(head: list[str], body: list[str], latex: bool) -> str:
     """Comment lines then ``name = expr`` lines; LaTeX: ``%`` comments and one align* block."""
     if not latex:
         return "\n".join(head + ["  " + b for b in body])
-    return "\n".join(["%" + h[1:] for h in head]
-                     + [r"% needs \usepackage{amsmath} (\allowdisplaybreaks to break across pages)",
-                        r"\begin{align*}"]
-                     + [b + r" \\" for b in body[:-1]] + body[-1:] + [r"\end{align*}"])
+    return "\n".join(
+        ["%" + h[1:] for h in head]
+        + [r"% needs \usepackage{amsmath} (\allowdisplaybreaks to break across pages)", r"\begin{align*}"]
+        + [b + r" \\" for b in body[:-1]]
+        + body[-1:]
+        + [r"\end{align*}"]
+    )
 
 
-def formulas_text(model: Model, stage: str, metric: str, convention: str, *, latex: bool = False,
-                  depth: int = 3, dtype: str = "bf16", kv_dtype: str | None = None,
-                  hardware=None, compute_efficiency: float = 1.0,
-                  bandwidth_efficiency: float = 1.0) -> str:
+def formulas_text(
+    model: Model,
+    stage: str,
+    metric: str,
+    convention: str,
+    *,
+    latex: bool = False,
+    depth: int = 3,
+    dtype: str = "bf16",
+    kv_dtype: str | None = None,
+    hardware=None,
+    compute_efficiency: float = 1.0,
+    bandwidth_efficiency: float = 1.0,
+) -> str:
     """The closed forms of one metric: named quantities, the total, then every component down
     to ``depth`` levels below the stage root. LaTeX: one ``align*`` block, ``%`` comments."""
     from .dtypes import precision
     from .hardware import get_hardware
+
     prec = precision(dtype, kv_dtype)
-    head = settings_lines(model, stage, convention if metric == "flops" else None,
-                          prec if metric in _DTYPE_METRICS else None)
+    head = settings_lines(
+        model, stage, convention if metric == "flops" else None, prec if metric in _DTYPE_METRICS else None
+    )
     if hardware is not None:
-        head.append(time_line(model, get_hardware(hardware), prec, compute_efficiency,
-                              bandwidth_efficiency))
+        head.append(time_line(model, get_hardware(hardware), prec, compute_efficiency, bandwidth_efficiency))
     head.append(f"# metric {metric} [{METRICS[metric][0]}]: {METRICS[metric][1]}")
     image = set(model.family.image or ())
-    symbols = [f"{i.symbol} = {i.name} [{i.unit}]" for i in model.stage_inputs(stage)
-               if i.name not in image]
+    symbols = [f"{i.symbol} = {i.name} [{i.unit}]" for i in model.stage_inputs(stage) if i.name not in image]
     if symbols:
         head.append("# symbols: " + ", ".join(symbols))
     if model.uses_layout(stage):
         outs = ", ".join(map(str, model.layout.outputs))
-        head.append(f"# ({outs}): the layout rule of "
-                    f"({', '.join(i.name for i in model.layout.inputs)}); see `symcost formulas "
-                    f"{model.family.name} --layout`")
+        head.append(
+            f"# ({outs}): the layout rule of "
+            f"({', '.join(i.name for i in model.layout.inputs)}); see `symcost formulas "
+            f"{model.family.name} --layout`"
+        )
     body: list[str] = []
     quantities = model.stage_quantities(stage)
     for sym, definition in model.definitions.items():
         if str(sym) in quantities:
             body.append(_equation(_render(sym, latex), definition, latex))
     if metric == "time_s":
-        total = model.formula(stage, metric, named=True, hardware=hardware, dtype=dtype,
-                              kv_dtype=kv_dtype, compute_efficiency=compute_efficiency,
-                              bandwidth_efficiency=bandwidth_efficiency)
+        total = model.formula(
+            stage,
+            metric,
+            named=True,
+            hardware=hardware,
+            dtype=dtype,
+            kv_dtype=kv_dtype,
+            compute_efficiency=compute_efficiency,
+            bandwidth_efficiency=bandwidth_efficiency,
+        )
     else:
-        total = model.formula(stage, metric, convention, named=True, dtype=dtype,
-                              kv_dtype=kv_dtype)
+        total = model.formula(stage, metric, convention, named=True, dtype=dtype, kv_dtype=kv_dtype)
     body.append(_equation(_tex_text(metric) if latex else metric, total, latex))
     if metric not in ("params", "weight_bytes", "kv_bytes", "memory_bytes", "time_s"):
-        parts = model.formula(stage, metric, convention, by="component", named=True, dtype=dtype,
-                              kv_dtype=kv_dtype)
+        parts = model.formula(
+            stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype
+        )
         for path, expr in parts.items():
             if 0 < path.count(".") <= depth:
                 body.append(_equation(_tex_text(path) if latex else path, expr, latex))
@@ -247,8 +302,10 @@ def layout_text(model: Model, latex: bool = False) -> str:
     """The layout rule as ordered cases: the first condition that holds gives the outputs."""
     layout = model.layout
     outs = ", ".join(map(str, layout.outputs))
-    head = [f"# ({outs}) of ({', '.join(i.name for i in layout.inputs)}): {layout.describe()}; "
-            "first matching case wins"]
+    head = [
+        f"# ({outs}) of ({', '.join(i.name for i in layout.inputs)}): {layout.describe()}; "
+        "first matching case wins"
+    ]
     target = _render(sp.Tuple(*layout.outputs), latex)
     body = []
     for k, (cond, values) in enumerate(layout.pieces):
@@ -256,7 +313,10 @@ def layout_text(model: Model, latex: bool = False) -> str:
         if not latex:
             body.append(f"{value}  if  {_render(cond, latex)}")
             continue
-        when = r"\text{otherwise}" if cond is sp.true else \
-            (r"\text{if } " if k == 0 else r"\text{else if } ") + _render(cond, latex)
+        when = (
+            r"\text{otherwise}"
+            if cond is sp.true
+            else (r"\text{if } " if k == 0 else r"\text{else if } ") + _render(cond, latex)
+        )
         body.append(f"{target if k == 0 else ''} &= {value} && {when}")
     return _block(head, body, latex)

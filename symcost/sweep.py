@@ -16,6 +16,7 @@ int64; an integer metric or quantity is int64 when the magnitude bound of its co
 program over every input's declared range fits in int64, else decimal128(38, 0)
 (decimal256(76, 0) past 10**38); ``arithmetic_intensity`` and times are float64.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -46,22 +47,44 @@ if TYPE_CHECKING:
     from .evaluator import Evaluator
     from .model import Model
 
-__all__ = ["Range", "Ray", "Target", "Sweep", "parse_range", "parse_aspect", "make_sweep",
-           "model_of", "compiled", "write", "write_dataset", "check_dataset_target",
-           "arrow_schema", "require_pyarrow", "default_jobs", "Progress", "FORMATS", "ASPECTS",
-           "CHUNK_POINTS"]
+__all__ = [
+    "Range",
+    "Ray",
+    "Target",
+    "Sweep",
+    "parse_range",
+    "parse_aspect",
+    "make_sweep",
+    "model_of",
+    "compiled",
+    "write",
+    "write_dataset",
+    "check_dataset_target",
+    "arrow_schema",
+    "require_pyarrow",
+    "default_jobs",
+    "Progress",
+    "FORMATS",
+    "ASPECTS",
+    "CHUNK_POINTS",
+]
 
 FORMATS = ("csv", "json", "parquet")
-CHUNK_POINTS = 1 << 18   # points per chunk: 2 MiB per int64 column, ~9 MiB of CSV text
-MAX_POINTS = 1 << 62     # point indices stay int64
-_FORMAT_ROWS = 1 << 14   # rows turned into Python objects at a time while formatting text
+CHUNK_POINTS = 1 << 18  # points per chunk: 2 MiB per int64 column, ~9 MiB of CSV text
+MAX_POINTS = 1 << 62  # point indices stay int64
+_FORMAT_ROWS = 1 << 14  # rows turned into Python objects at a time while formatting text
 # leading zeros matched apart: int() never sees more than 18 digits
 _SPEC = re.compile(r"0*([0-9]{1,18})(?::0*([0-9]{1,18})(?::0*([0-9]{1,18}))?)?")
 _RATIO = re.compile(r"0*([0-9]{1,5}):0*([0-9]{1,5})")
 _PART = re.compile(r"part-[0-9]{6,}\.parquet")
 # named aspect ratios, width:height
-ASPECTS = {"square": (1, 1), "a4": (210, 297), "a4-landscape": (297, 210),
-           "letter": (17, 22), "letter-landscape": (22, 17)}
+ASPECTS = {
+    "square": (1, 1),
+    "a4": (210, 297),
+    "a4-landscape": (297, 210),
+    "letter": (17, 22),
+    "letter-landscape": (22, 17),
+}
 
 
 def _echo(text: str) -> str:
@@ -72,6 +95,7 @@ def _echo(text: str) -> str:
 @dataclass(frozen=True)
 class Range:
     """``start, start+step, ... <= stop`` of one input."""
+
     name: str
     start: int
     stop: int
@@ -108,8 +132,9 @@ class Range:
 class Ray:
     """Images of aspect ratio ``W:H`` with the long side from ``start`` to ``stop`` px; the short
     side is ``round(long * short/long)`` (halves up), at least 1."""
-    names: tuple[str, str]         # (width input, height input)
-    aspect: tuple[int, int]        # W:H
+
+    names: tuple[str, str]  # (width input, height input)
+    aspect: tuple[int, int]  # W:H
     start: int
     stop: int
     step: int = 1
@@ -144,8 +169,9 @@ class Ray:
 
     def describe(self) -> str:
         last = self.start + (self.size - 1) * self.step
-        return (f"aspect {self.aspect[0]}:{self.aspect[1]}, long side {self.start}..{last}"
-                + (f" step {self.step}" if self.step > 1 else ""))
+        return f"aspect {self.aspect[0]}:{self.aspect[1]}, long side {self.start}..{last}" + (
+            f" step {self.step}" if self.step > 1 else ""
+        )
 
 
 Axis = Range | Ray
@@ -156,8 +182,10 @@ def parse_range(text: str, inp: Input, flag: str | None = None) -> Range:
     flag = flag or inp.flag
     m = _SPEC.fullmatch(text) if isinstance(text, str) else None
     if not m:
-        raise SymcostError(f"{flag}: {_echo(str(text))} is not N, A:B or A:B:STEP with integers "
-                           f"{inp.lo} <= A <= B <= {inp.hi}, STEP >= 1")
+        raise SymcostError(
+            f"{flag}: {_echo(str(text))} is not N, A:B or A:B:STEP with integers "
+            f"{inp.lo} <= A <= B <= {inp.hi}, STEP >= 1"
+        )
     a = int(m[1])
     b = int(m[2]) if m[2] is not None else a
     step = int(m[3]) if m[3] is not None else 1
@@ -166,8 +194,10 @@ def parse_range(text: str, inp: Input, flag: str | None = None) -> Range:
     if step < 1:
         raise SymcostError(f"{flag}: step {step} must be >= 1")
     if not inp.lo <= a <= b <= inp.hi:
-        raise SymcostError(f"{flag}: {_echo(text)} needs {inp.lo} <= A <= B <= {inp.hi} "
-                           "(empty or reversed ranges are refused)")
+        raise SymcostError(
+            f"{flag}: {_echo(text)} needs {inp.lo} <= A <= B <= {inp.hi} "
+            "(empty or reversed ranges are refused)"
+        )
     return Range(inp.name, a, b, step)
 
 
@@ -179,8 +209,10 @@ def parse_aspect(text: str) -> tuple[int, int]:
         m = _RATIO.fullmatch(text) if isinstance(text, str) else None
         a, b = (int(m[1]), int(m[2])) if m else (0, 0)
         if not (1 <= a <= 65535 and 1 <= b <= 65535):
-            raise SymcostError(f"--aspect: {_echo(str(text))} is not W:H with integers in "
-                               f"[1, 65535] or one of {', '.join(ASPECTS)}")
+            raise SymcostError(
+                f"--aspect: {_echo(str(text))} is not W:H with integers in "
+                f"[1, 65535] or one of {', '.join(ASPECTS)}"
+            )
     return a, b
 
 
@@ -188,9 +220,10 @@ def parse_aspect(text: str) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Target:
     """One stage of one configured model, the metrics asked, and how they are counted."""
+
     family: str
     options: tuple[tuple[str, object], ...] = ()
-    stage: str | None = None                # None: the family's default stage
+    stage: str | None = None  # None: the family's default stage
     metrics: tuple[str, ...] = ("flops",)
     convention: str = "torch"
     dtype: str = "bf16"
@@ -211,7 +244,7 @@ class Compiled:
     model: Model
     stage: str
     evaluator: Evaluator
-    columns: dict            # column -> int64, decimal128, decimal256 or float64, in order
+    columns: dict  # column -> int64, decimal128, decimal256 or float64, in order
 
 
 _MODELS: dict[Target, Model] = {}
@@ -222,6 +255,7 @@ def model_of(target: Target) -> Model:
     """The target's model (options checked), loaded once per process; nothing compiled."""
     if target not in _MODELS:
         import symcost
+
         _MODELS[target] = symcost.load(target.family, **dict(target.options))
     return _MODELS[target]
 
@@ -236,10 +270,16 @@ def compiled(target: Target) -> Compiled:
 def _compile(t: Target) -> Compiled:
     model = model_of(t)
     stage = t.stage or model.family.default_stage
-    ev = model.compile(stage, t.metrics, t.convention, t.dtype, t.kv_dtype,
-                       hardware=None if t.hardware is None else get_hardware(t.hardware),
-                       compute_efficiency=t.compute_efficiency,
-                       bandwidth_efficiency=t.bandwidth_efficiency)
+    ev = model.compile(
+        stage,
+        t.metrics,
+        t.convention,
+        t.dtype,
+        t.kv_dtype,
+        hardware=None if t.hardware is None else get_hardware(t.hardware),
+        compute_efficiency=t.compute_efficiency,
+        bandwidth_efficiency=t.bandwidth_efficiency,
+    )
     columns = {i.name: "int64" for i in model.stage_inputs(stage)}
     if model.uses_layout(stage):
         columns |= {str(s): "int64" for s in model.layout.outputs}
@@ -249,16 +289,18 @@ def _compile(t: Target) -> Compiled:
         exprs |= {m: all_exprs[m] for m in t.metrics if m in INT_METRICS}
     # the bound program is monotone in its arguments' magnitudes: evaluated at every
     # argument's declared maximum, it bounds the column over the whole input domain
-    tops = [max(1, int(abs(model.layout.outcomes[:, k]).max())) for k in
-            range(len(model.layout.outputs))] if model.uses_layout(stage) else []
+    tops = (
+        [max(1, int(abs(model.layout.outcomes[:, k]).max())) for k in range(len(model.layout.outputs))]
+        if model.uses_layout(stage)
+        else []
+    )
     tops += [max(1, abs(i.lo), abs(i.hi)) for i in ev.scalar_inputs]
     kinds = dict.fromkeys(t.metrics, "float64")  # metrics in the order asked
     for name, expr in exprs.items():
         bound = CompiledFunction(ev.args, {name: expr})._bound_int(*tops)
-        if bound >= 10 ** 76:
+        if bound >= 10**76:
             raise SymcostError(f"metric: {name} can reach {bound:.3e}, beyond any column type")
-        kinds[name] = "int64" if bound < 2 ** 63 else \
-            "decimal128" if bound < 10 ** 38 else "decimal256"
+        kinds[name] = "int64" if bound < 2**63 else "decimal128" if bound < 10**38 else "decimal256"
     columns |= {q: kinds[q] for q in model.stage_quantities(stage)}
     columns |= {m: kinds[m] for m in t.metrics}
     return Compiled(model, stage, ev, columns)
@@ -268,6 +310,7 @@ def _compile(t: Target) -> Compiled:
 @dataclass(frozen=True)
 class Sweep:
     """The product of ``axes`` (first fastest) through ``target``; build it with :func:`make_sweep`."""
+
     target: Target
     axes: tuple[Axis, ...]
 
@@ -315,13 +358,15 @@ class Sweep:
         stride = 1
         for axis in self.axes:
             first = start // stride
-            idx = np.int64(first % axis.size) if first == (stop - 1) // stride \
-                else (k // stride) % axis.size  # constant inputs stay scalars
+            idx = (
+                np.int64(first % axis.size) if first == (stop - 1) // stride else (k // stride) % axis.size
+            )  # constant inputs stay scalars
             values.update(zip(axis.names, axis.values(idx)))
             stride *= axis.size
         out = c.evaluator(**values)
-        return {name: np.broadcast_to(values[name] if name in values else out[name], (n,))
-                for name in c.columns}
+        return {
+            name: np.broadcast_to(values[name] if name in values else out[name], (n,)) for name in c.columns
+        }
 
 
 def make_sweep(target: Target, axes) -> Sweep:
@@ -338,8 +383,10 @@ def make_sweep(target: Target, axes) -> Sweep:
             inp = model.family.input(name)
             if name not in reads:
                 readers = [s for s in model.stages if name in model.stage(s).inputs]
-                raise SymcostError(f"{inp.flag}: stage {stage} does not read it (stages that do: "
-                                   f"{', '.join(readers) or 'none'})")
+                raise SymcostError(
+                    f"{inp.flag}: stage {stage} does not read it (stages that do: "
+                    f"{', '.join(readers) or 'none'})"
+                )
             if name in given:
                 raise SymcostError(f"{inp.flag}: given twice")
             last = axis.values(axis.size - 1)[axis.names.index(name)]
@@ -374,25 +421,32 @@ def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
     n = len(cols[names[0]])
     blocks = []
     for s in range(0, n, _FORMAT_ROWS):
-        lists = [c[s:s + _FORMAT_ROWS].tolist() for c in cols.values()]
+        lists = [c[s : s + _FORMAT_ROWS].tolist() for c in cols.values()]
         blocks.append(sep.join(map(row.format, *lists)).encode())
     return sep.encode().join(blocks)
 
 
 def _arrow_type(kind: str):
     import pyarrow as pa
-    return {"int64": pa.int64(), "float64": pa.float64(), "decimal128": pa.decimal128(38, 0),
-            "decimal256": pa.decimal256(76, 0)}[kind]
+
+    return {
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "decimal128": pa.decimal128(38, 0),
+        "decimal256": pa.decimal256(76, 0),
+    }[kind]
 
 
 def arrow_schema(columns: dict):
     """The Parquet schema of a target's columns: the same for every grid."""
     import pyarrow as pa
+
     return pa.schema([pa.field(k, _arrow_type(kind), nullable=False) for k, kind in columns.items()])
 
 
 def _record_batch(cols: dict[str, np.ndarray], columns: dict):
     import pyarrow as pa
+
     arrays = []
     for name, kind in columns.items():
         v = cols[name]
@@ -417,12 +471,12 @@ def require_pyarrow(param: str) -> None:
         import pyarrow  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise SymcostError(f"{param}: .parquet needs pyarrow (pip install 'symcost[parquet]')") \
-            from None
+        raise SymcostError(f"{param}: .parquet needs pyarrow (pip install 'symcost[parquet]')") from None
 
 
 def _worker_init() -> None:
     from . import compile as compiled
+
     compiled.WORKERS = 1  # the processes are the parallelism: no thread pool inside each
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     for s in ("SIGTERM", "SIGHUP", "SIGQUIT"):
@@ -438,8 +492,7 @@ def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
             yield e - s, _payload(sweep, fmt, s, e)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method),
-                               initializer=_worker_init)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
     try:
         window: deque = deque()
         for s, e in ranges:
@@ -459,8 +512,15 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def write(sweep: Sweep, path: str, *, jobs: int = 1, force: bool = False,
-          progress: Progress | None = None, chunk: int = CHUNK_POINTS) -> None:
+def write(
+    sweep: Sweep,
+    path: str,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    progress: Progress | None = None,
+    chunk: int = CHUNK_POINTS,
+) -> None:
     """Stream the sweep to ``path`` (.csv, .json or .parquet by extension), chunk by chunk,
     whole or not at all. JSON is one list of records, written record by record. ``jobs``
     worker processes format CSV and JSON chunks (the Python-bound part)."""
@@ -483,6 +543,7 @@ def write(sweep: Sweep, path: str, *, jobs: int = 1, force: bool = False,
     def body(f):
         if fmt == "parquet":
             import pyarrow.parquet as pq
+
             with pq.ParquetWriter(f, arrow_schema(columns)) as writer:
                 chunks(lambda batch, done: writer.write_batch(batch))
             return
@@ -490,6 +551,7 @@ def write(sweep: Sweep, path: str, *, jobs: int = 1, force: bool = False,
         chunks(lambda text, done: f.write((b",\n" if fmt == "json" and done else b"") + text))
         if fmt == "json":
             f.write(b"\n]\n")
+
     try:
         atomic_write(path, body, binary=True, force=force)
     finally:
@@ -501,6 +563,7 @@ def write(sweep: Sweep, path: str, *, jobs: int = 1, force: bool = False,
 def _write_part(sweep: Sweep, start: int, stop: int, path: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     pq.write_table(pa.Table.from_batches([_payload(sweep, "parquet", start, stop)]), path)
     return stop - start
 
@@ -508,10 +571,11 @@ def _write_part(sweep: Sweep, start: int, stop: int, path: str) -> int:
 def check_dataset_target(path: str, force: bool = False, param: str = "--out") -> None:
     """A dataset folder name: ``.parquet``, in an existing folder; an existing one is replaced
     only with ``force`` and only when it holds nothing but part files (one we wrote)."""
-    if not isinstance(path, str) or not path.endswith(".parquet") or \
-            not os.path.basename(path.rstrip("/")):
-        raise SymcostError(f"{param}: {str(path)[:200]!r} must be a folder name ending in "
-                           ".parquet (--engine dask writes a Parquet dataset)")
+    if not isinstance(path, str) or not path.endswith(".parquet") or not os.path.basename(path.rstrip("/")):
+        raise SymcostError(
+            f"{param}: {str(path)[:200]!r} must be a folder name ending in "
+            ".parquet (--engine dask writes a Parquet dataset)"
+        )
     path = path.rstrip("/")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -522,14 +586,26 @@ def check_dataset_target(path: str, force: bool = False, param: str = "--out") -
         return
     if not force:
         raise SymcostError(f"{param}: {path[:200]!r} exists; pass --force to replace it")
-    if os.path.islink(path) or not os.path.isdir(path) or \
-            not all(_PART.fullmatch(n) for n in os.listdir(path)):
-        raise SymcostError(f"{param}: {path[:200]!r} exists and is not a dataset symcost wrote "
-                           "(only part-*.parquet files); remove it yourself")
+    if (
+        os.path.islink(path)
+        or not os.path.isdir(path)
+        or not all(_PART.fullmatch(n) for n in os.listdir(path))
+    ):
+        raise SymcostError(
+            f"{param}: {path[:200]!r} exists and is not a dataset symcost wrote "
+            "(only part-*.parquet files); remove it yourself"
+        )
 
 
-def write_dataset(sweep: Sweep, path: str, client, *, force: bool = False,
-                  progress: Progress | None = None, chunk: int = CHUNK_POINTS) -> int:
+def write_dataset(
+    sweep: Sweep,
+    path: str,
+    client,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    chunk: int = CHUNK_POINTS,
+) -> int:
     """Map the compiled sweep over chunks on a dask ``client``: one part file per chunk
     (``part-000000.parquet``, ... in point order) in a temporary folder next to ``path``,
     renamed to ``path`` when every part is written. Workers write the parts, so a remote
@@ -550,10 +626,14 @@ def write_dataset(sweep: Sweep, path: str, client, *, force: bool = False,
             raise SymcostError(f"--out: cannot write in {folder[:200]!r} ({e.strerror})") from None
         futures = []
         try:
-            futures = client.map(_write_part, [sweep] * len(ranges), [s for s, _ in ranges],
-                                 [e for _, e in ranges],
-                                 [os.path.join(tmp, f"part-{k:0{digits}d}.parquet")
-                                  for k in range(len(ranges))], pure=False)
+            futures = client.map(
+                _write_part,
+                [sweep] * len(ranges),
+                [s for s, _ in ranges],
+                [e for _, e in ranges],
+                [os.path.join(tmp, f"part-{k:0{digits}d}.parquet") for k in range(len(ranges))],
+                pure=False,
+            )
             rows = 0
             for fut in as_completed(futures):
                 rows += fut.result()
@@ -606,8 +686,10 @@ class Progress:
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate else 0.0
         bar = "#" * int(30 * done / self.total)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {100 * done / self.total:5.1f}% "
-                          f"{done:,}/{self.total:,} points, {rate:,.0f}/s, {left:,.0f} s left ")
+        self.stream.write(
+            f"\r{self.label} [{bar:<30}] {100 * done / self.total:5.1f}% "
+            f"{done:,}/{self.total:,} points, {rate:,.0f}/s, {left:,.0f} s left "
+        )
         self.stream.flush()
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ ends. The last child's output is the ``seq``'s output. Retained bytes (KV-cache 
 until the stage ends. ``repeat`` chains its runs (each reads the previous run's output) unless
 ``collect`` (independent runs whose outputs are all kept, like a per-request loop).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -43,20 +44,25 @@ def _gate(cost: Cost, cond) -> Cost:
     if cond is False or cond is sp.false:
         return ZERO
     vanishing: dict = {}
-    if isinstance(cond, sp.StrictGreaterThan) and cond.rhs == 0 and cond.lhs.is_Symbol \
-            and cond.lhs.is_nonnegative:
+    if (
+        isinstance(cond, sp.StrictGreaterThan)
+        and cond.rhs == 0
+        and cond.lhs.is_Symbol
+        and cond.lhs.is_nonnegative
+    ):
         vanishing = {cond.lhs: 0}
 
     def gate(x):
         if x == 0 or (vanishing and sp.sympify(x).subs(vanishing) == 0):
             return x
         return sp.Piecewise((x, cond), (0, True))
+
     return cost.map(gate)
 
 
 @lru_cache(maxsize=256)
 def _power_sum(k: int, var: sp.Symbol, lo, hi):
-    return sp.factor(sp.summation(var ** k, (var, lo, hi)))
+    return sp.factor(sp.summation(var**k, (var, lo, hi)))
 
 
 def _sum_field(expr, var, lo, hi):
@@ -74,12 +80,15 @@ def _sum_cost(cost: Cost, over) -> Cost:
     at the last step (steps only grow), after the retained bytes of all earlier steps."""
     var, lo, hi = over
     sums = {f: _sum_field(getattr(cost, f), var, lo, hi) for f in ADDITIVE_FIELDS}
-    at_last = {f: sp.sympify(getattr(cost, f)).subs(var, hi)
-               for f in ("peak_bytes", "out_bytes")}
+    at_last = {f: sp.sympify(getattr(cost, f)).subs(var, hi) for f in ("peak_bytes", "out_bytes")}
     earlier = _sum_field(cost.retained_bytes, var, lo, hi - 1)
     peak = where(sp.sympify(hi - lo) >= 0, earlier + at_last["out_bytes"] + at_last["peak_bytes"], 0)
-    return Cost(**sums, peak_bytes=peak, out_bytes=at_last["out_bytes"],
-                retained_bytes=_sum_field(cost.retained_bytes, var, lo, hi))
+    return Cost(
+        **sums,
+        peak_bytes=peak,
+        out_bytes=at_last["out_bytes"],
+        retained_bytes=_sum_field(cost.retained_bytes, var, lo, hi),
+    )
 
 
 def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
@@ -87,11 +96,19 @@ def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
     scaled = {f: getattr(cost, f) * count for f in ADDITIVE_FIELDS}
     retained = cost.retained_bytes * count
     if collect:
-        return Cost(**scaled, peak_bytes=(count - 1) * (cost.retained_bytes + cost.out_bytes)
-                    + cost.peak_bytes, out_bytes=count * cost.out_bytes, retained_bytes=retained)
+        return Cost(
+            **scaled,
+            peak_bytes=(count - 1) * (cost.retained_bytes + cost.out_bytes) + cost.peak_bytes,
+            out_bytes=count * cost.out_bytes,
+            retained_bytes=retained,
+        )
     later = (count - 1) * cost.retained_bytes + cost.out_bytes + cost.peak_bytes
-    return Cost(**scaled, peak_bytes=where(sp.sympify(count) >= 2, later, cost.peak_bytes),
-                out_bytes=cost.out_bytes, retained_bytes=retained)
+    return Cost(
+        **scaled,
+        peak_bytes=where(sp.sympify(count) >= 2, later, cost.peak_bytes),
+        out_bytes=cost.out_bytes,
+        retained_bytes=retained,
+    )
 
 
 def _seq_cost(children: tuple[Node, ...]) -> Cost:
@@ -114,14 +131,14 @@ def _seq_cost(children: tuple[Node, ...]) -> Cost:
 class Node:
     name: str
     children: tuple[Node, ...] = ()
-    own: Cost = ZERO          # a leaf's cost
-    kind: str | None = None   # a leaf's op kind (the registry key)
-    count: object = 1         # the subtree runs this many times
+    own: Cost = ZERO  # a leaf's cost
+    kind: str | None = None  # a leaf's op kind (the registry key)
+    count: object = 1  # the subtree runs this many times
     over: tuple | None = None  # (var, lo, hi): the subtree runs once per var in lo..hi
-    cond: object = True       # the subtree runs only where this holds
-    keep: bool = False        # the output is read again later in the enclosing seq
-    collect: bool = False     # repeated runs are independent and their outputs all kept
-    graph: bool = False       # runs as a replayed CUDA graph (per-kernel floor of graphs)
+    cond: object = True  # the subtree runs only where this holds
+    keep: bool = False  # the output is read again later in the enclosing seq
+    collect: bool = False  # repeated runs are independent and their outputs all kept
+    graph: bool = False  # runs as a replayed CUDA graph (per-kernel floor of graphs)
 
     def _apply(self, cost: Cost) -> Cost:
         if self.count != 1:
@@ -148,8 +165,7 @@ class Node:
         for child in self.children:
             yield from child.walk(path, (self,) + context)
 
-    def leaves(self, prefix: str = "", context=(), graph: bool = False
-               ) -> Iterator[tuple[str, Cost, bool]]:
+    def leaves(self, prefix: str = "", context=(), graph: bool = False) -> Iterator[tuple[str, Cost, bool]]:
         """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op."""
         path = f"{prefix}.{self.name}" if prefix else self.name
         graph = graph or self.graph
@@ -172,8 +188,7 @@ class Node:
         for path, node, cost in self.walk():
             if node.kind is not None and (under is None or path.startswith(under + ".")):
                 prev = out.get(node.kind, ZERO)
-                out[node.kind] = Cost(**{f: getattr(prev, f) + getattr(cost, f)
-                                         for f in ADDITIVE_FIELDS})
+                out[node.kind] = Cost(**{f: getattr(prev, f) + getattr(cost, f) for f in ADDITIVE_FIELDS})
         return out
 
     def find(self, path: str) -> Node:

@@ -1,5 +1,6 @@
 """benchmarks/run.py --smoke: every figure printed with a number and its unit, every agreement
 check run and passed; a (test-only) perturbed value fails the run. No timing is checked."""
+
 import re
 import subprocess
 import sys
@@ -20,15 +21,22 @@ FIGURES = {  # figure name -> unit
     "cold symcost formulas deepseek-ocr": "s",
     "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": "s",
 }
-CHECKS = ("compiled == numeric Model.evaluate, deepseek-ocr",
-          "compiled == numeric Model.evaluate, deepseek-ocr2",
-          "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
-          "compiled vision flops == torch FlopCounterMode, deepseek-ocr2")
+CHECKS = (
+    "compiled == numeric Model.evaluate, deepseek-ocr",
+    "compiled == numeric Model.evaluate, deepseek-ocr2",
+    "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
+    "compiled vision flops == torch FlopCounterMode, deepseek-ocr2",
+)
 
 
 def smoke(*flags):
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", *flags],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", *flags],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +52,19 @@ def test_smoke_passes_and_says_so(run):
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_each_figure_has_a_number_and_its_unit(run, name):
-    line = re.search(rf"^{re.escape(name)}: ({NUMBER}) {re.escape(FIGURES[name])} \((.*)$",
-                     run.stdout, re.M)
+    line = re.search(rf"^{re.escape(name)}: ({NUMBER}) {re.escape(FIGURES[name])} \((.*)$", run.stdout, re.M)
     assert line, f"{name!r} with a number and {FIGURES[name]!r} not in:\n{run.stdout}"
     assert float(line.group(1)) > 0
     # a figure with a target shows it (smoke: not enforced); the reference figure has none
-    shown = re.match(rf"target (>=|<) {NUMBER} {re.escape(FIGURES[name])}: not enforced",
-                     line.group(2))
+    shown = re.match(rf"target (>=|<) {NUMBER} {re.escape(FIGURES[name])}: not enforced", line.group(2))
     assert bool(shown) == (name != "cold import sympy"), line.group(0)
 
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_agreement_check_ran_and_passed(run, check):
-    line = re.search(rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$",
-                     run.stdout, re.M)
+    line = re.search(
+        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$", run.stdout, re.M
+    )
     assert line, f"{check!r} not in:\n{run.stdout}"
     assert int(line.group(1)) >= 1 and line.group(2) == "pass"
 
@@ -65,8 +72,12 @@ def test_each_agreement_check_ran_and_passed(run, check):
 def test_a_disagreement_fails_the_run():
     bad = smoke("--perturb")
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert re.search(r"^agreement compiled == numeric Model.evaluate, deepseek-ocr: .*: "
-                     r"FAIL \(point [0-9]+: flops compiled [0-9]+ != numeric [0-9]+\)$",
-                     bad.stdout, re.M), bad.stdout
-    assert re.search(r"^result: FAIL: compiled == numeric Model.evaluate, deepseek-ocr:",
-                     bad.stdout, re.M), bad.stdout
+    assert re.search(
+        r"^agreement compiled == numeric Model.evaluate, deepseek-ocr: .*: "
+        r"FAIL \(point [0-9]+: flops compiled [0-9]+ != numeric [0-9]+\)$",
+        bad.stdout,
+        re.M,
+    ), bad.stdout
+    assert re.search(r"^result: FAIL: compiled == numeric Model.evaluate, deepseek-ocr:", bad.stdout, re.M), (
+        bad.stdout
+    )

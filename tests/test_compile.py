@@ -1,4 +1,5 @@
 """Compiled NumPy functions: exact integer printing, overflow never wraps, chunking is invisible."""
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -18,7 +19,7 @@ EXPRS = {
     "ceiling": sp.ceiling(x / (y + 1)),
     "floor_neg": sp.floor((x - 2 * y) / 5),
     "max_min": sp.Max(x * y, 3 * z) - sp.Min(x, y, 2),
-    "piecewise": sp.Piecewise((x * (x - 1) / 2, x >= y), (y ** 2, sp.Eq(x, z)), (z, True)),
+    "piecewise": sp.Piecewise((x * (x - 1) / 2, x >= y), (y**2, sp.Eq(x, z)), (z, True)),
     "half_sum": sp.Max(x, y * (y + 1) / 2),
 }
 
@@ -50,14 +51,14 @@ def test_floats_are_refused():
         CompiledFunction((x,), {"f": 0.5 * x})
 
 
-@pytest.mark.parametrize("expr", [x ** 3, x * y * 4096 // 3, x * (x + 1) / 2 * y])
+@pytest.mark.parametrize("expr", [x**3, x * y * 4096 // 3, x * (x + 1) / 2 * y])
 def test_overflow_is_exact_never_wrapped(expr):
     f = CompiledFunction((x, y), {"v": expr})
-    xs = np.array([2, 3_000_000, 2 ** 31, 2 ** 40, 5], dtype=np.int64)
-    ys = np.array([3, 2 ** 20, 2 ** 30, 2 ** 33, 7], dtype=np.int64)
+    xs = np.array([2, 3_000_000, 2**31, 2**40, 5], dtype=np.int64)
+    ys = np.array([3, 2**20, 2**30, 2**33, 7], dtype=np.int64)
     got = f(xs, ys)["v"]
     want = _reference(expr, xs, ys, ys)
-    assert max(abs(v) for v in want) >= 2 ** 63  # the test really passes int64
+    assert max(abs(v) for v in want) >= 2**63  # the test really passes int64
     assert got.dtype == object
     assert [int(v) for v in got] == want
 
@@ -70,14 +71,14 @@ def test_overflow_in_an_intermediate_only():
 
 
 def test_large_constants():
-    got = CompiledFunction((x,), {"v": (2 ** 70) * x - 2 ** 70 * (x - 1)})(np.arange(3))["v"]
-    assert [int(v) for v in got] == [2 ** 70] * 3
+    got = CompiledFunction((x,), {"v": (2**70) * x - 2**70 * (x - 1)})(np.arange(3))["v"]
+    assert [int(v) for v in got] == [2**70] * 3
 
 
 def test_chunking_is_invisible():
     n = 2 * CHUNK + 123
     rng = np.random.default_rng(2)
-    xs, ys, zs = (rng.integers(-10 ** 6, 10 ** 6, n) for _ in range(3))
+    xs, ys, zs = (rng.integers(-(10**6), 10**6, n) for _ in range(3))
     f = CompiledFunction((x, y, z), EXPRS)
     whole = f(xs, ys, zs)
     for k in (0, CHUNK - 1, CHUNK, n - 1):
@@ -89,9 +90,9 @@ def test_chunking_is_invisible():
         assert np.array_equal(whole[name][:CHUNK], head[name])
     # only one chunk overflows: that chunk is exact, the others stay exact too
     xs2 = xs.copy()
-    xs2[CHUNK + 5] = 2 ** 40
-    big = CompiledFunction((x,), {"c": x ** 2})(xs2)["c"]
-    assert big.dtype == object and int(big[CHUNK + 5]) == 2 ** 80
+    xs2[CHUNK + 5] = 2**40
+    big = CompiledFunction((x,), {"c": x**2})(xs2)["c"]
+    assert big.dtype == object and int(big[CHUNK + 5]) == 2**80
     assert [int(v) for v in big[:10]] == [int(v) ** 2 for v in xs2[:10]]
 
 

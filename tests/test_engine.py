@@ -1,4 +1,5 @@
 """The engine's small parts: the Cost type, composition, conventions, op formulas."""
+
 import pytest
 import sympy as sp
 
@@ -23,8 +24,12 @@ def test_cost_adds_counts_and_chains_liveness():
 
 
 def _leaf(name, out, retained=0, peak=None, keep=False):
-    return Node(name, own=Cost(out_bytes=out, peak_bytes=out if peak is None else peak,
-                               retained_bytes=retained), kind="x", keep=keep)
+    return Node(
+        name,
+        own=Cost(out_bytes=out, peak_bytes=out if peak is None else peak, retained_bytes=retained),
+        kind="x",
+        keep=keep,
+    )
 
 
 def test_liveness_walk_frees_inputs_and_keeps_marked_outputs():
@@ -55,8 +60,11 @@ def test_when_gates_per_call_costs_and_leaves_vanishing_ones():
 
 def test_composition_in_context():
     block = op("fc", "linear", tokens=n, d_in=4, d_out=8)
-    tree = seq("root", repeat("layers", 3, block), when(n > 5, op("extra", "linear", tokens=n,
-                                                                  d_in=2, d_out=2, bias=False)))
+    tree = seq(
+        "root",
+        repeat("layers", 3, block),
+        when(n > 5, op("extra", "linear", tokens=n, d_in=2, d_out=2, bias=False)),
+    )
     comps = tree.components()
     assert comps["root.layers.fc"].mm_macs == 3 * 32 * n
     assert comps["root.layers"].params == 3 * (32 + 8)
@@ -82,8 +90,9 @@ def test_choose_names_the_parameter_and_allowed_values():
 
 
 def test_conventions_weigh_fields():
-    c = Cost(mm_macs=10, conv_macs=1, einsum_macs=100, einsum_fvcore=98, sdpa_macs=1000,
-             ln_elems=2, vector_flops=7)
+    c = Cost(
+        mm_macs=10, conv_macs=1, einsum_macs=100, einsum_fvcore=98, sdpa_macs=1000, ln_elems=2, vector_flops=7
+    )
     assert flops(c, "torch") == 2 * (10 + 1 + 100 + 1000)
     assert flops(c, "torch-cpu") == 2 * (10 + 1 + 100)
     assert flops(c, "fvcore") == 10 + 1 + 98 + 1000 + 5 * 2
@@ -94,25 +103,32 @@ def test_conventions_weigh_fields():
         flops(c, "tvm")
 
 
-@pytest.mark.parametrize("macs,expected", [(52_684_800, 52_700_000), (201_326_592, 201_350_000),
-                                           (4999, 4999), (6172, 6170)])
+@pytest.mark.parametrize(
+    "macs,expected", [(52_684_800, 52_700_000), (201_326_592, 201_350_000), (4999, 4999), (6172, 6170)]
+)
 def test_fvcore_einsum_rounding(macs, expected):
     # floor(float('%.3e' % (2*macs)) / 2): 4 significant digits of the doubled count
     assert int(fvcore_einsum(macs)) == expected == int(float("%.3e" % (2 * macs)) // 2)
 
 
 def test_every_op_is_int_or_symbol_alike():
-    shapes = {"linear": dict(tokens=3, d_in=4, d_out=5), "conv2d": dict(batch=2, c_in=3, c_out=4,
-              kernel=3, in_hw=8, out_hw=4), "layer_norm": dict(tokens=3, dim=4),
-              "rms_norm": dict(tokens=3, dim=4), "elementwise": dict(elems=6),
-              "bmm": dict(batch=2, m=3, k=4, n=5), "softmax": dict(elems=6),
-              "einsum": dict(out_elems=6, contracted=7, operand_elems=8),
-              "moe_linear": dict(tokens=12, d_in=4, d_out=5, experts=8, experts_read=2),
-              "attention": dict(batch=2, heads=4, kv_heads=2, s_q=3, s_k=4, d=5),
-              "sdpa": dict(batch_heads=2, s_q=3, s_k=4, d_qk=5, d_v=5),
-              "kv_cache": dict(batch=2, kv_heads=2, d=4, new=3, cached=5),
-              "cast": dict(elems=6), "embedding": dict(tokens=3, vocab=10, dim=4),
-              "parameter": dict(elems=5)}
+    shapes = {
+        "linear": dict(tokens=3, d_in=4, d_out=5),
+        "conv2d": dict(batch=2, c_in=3, c_out=4, kernel=3, in_hw=8, out_hw=4),
+        "layer_norm": dict(tokens=3, dim=4),
+        "rms_norm": dict(tokens=3, dim=4),
+        "elementwise": dict(elems=6),
+        "bmm": dict(batch=2, m=3, k=4, n=5),
+        "softmax": dict(elems=6),
+        "einsum": dict(out_elems=6, contracted=7, operand_elems=8),
+        "moe_linear": dict(tokens=12, d_in=4, d_out=5, experts=8, experts_read=2),
+        "attention": dict(batch=2, heads=4, kv_heads=2, s_q=3, s_k=4, d=5),
+        "sdpa": dict(batch_heads=2, s_q=3, s_k=4, d_qk=5, d_v=5),
+        "kv_cache": dict(batch=2, kv_heads=2, d=4, new=3, cached=5),
+        "cast": dict(elems=6),
+        "embedding": dict(tokens=3, vocab=10, dim=4),
+        "parameter": dict(elems=5),
+    }
     assert set(shapes) == set(OPS)
     for kind, shape in shapes.items():
         ints = OPS[kind](**shape)

@@ -1,5 +1,6 @@
 """The engine knows no model: nothing in symcost/ names a family, a module of one, or its sizes;
 families come from entry points, and a new family needs nothing from the engine."""
+
 import io
 import re
 import tokenize
@@ -12,8 +13,11 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
-FORBIDDEN = re.compile(r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
-                       r"\b(640|768|896|1280|6848|129280|129,280)\b", re.IGNORECASE)
+FORBIDDEN = re.compile(
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
+    r"\b(640|768|896|1280|6848|129280|129,280)\b",
+    re.IGNORECASE,
+)
 ALLOWED = {'"clip"'}  # NumPy's np.take(..., mode="clip")
 
 
@@ -25,9 +29,12 @@ def _tokens(path: Path):
 
 
 def test_symcost_names_no_family():
-    hits = [f"{p.relative_to(ENGINE)}:{line}: {text.strip()[:80]}"
-            for p in sorted(ENGINE.rglob("*.py")) for line, text in _tokens(p)
-            if text not in ALLOWED and FORBIDDEN.search(text)]
+    hits = [
+        f"{p.relative_to(ENGINE)}:{line}: {text.strip()[:80]}"
+        for p in sorted(ENGINE.rglob("*.py"))
+        for line, text in _tokens(p)
+        if text not in ALLOWED and FORBIDDEN.search(text)
+    ]
     assert hits == []
 
 
@@ -48,23 +55,45 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
     tiles = sp.Symbol("tiles", integer=True, nonnegative=True)
 
     def load(width_unit: str = "px"):
-        tiler = AspectTiler((w, h), (cols, rows), by_tile_count([(1, 2), (2, 1), (2, 2)]), tile=100,
-                            shortcut=lambda x, y: (x <= 100) & (y <= 100), shortcut_text="small")
+        tiler = AspectTiler(
+            (w, h),
+            (cols, rows),
+            by_tile_count([(1, 2), (2, 1), (2, 2)]),
+            tile=100,
+            shortcut=lambda x, y: (x <= 100) & (y <= 100),
+            shortcut_text="small",
+        )
 
         def stage(v):
             return seq("encode", op("proj", "linear", tokens=v.batch * v.tiles * 10, d_in=8, d_out=4))
-        return symcost.Model(
-            family=FAMILY, options={}, layout=tiler,
-            named={tiles: lambda v: v.cols * v.rows},
-            stages={"encode": Stage("encode", "one linear per tile", ("width", "height", "batch"),
-                                    stage, ("weights",))},
-            weights=lambda: seq("model", seq("weights", op("proj", "linear", tokens=1, d_in=8, d_out=4))),
-            kv_elems_per_token=0, runtime=symcost.get_runtime("hf"), settings=(("family", "toy"),))
 
-    FAMILY = Family(name="toy", summary="a toy", inputs=(w, h, b),
-                    options=(Option("width_unit", {"px": "pixels"}, "px", "unit"),),
-                    stage_names=("encode",), load=load, image=("width", "height"),
-                    serving=Serving("encode", "batch", "batch", "batch"), default_stage="encode")
+        return symcost.Model(
+            family=FAMILY,
+            options={},
+            layout=tiler,
+            named={tiles: lambda v: v.cols * v.rows},
+            stages={
+                "encode": Stage(
+                    "encode", "one linear per tile", ("width", "height", "batch"), stage, ("weights",)
+                )
+            },
+            weights=lambda: seq("model", seq("weights", op("proj", "linear", tokens=1, d_in=8, d_out=4))),
+            kv_elems_per_token=0,
+            runtime=symcost.get_runtime("hf"),
+            settings=(("family", "toy"),),
+        )
+
+    FAMILY = Family(
+        name="toy",
+        summary="a toy",
+        inputs=(w, h, b),
+        options=(Option("width_unit", {"px": "pixels"}, "px", "unit"),),
+        stage_names=("encode",),
+        load=load,
+        image=("width", "height"),
+        serving=Serving("encode", "batch", "batch", "batch"),
+        default_stage="encode",
+    )
     monkeypatch.setattr(symcost.family, "_registry", lambda: {"toy": "tests.test_engine_generic:X"})
     monkeypatch.setattr(symcost.family, "_import", lambda target: FAMILY)
     m = symcost.load("toy")

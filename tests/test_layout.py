@@ -1,4 +1,5 @@
 """The tile rule: symbolic pieces, the vectorised evaluator and the vendor's float walk agree."""
+
 import random
 import time
 
@@ -13,8 +14,30 @@ GUNDAM = symcost.load("deepseek-ocr", preset="gundam")
 RULE = GUNDAM.layout  # 640 tiles, up to 9
 
 # The documented candidate order (docs/models.md), written out by hand.
-ORDER = [(1, 2), (2, 1), (3, 1), (1, 3), (2, 2), (4, 1), (1, 4), (5, 1), (1, 5), (1, 6), (6, 1),
-         (3, 2), (2, 3), (7, 1), (1, 7), (4, 2), (2, 4), (1, 8), (8, 1), (1, 9), (3, 3), (9, 1)]
+ORDER = [
+    (1, 2),
+    (2, 1),
+    (3, 1),
+    (1, 3),
+    (2, 2),
+    (4, 1),
+    (1, 4),
+    (5, 1),
+    (1, 5),
+    (1, 6),
+    (6, 1),
+    (3, 2),
+    (2, 3),
+    (7, 1),
+    (1, 7),
+    (4, 2),
+    (2, 4),
+    (1, 8),
+    (8, 1),
+    (1, 9),
+    (3, 3),
+    (9, 1),
+]
 
 
 def vendor_grid(w, h, tile=640, order=ORDER):
@@ -51,10 +74,23 @@ def test_candidate_order_is_the_vendors():
     assert list(RULE.candidates) == ORDER
 
 
-@pytest.mark.parametrize("w,h,grid", [
-    (640, 640, (1, 1)), (641, 640, (2, 2)), (1024, 1024, (2, 2)), (4000, 4000, (3, 3)),
-    (1280, 720, (2, 1)), (1920, 1080, (4, 2)), (2000, 1000, (4, 2)), (2560, 1440, (4, 2)),
-    (3000, 400, (7, 1)), (400, 3000, (1, 8)), (378, 648, (2, 3)), (1654, 2339, (2, 3))])
+@pytest.mark.parametrize(
+    "w,h,grid",
+    [
+        (640, 640, (1, 1)),
+        (641, 640, (2, 2)),
+        (1024, 1024, (2, 2)),
+        (4000, 4000, (3, 3)),
+        (1280, 720, (2, 1)),
+        (1920, 1080, (4, 2)),
+        (2000, 1000, (4, 2)),
+        (2560, 1440, (4, 2)),
+        (3000, 400, (7, 1)),
+        (400, 3000, (1, 8)),
+        (378, 648, (2, 3)),
+        (1654, 2339, (2, 3)),
+    ],
+)
 def test_documented_examples(w, h, grid):
     rule = RULE
     assert vendor_grid(w, h) == grid
@@ -131,7 +167,7 @@ def test_max_crops_restricts_the_candidates():
 
 def test_sides_beyond_exact_floats_are_refused():
     """The float comparison is exact while max(W*q, H*p) < 2**52; beyond, codes() refuses."""
-    big = np.array([2 ** 50], dtype=np.int64)
+    big = np.array([2**50], dtype=np.int64)
     with pytest.raises(symcost.SymcostError, match="too large"):
         RULE.codes(big, big)
 

@@ -72,9 +72,17 @@ def test_peak_breakdown_snapshot():
     b = m.breakdown(top=5)
     assert m.peak_bytes == 512 + 4000 + 1024 + 1024  # a, b, a.float(), the product
     assert [(r["bytes"], r["tag"]) for r in b["top"]] == [
-        (4000, "outer/inner"), (1024, "outer/inner"), (1024, "outer/inner"), (512, "outer")]
-    assert {r["op"] for r in b["top"]} == {"aten.ones.default", "aten._to_copy.default", "aten.mul.Tensor",
-                                          "aten.zeros.default"}
+        (4000, "outer/inner"),
+        (1024, "outer/inner"),
+        (1024, "outer/inner"),
+        (512, "outer"),
+    ]
+    assert {r["op"] for r in b["top"]} == {
+        "aten.ones.default",
+        "aten._to_copy.default",
+        "aten.mul.Tensor",
+        "aten.zeros.default",
+    }
     assert b["rest_bytes"] == 0 and b["by_tag"] == {"outer/inner": 6048, "outer": 512}
     assert m.peak_by_tag["outer/inner"] == 6560 and m.peak_by_tag[""] == 512 + 40
     del a, e
@@ -231,7 +239,6 @@ def test_vision_base(vision):
     r = measure(vision, "vision", {"size": 1024})
     assert r["peak_bytes"] == sam_global_peak(1024) == 459_276_288
     assert r["allocator_peak_bytes"] > r["peak_bytes"]  # oneDNN's patch-embed conv scratch (see report)
-
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ Tolerance: 10 % (the issue's bar); the cases below land within 5 %. What the mod
 on purpose, and why, is in the module docstring of ``validation.memory`` and in the README.
 The small cases run on every CI run; the full-size ones (up to ~8 GB) are marked slow.
 """
+
 from dataclasses import replace
 
 import pytest
@@ -26,9 +27,11 @@ def runners():
 
     def get(kind, layers=None):
         if (kind, layers) not in built:
-            built[(kind, layers)] = memory.VendorVision() if kind == "vision" else \
-                memory.VendorDecoder(n_layers=layers)
+            built[(kind, layers)] = (
+                memory.VendorVision() if kind == "vision" else memory.VendorDecoder(n_layers=layers)
+            )
         return built[(kind, layers)]
+
     yield get
     built.clear()
 
@@ -42,6 +45,7 @@ def analytic_vision(size: int, batch: int = 1) -> int:
     """One view through SAM -> CLIP -> projector at ``size`` px (a no-crop preset's vision)."""
     from derivations.deepseek_ocr import VISION
     from derivations.deepseek_ocr.vision import view
+
     return int(view(VISION, "view", batch, size).cost.peak_bytes)
 
 
@@ -92,8 +96,10 @@ def test_prefill_full_depth(runners, seq):
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 8])
 def test_decode_full_depth(runners, batch):
-    check(analytic_decode(batch, 1024, DECODER.layers),
-          measured(runners, "decode", layers=None, batch=batch, past=1024))
+    check(
+        analytic_decode(batch, 1024, DECODER.layers),
+        measured(runners, "decode", layers=None, batch=batch, past=1024),
+    )
 
 
 def test_decode_step_includes_sampling():

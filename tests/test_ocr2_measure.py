@@ -55,9 +55,17 @@ def test_config_builds_the_real_model(model):
     got = ocr2.param_counts(model)
     assert got["total"] == STATED_TOTAL_PARAMS
     layers = model.config.text_config.mlp_layer_types
-    parts = (got["sam"] + got["encoder"] + got["projector"] + got["view_separator"] + got["embed_tokens"]
-             + layers.count("dense") * got["decoder_layer_dense"]
-             + layers.count("sparse") * got["decoder_layer_moe"] + got["final_norm"] + got["lm_head"])
+    parts = (
+        got["sam"]
+        + got["encoder"]
+        + got["projector"]
+        + got["view_separator"]
+        + got["embed_tokens"]
+        + layers.count("dense") * got["decoder_layer_dense"]
+        + layers.count("sparse") * got["decoder_layer_moe"]
+        + got["final_norm"]
+        + got["lm_head"]
+    )
     assert parts == got["total"]
     assert set(got) == set(ocr2.PARAM_COMPONENTS)
     # the JSON is a plain config.json: from_dict gives the same config
@@ -92,8 +100,17 @@ def test_vision_equals_reference(row, model):
     assert total("proj_total") == int(row["projector_flops"])
     for v in views:
         c = {k: got[f"{v}_{k}"] for k in VIEW_COLUMNS}
-        assert c["sam_total"] == sum(c[k] for k in ("sam_patch_embed", "sam_win_blocks", "sam_glob_blocks",
-                                                     "sam_neck", "sam_net2", "sam_net3"))
+        assert c["sam_total"] == sum(
+            c[k]
+            for k in (
+                "sam_patch_embed",
+                "sam_win_blocks",
+                "sam_glob_blocks",
+                "sam_neck",
+                "sam_net2",
+                "sam_net3",
+            )
+        )
         blocks = c["sam_win_blocks"] + c["sam_glob_blocks"]
         assert blocks == c["sam_linear"] + c["sam_relpos"] + c["sam_attn_core"]
         assert c["encoder_total"] == c["encoder_linear"] + c["encoder_attn_core"] + c["encoder_rope"]
@@ -109,8 +126,9 @@ def test_tiles_are_one_batch_linear_in_n(model):
     assert one["image_features"] == ocr2.tokens_for_crops(1)
     assert four["image_features"] == ocr2.tokens_for_crops(4)
     three = ocr2.measure_vision(1, model=model, batch=3)
-    assert {k: v for k, v in three.items() if k != "image_features"} == \
-           {k: 3 * v for k, v in one.items() if k != "image_features"}
+    assert {k: v for k, v in three.items() if k != "image_features"} == {
+        k: 3 * v for k, v in one.items() if k != "image_features"
+    }
     assert three["image_features"] == one["image_features"]
 
 
@@ -136,8 +154,9 @@ def test_prefill_last_logits_only_changes_lm_head(row, model):
     every, last = (ocr2.measure_decoder(s, 0, logits=k, model=model) for k in ("all", "last"))
     one = ocr2.measure_decoder(1, 0, model=model)
     assert last["lm_head"] == one["lm_head"] and every["lm_head"] == s * one["lm_head"]
-    assert {k: v for k, v in every.items() if k not in ("lm_head", "total_full_depth")} == \
-           {k: v for k, v in last.items() if k not in ("lm_head", "total_full_depth")}
+    assert {k: v for k, v in every.items() if k not in ("lm_head", "total_full_depth")} == {
+        k: v for k, v in last.items() if k not in ("lm_head", "total_full_depth")
+    }
     assert every["total_full_depth"] - every["lm_head"] == last["total_full_depth"] - last["lm_head"]
 
 
@@ -165,8 +184,10 @@ def test_decoder_batch_and_attention(model):
     assert ocr2.measure_decoder(5, 9, model=model, attention="eager") == one
     assert model.config.text_config._attn_implementation == "sdpa"
     assert ocr2.measure_decoder(5, 9, "torch-cpu", model=model)["dense_L0_attn_core"] == 0  # CPU SDPA: 0
-    assert ocr2.measure_decoder(5, 9, "torch-cpu", model=model, attention="eager")["dense_L0_attn_core"] == \
-           one["dense_L0_attn_core"]
+    assert (
+        ocr2.measure_decoder(5, 9, "torch-cpu", model=model, attention="eager")["dense_L0_attn_core"]
+        == one["dense_L0_attn_core"]
+    )
 
 
 def test_bad_arguments_are_refused(model):
@@ -213,9 +234,23 @@ def test_architecture_examples(size, grid, tokens):
     assert ocr2.image_tokens(*size) == tokens
 
 
-@pytest.mark.parametrize("size", [(768, 768), (769, 768), (768, 769), (769, 40), (40, 769), (1536, 768),
-                                  (2304, 768), (768, 4608), (4096, 700), (1000, 999), (3000, 64),
-                                  (4096, 4096)])
+@pytest.mark.parametrize(
+    "size",
+    [
+        (768, 768),
+        (769, 768),
+        (768, 769),
+        (769, 40),
+        (40, 769),
+        (1536, 768),
+        (2304, 768),
+        (768, 4608),
+        (4096, 700),
+        (1000, 999),
+        (3000, 64),
+        (4096, 4096),
+    ],
+)
 def test_tile_grid_is_what_the_processor_cuts(size):
     """tile_grid against a real processor run: tile count, tile size, 1024 global view."""
     cols, rows = ocr2.tile_grid(*size)
@@ -230,8 +265,11 @@ def test_tile_grid_is_what_the_processor_cuts(size):
 def test_processor_grid_equals_tile_grid():
     widths, heights = range(1, 4097, 61), range(1, 4097, 53)
     cols, rows = processor_grid(widths, heights, processes=1)
-    assert all((cols[i, j], rows[i, j]) == ocr2.tile_grid(w, h)
-               for i, w in enumerate(widths) for j, h in enumerate(heights))
+    assert all(
+        (cols[i, j], rows[i, j]) == ocr2.tile_grid(w, h)
+        for i, w in enumerate(widths)
+        for j, h in enumerate(heights)
+    )
     assert (processor_grid(widths[:7], heights, processes=2)[0] == cols[:7]).all()
 
 
@@ -247,7 +285,8 @@ def test_crop_to_patches_false_writes_tokens_the_model_does_not_produce(model):
     p = model.model.multi_modal_projector.weight
     with torch.no_grad():
         features = model.model.get_image_features(
-            torch.zeros(1, *run["global_shape"], device="meta", dtype=p.dtype)).pooler_output[0]
+            torch.zeros(1, *run["global_shape"], device="meta", dtype=p.dtype)
+        ).pooler_output[0]
     queries = model.model.vision_tower.query_768_resolution.num_embeddings
     assert features.shape[0] == queries + 1 != run["image_tokens"]
     ids = torch.full((1, run["image_tokens"]), model.config.image_token_id)
@@ -262,8 +301,9 @@ def test_crop_to_patches_false_writes_tokens_the_model_does_not_produce(model):
 @pytest.fixture(scope="module")
 def vision_cpu():
     """Random bf16 vision tower + projector + separator on CPU (the rest of the model stays on meta)."""
-    return ocr2.build_model("cpu", real=("model.vision_tower", "model.multi_modal_projector",
-                                         "model.view_separator"))
+    return ocr2.build_model(
+        "cpu", real=("model.vision_tower", "model.multi_modal_projector", "model.view_separator")
+    )
 
 
 def test_vision_real_cpu_run_equals_meta_run(vision_cpu, model):
@@ -277,7 +317,8 @@ def test_decoder_real_cpu_and_fvcore(model):
     s = int(ROWS[0]["prompt_tokens"])
     meta = ocr2.measure_decoder(s, 0, model=model)
     assert ocr2.measure_decoder(s, 0, model=cpu) == meta
-    assert ocr2.measure_decoder(3, 5, logits="last", model=cpu) == ocr2.measure_decoder(3, 5, logits="last",
-                                                                                         model=model)
+    assert ocr2.measure_decoder(3, 5, logits="last", model=cpu) == ocr2.measure_decoder(
+        3, 5, logits="last", model=model
+    )
     fv = ocr2.measure_decoder(s, 0, "fvcore", model=cpu)
     assert {k: 2 * v for k, v in fv.items()} == meta

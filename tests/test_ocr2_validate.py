@@ -51,15 +51,18 @@ def assert_all_match(case):
 
 
 def view_sum(measured, column):
-    return sum(v for k, v in measured.items() if k.endswith(f"_{column}") and k.split("_")[0] in
-               ("global", "crops"))
+    return sum(
+        v for k, v in measured.items() if k.endswith(f"_{column}") and k.split("_")[0] in ("global", "crops")
+    )
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, symcost, validation.ocr2_compare as c\n"
-            "m = symcost.load('deepseek-ocr2')\n"
-            "c.validate_case(m, 'decode', 'torch', {'kv_len': 9}, check_only=True)\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, symcost, validation.ocr2_compare as c\n"
+        "m = symcost.load('deepseek-ocr2')\n"
+        "c.validate_case(m, 'decode', 'torch', {'kv_len': 9}, check_only=True)\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -73,8 +76,9 @@ def test_reference_vision_row(row):
     case = validate_case(load(), "vision", "torch", {"width": w, "height": h})
     assert_all_match(case)
     got = case["measured"]
-    assert (got["w_tiles"], got["h_tiles"], got["n_crops"], got["image_tokens"]) == \
-           tuple(int(row[k]) for k in ("w_tiles", "h_tiles", "n_crops", "image_tokens"))
+    assert (got["w_tiles"], got["h_tiles"], got["n_crops"], got["image_tokens"]) == tuple(
+        int(row[k]) for k in ("w_tiles", "h_tiles", "n_crops", "image_tokens")
+    )
     assert got["vision_total"] == int(row["vision_flops"])
     assert view_sum(got, "sam_total") == int(row["vision_sam_flops"])
     assert view_sum(got, "encoder_total") == int(row["vision_encoder_flops"])
@@ -104,8 +108,14 @@ def test_reference_decode_row(row):
 # --------------------------------------------------------------------------- shapes of our own, live on meta
 
 # one size per tile count 0, 2, 3, 4, 5, 6 (the grid is the processor's; the test checks it is that count)
-VISION_SIZES = [((640, 480), 0), ((1600, 900), 2), ((2400, 800), 3), ((1500, 1500), 4), ((800, 4000), 5),
-                ((3000, 2000), 6)]
+VISION_SIZES = [
+    ((640, 480), 0),
+    ((1600, 900), 2),
+    ((2400, 800), 3),
+    ((1500, 1500), 4),
+    ((800, 4000), 5),
+    ((3000, 2000), 6),
+]
 
 
 @pytest.mark.parametrize("size,n_crops", VISION_SIZES, ids=lambda x: str(x))
@@ -144,18 +154,31 @@ def test_prefill_shapes(w, h, p, logits):
     assert got["lm_head"] == lm_rows * one
 
 
-@pytest.mark.parametrize("point,options", [
-    ({"width": 1024, "height": 1024, "prompt_tokens": 12, "batch": 2}, {"logits": "all"}),
-    ({"width": 1280, "height": 720, "prompt_tokens": 5}, {"attention": "eager"}),
-    ({"width": 700, "height": 500, "prompt_tokens": 3}, {"vision_mode": "nocrop", "logits": "all"}),
-], ids=["batch2", "eager", "nocrop"])
+@pytest.mark.parametrize(
+    "point,options",
+    [
+        ({"width": 1024, "height": 1024, "prompt_tokens": 12, "batch": 2}, {"logits": "all"}),
+        ({"width": 1280, "height": 720, "prompt_tokens": 5}, {"attention": "eager"}),
+        ({"width": 700, "height": 500, "prompt_tokens": 3}, {"vision_mode": "nocrop", "logits": "all"}),
+    ],
+    ids=["batch2", "eager", "nocrop"],
+)
 def test_prefill_options(point, options):
     assert_all_match(validate_case(load(**options), "prefill", "torch", point))
 
 
-@pytest.mark.parametrize("kv_len,batch,attention", [(0, 1, "sdpa"), (1, 1, "sdpa"), (777, 1, "sdpa"),
-                                                    (8191, 1, "sdpa"), (100_000, 1, "sdpa"),
-                                                    (1000, 4, "sdpa"), (300, 1, "eager")])
+@pytest.mark.parametrize(
+    "kv_len,batch,attention",
+    [
+        (0, 1, "sdpa"),
+        (1, 1, "sdpa"),
+        (777, 1, "sdpa"),
+        (8191, 1, "sdpa"),
+        (100_000, 1, "sdpa"),
+        (1000, 4, "sdpa"),
+        (300, 1, "eager"),
+    ],
+)
 def test_decode_shapes(kv_len, batch, attention):
     case = validate_case(load(attention=attention), "decode", "torch", {"kv_len": kv_len, "batch": batch})
     assert_all_match(case)
@@ -179,8 +202,11 @@ def _layer_norm_elements(model):
     for name, m in sam.named_modules():
         if isinstance(m, torch.nn.LayerNorm):
             where = "neck" if name.startswith("neck") else "blocks"
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, where=where: seen.__setitem__(where, seen[where] + inp[0].numel())))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda mod, inp, out, where=where: seen.__setitem__(where, seen[where] + inp[0].numel())
+                )
+            )
     global_px, _ = ocr2._pixel_sizes()
     pixels = torch.zeros(1, 3, global_px, global_px, device="meta", dtype=torch.bfloat16)
     try:
@@ -208,34 +234,45 @@ def test_fvcore_against_flop_counter_mode(fvcore_case):
     fv = fvcore_case["measured"]
     fc = validate_case(load(), "vision", "torch", {"width": 500, "height": 300})["measured"]
     norms = _layer_norm_elements(ocr2.meta_model())
-    special = {"global_sam_total", "global_sam_win_blocks", "global_sam_glob_blocks", "global_sam_neck",
-               "global_sam_relpos", "global_sam_norms", "vision_total"}
+    special = {
+        "global_sam_total",
+        "global_sam_win_blocks",
+        "global_sam_glob_blocks",
+        "global_sam_neck",
+        "global_sam_relpos",
+        "global_sam_norms",
+        "vision_total",
+    }
     halved = {k for k in fc if k.startswith("global_") or k == "vision_total"} - special
     assert {k: 2 * fv[k] for k in halved} == {k: fc[k] for k in halved}
     assert fv["global_sam_norms"] == 5 * (norms["blocks"] + norms["neck"])
     assert 2 * fv["global_sam_neck"] == fc["global_sam_neck"] + 2 * 5 * norms["neck"]
     assert abs(2 * fv["global_sam_relpos"] - fc["global_sam_relpos"]) < 1e-3 * fc["global_sam_relpos"]
     blocks = fv["global_sam_win_blocks"] + fv["global_sam_glob_blocks"]
-    assert blocks == (fv["global_sam_linear"] + fv["global_sam_relpos"] + fv["global_sam_attn_core"]
-                      + 5 * norms["blocks"])
+    assert blocks == (
+        fv["global_sam_linear"] + fv["global_sam_relpos"] + fv["global_sam_attn_core"] + 5 * norms["blocks"]
+    )
     assert fv["vision_total"] == fv["global_sam_total"] + fv["global_encoder_total"] + fv["global_proj_total"]
 
 
 # --------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("stage,counter,point,options,flag", [
-    ("decode", "fvcore", {"kv_len": 10}, {}, "--counter"),
-    ("prefill", "fvcore", {"width": 100, "height": 100}, {}, "--counter"),  # 5.9 GB of real weights
-    ("vision", "fvcore", {"width": 4000, "height": 4000, "batch": 8}, {}, "--counter"),
-    ("prefill", "torch-cpu", {"width": 100, "height": 100}, {}, "--counter"),
-    ("decode", "fvcore-default", {"kv_len": 1}, {}, "--counter"),
-    ("vision", "ptflops", {"width": 100, "height": 100}, {}, "--counter"),
-    ("vision", "torch", {"width": 100, "height": 100}, {"runtime": "vllm"}, "--runtime"),
-    ("decode", "torch", {"kv_len": 1}, {"attention": "flash"}, "--attention"),
-    ("request", "torch", {"width": 100, "height": 100}, {}, "--stage"),
-    ("decode", "torch", {"kv_len": 1, "width": 5}, {}, "width"),
-])
+@pytest.mark.parametrize(
+    "stage,counter,point,options,flag",
+    [
+        ("decode", "fvcore", {"kv_len": 10}, {}, "--counter"),
+        ("prefill", "fvcore", {"width": 100, "height": 100}, {}, "--counter"),  # 5.9 GB of real weights
+        ("vision", "fvcore", {"width": 4000, "height": 4000, "batch": 8}, {}, "--counter"),
+        ("prefill", "torch-cpu", {"width": 100, "height": 100}, {}, "--counter"),
+        ("decode", "fvcore-default", {"kv_len": 1}, {}, "--counter"),
+        ("vision", "ptflops", {"width": 100, "height": 100}, {}, "--counter"),
+        ("vision", "torch", {"width": 100, "height": 100}, {"runtime": "vllm"}, "--runtime"),
+        ("decode", "torch", {"kv_len": 1}, {"attention": "flash"}, "--attention"),
+        ("request", "torch", {"width": 100, "height": 100}, {}, "--stage"),
+        ("decode", "torch", {"kv_len": 1, "width": 5}, {}, "width"),
+    ],
+)
 def test_refusals(stage, counter, point, options, flag):
     with pytest.raises(SymcostError) as err:
         validate_case(load(**options), stage, counter, point, check_only=True)
@@ -256,13 +293,16 @@ def run_cli(capsys, *argv):
     return code, json.loads(out) if out else []
 
 
-@pytest.mark.parametrize("argv", [
-    ("--image", "769x768", "--image", "4096x1000"),
-    ("--stage", "prefill", "--logits", "all", "--prompt-tokens", "12", "--image", "1024x1024"),
-    ("--stage", "prefill", "--image", "640x480", "--batch", "2"),
-    ("--stage", "decode", "--kv-len", "1000"),
-    ("--counter", "torch-cpu", "--image", "1280x720"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--image", "769x768", "--image", "4096x1000"),
+        ("--stage", "prefill", "--logits", "all", "--prompt-tokens", "12", "--image", "1024x1024"),
+        ("--stage", "prefill", "--image", "640x480", "--batch", "2"),
+        ("--stage", "decode", "--kv-len", "1000"),
+        ("--counter", "torch-cpu", "--image", "1280x720"),
+    ],
+)
 def test_cli_validates(capsys, argv):
     code, cases = run_cli(capsys, *argv)
     assert code == 0 and cases
@@ -306,8 +346,11 @@ def test_tile_grid_on_the_tie_rays():
     """Every (k*p, k*q) in [1, 4096]^2 on the aspect ratios p/q equidistant from two candidate grids, where
     the processor's float tie-break (and its area rule) decides."""
     model = load()
-    pairs = [(k * m.numerator, k * m.denominator) for m in model.layout.midpoints
-             for k in range(1, MAX_SIDE // max(m.numerator, m.denominator) + 1)]
+    pairs = [
+        (k * m.numerator, k * m.denominator)
+        for m in model.layout.midpoints
+        for k in range(1, MAX_SIDE // max(m.numerator, m.denominator) + 1)
+    ]
     pairs += [(h, w) for w, h in pairs]
     w, h = np.array(pairs).T
     cols, rows = model.tile_grid(w, h)
@@ -326,8 +369,19 @@ def test_tile_grid_exhaustive():
 
 # every candidate grid at its own aspect ratio (768*c x 768*r), plus the shortcut's edges
 TOKEN_SIZES = [(768 * c, 768 * r) for c in range(1, 7) for r in range(1, 7) if 2 <= c * r <= 6]
-TOKEN_SIZES += [(1, 1), (768, 768), (769, 768), (768, 769), (769, 769), (769, 1), (1, 769), (2047, 1),
-                (3, 2000), (500, 300), (1280, 720)]
+TOKEN_SIZES += [
+    (1, 1),
+    (768, 768),
+    (769, 768),
+    (768, 769),
+    (769, 769),
+    (769, 1),
+    (1, 769),
+    (2047, 1),
+    (3, 2000),
+    (500, 300),
+    (1280, 720),
+]
 
 
 def test_image_tokens_sample_covers_every_grid():

@@ -1,5 +1,6 @@
 """`symcost plan`: the largest batch that fits, throughput, and inverse queries, each answer
 checked against forward evaluations of the same closed forms."""
+
 import json
 import math
 
@@ -10,10 +11,29 @@ from symcost.cli import main
 from symcost.hardware import HARDWARE
 from symcost.plan import DAY_S, capacity_bytes, for_throughput, largest_image, plan
 
-A4 = ["--preset", "gundam", "--image", "1654x2339", "--prompt-tokens", "12", "--new-tokens", "1000",
-      "--hardware", "a100-40gb"]
-CONTRACT = {"max_batch", "memory_bytes", "memory_capacity_bytes", "ttft_s", "tpot_s", "tokens_per_s",
-            "pages_per_s", "pages_per_day", "bound"}
+A4 = [
+    "--preset",
+    "gundam",
+    "--image",
+    "1654x2339",
+    "--prompt-tokens",
+    "12",
+    "--new-tokens",
+    "1000",
+    "--hardware",
+    "a100-40gb",
+]
+CONTRACT = {
+    "max_batch",
+    "memory_bytes",
+    "memory_capacity_bytes",
+    "ttft_s",
+    "tpot_s",
+    "tokens_per_s",
+    "pages_per_s",
+    "pages_per_day",
+    "bound",
+}
 
 
 def run_json(capsys, *argv):
@@ -27,8 +47,7 @@ def test_max_batch_fits_and_one_more_does_not(capsys, runtime):
     assert CONTRACT <= set(out)
     assert out["memory_bytes"] <= out["memory_capacity_bytes"]
     m = symcost.load("deepseek-ocr", preset="gundam", runtime=runtime)
-    more = m.evaluate(1654, 2339, "request", prompt_tokens=12, new_tokens=1000,
-                      batch=out["max_batch"] + 1)
+    more = m.evaluate(1654, 2339, "request", prompt_tokens=12, new_tokens=1000, batch=out["max_batch"] + 1)
     assert more["memory_bytes"] > out["memory_capacity_bytes"]
     assert out["memory_capacity_bytes"] == capacity_bytes(m, HARDWARE["a100-40gb"])
     # throughput is the batch over the request's time, per second and per day
@@ -42,10 +61,12 @@ def test_fixed_batch_gives_the_same_keys(capsys):
     out = run_json(capsys, *A4, "--runtime", "vllm", "--batch", "8")
     assert CONTRACT <= set(out) and out["batch"] == 8
     m = symcost.load("deepseek-ocr", preset="gundam", runtime="vllm")
-    r = m.evaluate(1654, 2339, "request", prompt_tokens=12, new_tokens=1000, batch=8,
-                   hardware="a100-40gb")
-    assert (out["memory_bytes"], out["ttft_s"], out["tpot_s"]) == \
-        (r["memory_bytes"], r["ttft_s"], r["tpot_s"])
+    r = m.evaluate(1654, 2339, "request", prompt_tokens=12, new_tokens=1000, batch=8, hardware="a100-40gb")
+    assert (out["memory_bytes"], out["ttft_s"], out["tpot_s"]) == (
+        r["memory_bytes"],
+        r["ttft_s"],
+        r["tpot_s"],
+    )
 
 
 def test_largest_image_under_a_flop_budget():
@@ -67,14 +88,15 @@ def test_largest_image_under_a_flop_budget():
 def test_largest_image_under_a_ttft_budget_deepseek_ocr2():
     m = symcost.load("deepseek-ocr2")
     point = {"prompt_tokens": 12, "new_tokens": 1, "batch": 1}
-    times = [m.evaluate(16 * k, 9 * k, "request", hardware="h200", **point)["ttft_s"]
-             for k in (20, 60, 200)]
+    times = [m.evaluate(16 * k, 9 * k, "request", hardware="h200", **point)["ttft_s"] for k in (20, 60, 200)]
     budget = (times[0] + times[-1]) / 2
     ans = largest_image(m, "ttft_s", budget, (16, 9), point, hardware="h200")
     k = ans["width"] // 16
     assert m.evaluate(16 * k, 9 * k, "request", hardware="h200", **point)["ttft_s"] <= budget
-    later = [m.evaluate(16 * j, 9 * j, "request", hardware="h200", **point)["ttft_s"]
-             for j in range(k + 1, 65_535 // 16 + 1, 97)]
+    later = [
+        m.evaluate(16 * j, 9 * j, "request", hardware="h200", **point)["ttft_s"]
+        for j in range(k + 1, 65_535 // 16 + 1, 97)
+    ]
     assert all(t > budget for t in later)  # no larger image on the ray fits (sampled)
 
 
@@ -93,23 +115,56 @@ def test_pages_per_day(capsys):
 
 
 def test_a_mix_fits_every_image(capsys):
-    out = run_json(capsys, "--preset", "gundam", "--image", "640x640", "--image", "4000x4000",
-                   "--new-tokens", "500", "--hardware", "h100-sxm", "--runtime", "vllm")
-    sizes = [run_json(capsys, "--preset", "gundam", "--image", img, "--new-tokens", "500",
-                      "--hardware", "h100-sxm", "--runtime", "vllm")
-             for img in ("640x640", "4000x4000")]
+    out = run_json(
+        capsys,
+        "--preset",
+        "gundam",
+        "--image",
+        "640x640",
+        "--image",
+        "4000x4000",
+        "--new-tokens",
+        "500",
+        "--hardware",
+        "h100-sxm",
+        "--runtime",
+        "vllm",
+    )
+    sizes = [
+        run_json(
+            capsys,
+            "--preset",
+            "gundam",
+            "--image",
+            img,
+            "--new-tokens",
+            "500",
+            "--hardware",
+            "h100-sxm",
+            "--runtime",
+            "vllm",
+        )
+        for img in ("640x640", "4000x4000")
+    ]
     assert out["max_batch"] == min(s["max_batch"] for s in sizes)
     assert len(out["images"]) == 2
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["--preset", "gundam", "--hardware", "h200"], "--image"),
-    (A4 + ["--aspect", "1:1"], "--aspect"),
-    (["--preset", "gundam", "--image", "640x640", "--hardware", "h200", "--max-flops", "-1"],
-     "--max-flops"),
-    (["--preset", "gundam", "--image", "640x640", "--prompt-tokens", "1048576", "--hardware", "l4"],
-     "plan: one request needs"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["--preset", "gundam", "--hardware", "h200"], "--image"),
+        (A4 + ["--aspect", "1:1"], "--aspect"),
+        (
+            ["--preset", "gundam", "--image", "640x640", "--hardware", "h200", "--max-flops", "-1"],
+            "--max-flops",
+        ),
+        (
+            ["--preset", "gundam", "--image", "640x640", "--prompt-tokens", "1048576", "--hardware", "l4"],
+            "plan: one request needs",
+        ),
+    ],
+)
 def test_plan_refuses(capsys, argv, fragment):
     assert main(["plan", "deepseek-ocr", *argv]) == 2
     err = capsys.readouterr().err

@@ -2,6 +2,7 @@
 layout changes, measured points only from the plot's own family and preset (each equal to the
 analytic value), heat maps of metrics and the tile grid, deterministic SVG, and measured-point
 files refused cleanly when they are not what they claim."""
+
 import csv
 import json
 import os
@@ -30,8 +31,7 @@ def _target(preset="gundam", metrics=("flops",), **kw):
 
 def _reference_rows(preset_column, counter="FlopCounterMode"):
     with open(REFERENCE, newline="") as f:
-        return [r for r in csv.DictReader(f) if r["preset"] == preset_column
-                and r["counter"] == counter]
+        return [r for r in csv.DictReader(f) if r["preset"] == preset_column and r["counter"] == counter]
 
 
 def test_measured_series_of_a_gundam_plot_holds_only_gundam_rows(tmp_path):
@@ -55,20 +55,25 @@ def test_measured_series_of_a_gundam_plot_holds_only_gundam_rows(tmp_path):
     gundam_on_line = {(1280, 720), (1920, 1080)}
     assert sorted(x for _, x, _, _ in drawn) == [1280, 1920]
     assert all(mode == "crops" and meas == ana for mode, _, meas, ana in drawn)
-    values = {int(r["vision_total"]) for r in _reference_rows("gundam")
-              if (int(r["W"]), int(r["H"])) in gundam_on_line}
+    values = {
+        int(r["vision_total"])
+        for r in _reference_rows("gundam")
+        if (int(r["W"]), int(r["H"])) in gundam_on_line
+    }
     assert {meas for _, _, meas, _ in drawn} == values
     m_sweep = make_sweep(_target("gundam-m"), [WIDE])  # and the Gundam-M row on its own plot
     m_points, _ = load_measured(str(path), m_sweep.target, MODES)
     m_drawn = [m for c in line_data(m_sweep, MODES, m_points).curves for m in c.measured]
-    assert [(x, meas) for x, meas, _, _ in m_drawn] == \
-        [(1280, int(_reference_rows("gundam_m_vllmcrop")[0]["vision_total"]))]
+    assert [(x, meas) for x, meas, _, _ in m_drawn] == [
+        (1280, int(_reference_rows("gundam_m_vllmcrop")[0]["vision_total"]))
+    ]
     assert all(meas == ana for _, meas, ana, _ in m_drawn)
 
 
 def test_curves_follow_the_swept_side_with_exact_steps():
-    sweep = make_sweep(_target(metrics=("flops", "activation_bytes")),
-                       [Ray(("width", "height"), (1, 1), 1, 3000, 50)])
+    sweep = make_sweep(
+        _target(metrics=("flops", "activation_bytes")), [Ray(("width", "height"), (1, 1), 1, 3000, 50)]
+    )
     lines = line_data(sweep, MODES, [])
     assert [c.mode for c in lines.curves] == MODES
     crops = lines.curves[0]
@@ -76,19 +81,26 @@ def test_curves_follow_the_swept_side_with_exact_steps():
     m = model_of(sweep.target)
     w, h = m.tile_grid(crops.x, crops.x)
     assert crops.layout["w_tiles"].tolist() == w.tolist()
-    changes = [int(x) for x, a, b in zip(crops.x[1:], w[1:] * 10 + h[1:], w[:-1] * 10 + h[:-1])
-               if a != b]
+    changes = [int(x) for x, a, b in zip(crops.x[1:], w[1:] * 10 + h[1:], w[:-1] * 10 + h[:-1]) if a != b]
     assert lines.steps == changes and len(changes) >= 2
     # the layout's own breaks on the ray (a, b) = (1, 1): a change follows a listed scale
     assert set(changes) <= {k + 1 for k in m.layout.breaks(1, 1, 3000)}
     ev = m.compile("vision", ("flops", "activation_bytes"))
     assert crops.values["flops"].tolist() == ev(crops.x, crops.x)["flops"].tolist()
     nocrop_hf = symcost.load("deepseek-ocr", preset="gundam", vision_mode="nocrop-hf")
-    assert lines.curves[2].values["flops"].tolist() == \
-        nocrop_hf.compile("vision", ("flops",))(crops.x, crops.x)["flops"].tolist()
+    assert (
+        lines.curves[2].values["flops"].tolist()
+        == nocrop_hf.compile("vision", ("flops",))(crops.x, crops.x)["flops"].tolist()
+    )
     assert not lines.curves[1].layout  # nocrop never tiles: no tile curve drawn
-    for text in ("preset gundam", "stage vision", "convention torch", "dtype bf16", "B = 1",
-                 "one curve per vision_mode: crops, nocrop, nocrop-hf"):
+    for text in (
+        "preset gundam",
+        "stage vision",
+        "convention torch",
+        "dtype bf16",
+        "B = 1",
+        "one curve per vision_mode: crops, nocrop, nocrop-hf",
+    ):
         assert text in lines.title
 
 
@@ -113,8 +125,17 @@ def test_heat_map_of_metrics_and_tile_grid():
 
 
 def test_cli_plots_png_and_deterministic_svg(tmp_path):
-    common = ["sweep", "deepseek-ocr", "--aspect", "16:9", "--long-side", "200:3000:10",
-              "--measured", str(REFERENCE), "--quiet"]
+    common = [
+        "sweep",
+        "deepseek-ocr",
+        "--aspect",
+        "16:9",
+        "--long-side",
+        "200:3000:10",
+        "--measured",
+        str(REFERENCE),
+        "--quiet",
+    ]
     png, svg1, svg2 = (tmp_path / n for n in ("a.png", "a1.svg", "a2.svg"))
     assert main(common + ["--plot", str(png), "--out", str(tmp_path / "a.csv")]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
@@ -124,8 +145,26 @@ def test_cli_plots_png_and_deterministic_svg(tmp_path):
     assert svg1.read_bytes() == svg2.read_bytes() and "<dc:date>" not in text
     assert text.count("<svg") == 1 and "measured" in text
     heat = tmp_path / "h.png"
-    assert main(["sweep", "deepseek-ocr2", "--width", "1:2000:10", "--height", "1:2000:10",
-                 "--metric", "flops", "--metric", "io_bytes", "--plot", str(heat), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "deepseek-ocr2",
+                "--width",
+                "1:2000:10",
+                "--height",
+                "1:2000:10",
+                "--metric",
+                "flops",
+                "--metric",
+                "io_bytes",
+                "--plot",
+                str(heat),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert heat.read_bytes()[:4] == b"\x89PNG"
     assert sorted(os.listdir(tmp_path)) == ["a.csv", "a.png", "a1.svg", "a2.svg", "h.png"]
 
@@ -135,8 +174,15 @@ def _bad(text_or_make, name="m.json"):
     return pytest.param(text_or_make, name, id=f"{name}:{str(text_or_make)[:30]}")
 
 
-_CASE = {"preset": "gundam", "vision_mode": "crops", "stage": "vision", "width": 1280,
-         "height": 720, "convention": "torch", "measured": {"vision_total": 1916266708992}}
+_CASE = {
+    "preset": "gundam",
+    "vision_mode": "crops",
+    "stage": "vision",
+    "width": 1280,
+    "height": 720,
+    "convention": "torch",
+    "measured": {"vision_total": 1916266708992},
+}
 BAD = [
     _bad(json.dumps([dict(_CASE, width=True)])),
     _bad(json.dumps([dict(_CASE, width=640.7)])),
@@ -154,12 +200,12 @@ BAD = [
     _bad(b"\xff\xfe".decode("latin-1")),
     _bad("W,H,counter,preset,vision_total\n640.7,640,FlopCounterMode,gundam,1\n", "m.csv"),
     _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam,1e400\n", "m.csv"),
-    _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam," + "9" * 401 + "\n",
-         "m.csv"),
+    _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam," + "9" * 401 + "\n", "m.csv"),
     _bad("W,H,counter,preset,vision_total\n640,640,abacus,gundam,1\n", "m.csv"),
     _bad(json.dumps([{k: v for k, v in dict(_CASE, counter=[1]).items() if k != "convention"}])),
-    _bad("W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam,\"" + "1" * 131_073
-         + "\"\n", "m.csv"),
+    _bad(
+        'W,H,counter,preset,vision_total\n640,640,FlopCounterMode,gundam,"' + "1" * 131_073 + '"\n', "m.csv"
+    ),
     _bad("fifo", "m.csv"),
     _bad("zero", "m.csv"),
     _bad("huge", "m.csv"),
@@ -167,8 +213,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("content,name", BAD)
-def test_bad_measured_file_is_refused_before_any_output(content, name, tmp_path, monkeypatch,
-                                                        capsys):
+def test_bad_measured_file_is_refused_before_any_output(content, name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     if content == "fifo":
         os.mkfifo(name)
@@ -180,8 +225,20 @@ def test_bad_measured_file_is_refused_before_any_output(content, name, tmp_path,
     else:
         Path(name).write_text(content, encoding="latin-1")
     before = sorted(os.listdir(tmp_path))
-    argv = ["sweep", "deepseek-ocr", "--aspect", "16:9", "--long-side", "200:2000", "--out",
-            "s.csv", "--plot", "p.png", "--measured", name]
+    argv = [
+        "sweep",
+        "deepseek-ocr",
+        "--aspect",
+        "16:9",
+        "--long-side",
+        "200:2000",
+        "--out",
+        "s.csv",
+        "--plot",
+        "p.png",
+        "--measured",
+        name,
+    ]
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("symcost: error: --measured"), err
@@ -189,22 +246,28 @@ def test_bad_measured_file_is_refused_before_any_output(content, name, tmp_path,
 
 
 def test_validate_json_cases_are_read(tmp_path):
-    cases = [_CASE, dict(_CASE, stage="prefill", measured={}),  # not vision: skipped
-             dict(_CASE, preset="gundam-m"), dict(_CASE, convention="fvcore"),
-             dict(_CASE, vision_mode="nocrop", width=1920, height=1080,
-                  measured={"vision_total": 1139967033344})]
+    cases = [
+        _CASE,
+        dict(_CASE, stage="prefill", measured={}),  # not vision: skipped
+        dict(_CASE, preset="gundam-m"),
+        dict(_CASE, convention="fvcore"),
+        dict(_CASE, vision_mode="nocrop", width=1920, height=1080, measured={"vision_total": 1139967033344}),
+    ]
     path = tmp_path / "v.json"
     path.write_text(json.dumps(cases, indent=1))
     sweep = make_sweep(_target(), [WIDE])
     points, read = load_measured(str(path), sweep.target, MODES)
     assert read == 5
-    assert [(p.width, p.mode, p.value) for p in points] == \
-        [(1280, "crops", 1916266708992), (1920, "nocrop", 1139967033344)]
+    assert [(p.width, p.mode, p.value) for p in points] == [
+        (1280, "crops", 1916266708992),
+        (1920, "nocrop", 1139967033344),
+    ]
     lines = line_data(sweep, MODES, points)
     assert all(meas == ana for c in lines.curves for _, meas, ana, _ in c.measured)
     with pytest.raises(SymcostError, match="--measured: record 1 does not say its family"):
-        load_measured(_write(tmp_path, [{k: v for k, v in _CASE.items() if k != "preset"}]),
-                      sweep.target, MODES)
+        load_measured(
+            _write(tmp_path, [{k: v for k, v in _CASE.items() if k != "preset"}]), sweep.target, MODES
+        )
 
 
 def _write(tmp_path, records):
@@ -219,12 +282,23 @@ def test_measure_live_equals_the_analytic_curve(family, modes, tmp_path, capsys)
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     png = tmp_path / "m.png"
-    code = main(["sweep", family, "--aspect", "16:9", "--long-side", "1200:1300", "--measure", "1",
-                 "--plot", str(png)])
+    code = main(
+        [
+            "sweep",
+            family,
+            "--aspect",
+            "16:9",
+            "--long-side",
+            "1200:1300",
+            "--measure",
+            "1",
+            "--plot",
+            str(png),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
-    assert f"measured points on the plotted line: {modes}, every one equal to the analytic " \
-           "value" in err
+    assert f"measured points on the plotted line: {modes}, every one equal to the analytic value" in err
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -1,4 +1,5 @@
 """Compiled NumPy == SymPy evaluated exactly == the numeric model, and the shape of the costs."""
+
 from functools import cache
 
 import sympy as sp
@@ -11,8 +12,9 @@ from symcost.metrics import INT_METRICS
 
 STAGES = ("vision", "prefill", "decode", "request")
 CROP_PRESETS = [p for p, spec in PRESETS.items() if spec.crop_mode]
-FAMILIES = [("deepseek-ocr", dict(preset=p, vision_mode=m)) for p in PRESETS for m in VISION_MODES] \
-    + [("deepseek-ocr2", dict(vision_mode=m)) for m in ("crops", "nocrop")]
+FAMILIES = [("deepseek-ocr", dict(preset=p, vision_mode=m)) for p in PRESETS for m in VISION_MODES] + [
+    ("deepseek-ocr2", dict(vision_mode=m)) for m in ("crops", "nocrop")
+]
 
 
 @cache
@@ -38,14 +40,23 @@ def sympy_exact(m, stage, expr, values):
     return int(expr.xreplace(subs))
 
 
-POOL = dict(width=st.integers(1, 10_000), height=st.integers(1, 10_000),
-            prompt_tokens=st.integers(0, 4000), kv_len=st.integers(0, 20_000),
-            new_tokens=st.integers(1, 64), batch=st.integers(1, 16))
+POOL = dict(
+    width=st.integers(1, 10_000),
+    height=st.integers(1, 10_000),
+    prompt_tokens=st.integers(0, 4000),
+    kv_len=st.integers(0, 20_000),
+    new_tokens=st.integers(1, 64),
+    batch=st.integers(1, 16),
+)
 
 
 @settings(max_examples=max(500, settings.default.max_examples))  # "long" profile: 1000
-@given(fam=st.sampled_from(FAMILIES), stage=st.sampled_from(STAGES),
-       runtime=st.sampled_from(["hf", "vllm"]), **POOL)
+@given(
+    fam=st.sampled_from(FAMILIES),
+    stage=st.sampled_from(STAGES),
+    runtime=st.sampled_from(["hf", "vllm"]),
+    **POOL,
+)
 def test_compiled_equals_sympy_and_numeric(fam, stage, runtime, **values):
     m = load(fam[0], {**fam[1], "runtime": runtime})
     kw = inputs_of(m, stage, **values)
@@ -61,8 +72,12 @@ def test_compiled_equals_sympy_and_numeric(fam, stage, runtime, **values):
 
 
 @settings(max_examples=max(200, settings.default.max_examples))
-@given(fam=st.sampled_from(FAMILIES), convention=st.sampled_from(sorted(symcost.CONVENTIONS)),
-       w=st.integers(1, 10_000), h=st.integers(1, 10_000))
+@given(
+    fam=st.sampled_from(FAMILIES),
+    convention=st.sampled_from(sorted(symcost.CONVENTIONS)),
+    w=st.integers(1, 10_000),
+    h=st.integers(1, 10_000),
+)
 def test_every_convention_compiled_equals_numeric(fam, convention, w, h):
     m = load(*fam)
     got = m.compile("vision", ("flops",), convention)(w, h)
@@ -70,10 +85,14 @@ def test_every_convention_compiled_equals_numeric(fam, convention, w, h):
 
 
 @settings(max_examples=max(200, settings.default.max_examples))
-@given(fam=st.sampled_from([f for f in FAMILIES if f[1].get("vision_mode") == "crops"]),
-       stage=st.sampled_from(["vision", "prefill", "request"]),
-       hardware=st.sampled_from(["h100-sxm", "l4"]), w=st.integers(1, 10_000),
-       h=st.integers(1, 10_000), new=st.integers(1, 16))
+@given(
+    fam=st.sampled_from([f for f in FAMILIES if f[1].get("vision_mode") == "crops"]),
+    stage=st.sampled_from(["vision", "prefill", "request"]),
+    hardware=st.sampled_from(["h100-sxm", "l4"]),
+    w=st.integers(1, 10_000),
+    h=st.integers(1, 10_000),
+    new=st.integers(1, 16),
+)
 def test_crops_equals_nocrop_without_tiles(fam, stage, hardware, w, h, new):
     """Every metric and the time: crop mode costs at least no-crop, exactly as much when no
     tile is encoded (no phantom tile pass: the tile view's weights are not read)."""
@@ -108,8 +127,11 @@ def test_memory_holds_every_part(fam, stage, **values):
     r = m.evaluate(stage=stage, **inputs_of(m, stage, **values))
     kv_in = r["memory_bytes"] - r["weight_bytes"] - r["activation_bytes"]
     assert kv_in >= 0
-    assert kv_in == (2 * values["batch"] * values["kv_len"] * 12 * 10 * 128 * 2  # bf16
-                     if stage == "decode" else 0)
+    assert kv_in == (
+        2 * values["batch"] * values["kv_len"] * 12 * 10 * 128 * 2  # bf16
+        if stage == "decode"
+        else 0
+    )
     for part in ("weight_bytes", "activation_bytes"):
         assert r["memory_bytes"] >= r[part] > 0
 
@@ -118,8 +140,12 @@ GRIDS = [(i, j) for i in range(1, 10) for j in range(1, 10) if 2 <= i * j <= 9]
 
 
 @settings(max_examples=max(200, settings.default.max_examples))
-@given(preset=st.sampled_from(CROP_PRESETS), stage=st.sampled_from(["vision", "prefill", "request"]),
-       a=st.sampled_from(GRIDS), b=st.sampled_from(GRIDS))
+@given(
+    preset=st.sampled_from(CROP_PRESETS),
+    stage=st.sampled_from(["vision", "prefill", "request"]),
+    a=st.sampled_from(GRIDS),
+    b=st.sampled_from(GRIDS),
+)
 def test_cost_monotone_in_tile_count(preset, stage, a, b):
     assume(a[0] * a[1] != b[0] * b[1])
     small, large = sorted((a, b), key=lambda g: g[0] * g[1])
@@ -128,16 +154,20 @@ def test_cost_monotone_in_tile_count(preset, stage, a, b):
     v = m.symbols()
 
     def at(grid):
-        values = {v.w_tiles: grid[0], v.h_tiles: grid[1], v.prompt_tokens: 5, v.new_tokens: 3,
-                  v.batch: 1}
+        values = {v.w_tiles: grid[0], v.h_tiles: grid[1], v.prompt_tokens: 5, v.new_tokens: 3, v.batch: 1}
         return int(flops.xreplace(values))
+
     assert at(small) < at(large)
 
 
 @settings(max_examples=max(100, settings.default.max_examples))
-@given(fam=st.sampled_from(FAMILIES), stage=st.sampled_from(["vision", "prefill"]),
-       metric=st.sampled_from(["flops", "io_bytes", "activation_bytes"]),
-       w=st.integers(1, 10_000), h=st.integers(1, 10_000))
+@given(
+    fam=st.sampled_from(FAMILIES),
+    stage=st.sampled_from(["vision", "prefill"]),
+    metric=st.sampled_from(["flops", "io_bytes", "activation_bytes"]),
+    w=st.integers(1, 10_000),
+    h=st.integers(1, 10_000),
+)
 def test_image_formula_equals_numeric(fam, stage, metric, w, h):
     """``formula(image=True)``: one branch per case of the layout rule, in W and H."""
     m = load(*fam)

@@ -4,6 +4,7 @@ included) through the CLI in a scratch folder, and the Python block.
 Not run here: the setup commands themselves (CI runs them), `python -m pytest` (this suite) and
 `python benchmarks/run.py` (tests/test_benchmarks_smoke.py runs it with --smoke).
 """
+
 import re
 import shlex
 from pathlib import Path
@@ -51,5 +52,6 @@ def test_python_block_runs():
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)  # our own README, not user input
     m = scope["m"]
-    assert str(m.formula("vision", "flops", "torch", named=True)) == \
-        "B*(388149837824*n_crops + 1139967033344)"
+    assert (
+        str(m.formula("vision", "flops", "torch", named=True)) == "B*(388149837824*n_crops + 1139967033344)"
+    )

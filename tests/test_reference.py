@@ -4,6 +4,7 @@ Counts: a value is "independently reproduced" when its analytic side comes from 
 the cost tree; the reference's aliases (``validation.analytic.ALIASES``) are compared too but
 not counted.
 """
+
 import csv
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def vision_flop_columns(row):
 
 @pytest.mark.parametrize("row", VISION, ids=lambda r: f"{r['case_id']}-{r['counter']}")
 def test_vision_row(row):
-    got = vision_columns(PRESET.get(row["preset"], row["preset"]), int(row["W"]), int(row["H"]),
-                         row["counter"])
+    got = vision_columns(
+        PRESET.get(row["preset"], row["preset"]), int(row["W"]), int(row["H"]), row["counter"]
+    )
     flop_cols = vision_flop_columns(row)
     want = _numeric_columns(row, flop_cols + sorted(META))
     assert {k: got.get(k) for k in want} == want
@@ -44,8 +46,9 @@ def test_vision_row(row):
     assert len([k for k in flop_cols if row[k] != ""]) == len(set(want) - META)
 
 
-@pytest.mark.parametrize("row", DECODER,
-                         ids=lambda r: f"{r['phase']}-{r['S_new']}-{r['L_past']}-{r['counter']}")
+@pytest.mark.parametrize(
+    "row", DECODER, ids=lambda r: f"{r['phase']}-{r['S_new']}-{r['L_past']}-{r['counter']}"
+)
 def test_decoder_row(row):
     got = decoder_columns(int(row["S_new"]), int(row["L_past"]), row["counter"])
     want = _numeric_columns(row, got)

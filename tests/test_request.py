@@ -1,4 +1,5 @@
 """The whole request: parameters, KV cache, stage sums, attention variants, time."""
+
 import json
 
 import pytest
@@ -9,8 +10,9 @@ import symcost
 from derivations.common.decoder import activated_params_per_token
 from derivations.deepseek_ocr import DECODER, VENDOR
 
-PARAMS = json.load(open(__import__("pathlib").Path(__file__).resolve().parents[1]
-                        / "validation" / "data" / "params.json"))["params"]
+PARAMS = json.load(
+    open(__import__("pathlib").Path(__file__).resolve().parents[1] / "validation" / "data" / "params.json")
+)["params"]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +26,9 @@ def test_parameters_per_component(gundam):
     assert p["model.vision"] == PARAMS["vision_total"]
     assert p["model.vision.sam"] == PARAMS["sam"]["total"]
     assert p["model.vision.clip"] == PARAMS["clip"]["total"]
-    assert p["model.vision.clip.embeddings.patch_conv_unused"] == \
-        PARAMS["clip"]["patch_embedding_conv_unused"]
+    assert (
+        p["model.vision.clip.embeddings.patch_conv_unused"] == PARAMS["clip"]["patch_embedding_conv_unused"]
+    )
     assert p["model.vision.projector"] == PARAMS["projector"]["total"]
     assert p["model.decoder.layer0"] == PARAMS["decoder_layer_dense"]["total"]
     assert p["model.decoder.moe_layers"] == 11 * PARAMS["decoder_layer_moe"]["total"]
@@ -52,11 +55,16 @@ def test_kv_bytes_by_hand(gundam):
 
 
 @settings(max_examples=max(60, settings.default.max_examples))
-@given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 300),
-       new=st.integers(1, 12), batch=st.integers(1, 4),
-       runtime=st.sampled_from(["hf", "vllm"]), attention=st.sampled_from([None, "sdpa"]))
-def test_request_is_vision_plus_prefill_plus_decode_steps(w, h, prompt, new, batch, runtime,
-                                                          attention):
+@given(
+    w=st.integers(1, 6000),
+    h=st.integers(1, 6000),
+    prompt=st.integers(0, 300),
+    new=st.integers(1, 12),
+    batch=st.integers(1, 4),
+    runtime=st.sampled_from(["hf", "vllm"]),
+    attention=st.sampled_from([None, "sdpa"]),
+)
+def test_request_is_vision_plus_prefill_plus_decode_steps(w, h, prompt, new, batch, runtime, attention):
     """Brute force: the request equals its stages, decode steps evaluated one by one; the
     one next-token pick after prefill is the only extra."""
     if runtime == "vllm" and attention == "sdpa":
@@ -83,14 +91,18 @@ _MODELS: dict = {}
 def _model(runtime, attention):
     key = (runtime, attention)
     if key not in _MODELS:
-        _MODELS[key] = symcost.load("deepseek-ocr", preset="gundam", runtime=runtime,
-                                    attention=attention)
+        _MODELS[key] = symcost.load("deepseek-ocr", preset="gundam", runtime=runtime, attention=attention)
     return _MODELS[key]
 
 
 @settings(max_examples=max(100, settings.default.max_examples))
-@given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 2000),
-       extra=st.integers(1, 500), stage=st.sampled_from(["prefill", "request"]))
+@given(
+    w=st.integers(1, 6000),
+    h=st.integers(1, 6000),
+    prompt=st.integers(0, 2000),
+    extra=st.integers(1, 500),
+    stage=st.sampled_from(["prefill", "request"]),
+)
 def test_prefill_monotone_in_prompt_length(gundam, w, h, prompt, extra, stage):
     a = gundam.evaluate(w, h, stage, prompt_tokens=prompt)
     b = gundam.evaluate(w, h, stage, prompt_tokens=prompt + extra)
@@ -108,9 +120,15 @@ def test_prefill_is_not_monotone_in_image_size(gundam):
 
 
 @settings(max_examples=max(100, settings.default.max_examples))
-@given(w=st.integers(1, 6000), h=st.integers(1, 6000), prompt=st.integers(0, 2000),
-       kv=st.integers(0, 8000), new=st.integers(1, 50), batch=st.integers(1, 8),
-       stage=st.sampled_from(["vision", "prefill", "decode", "request"]))
+@given(
+    w=st.integers(1, 6000),
+    h=st.integers(1, 6000),
+    prompt=st.integers(0, 2000),
+    kv=st.integers(0, 8000),
+    new=st.integers(1, 50),
+    batch=st.integers(1, 8),
+    stage=st.sampled_from(["vision", "prefill", "decode", "request"]),
+)
 def test_fused_attention_never_moves_more_than_eager(w, h, prompt, kv, new, batch, stage):
     values = dict(prompt_tokens=prompt, kv_len=kv, new_tokens=new, batch=batch, width=w, height=h)
     eager, fused = _model("hf", "eager"), _model("hf", "sdpa")
@@ -123,8 +141,7 @@ def test_fused_attention_never_moves_more_than_eager(w, h, prompt, kv, new, batc
 
 
 def test_roofline_time(gundam):
-    r = gundam.evaluate(1280, 720, "request", prompt_tokens=10, new_tokens=200,
-                        hardware="h100-sxm")
+    r = gundam.evaluate(1280, 720, "request", prompt_tokens=10, new_tokens=200, hardware="h100-sxm")
     assert 0 < r["ttft_s"] < r["time_s"]
     assert r["time_s"] == pytest.approx(r["ttft_s"] + 199 * r["tpot_s"])
     # decode at batch 1 is memory bound: a step takes at least its bytes over the bandwidth
@@ -133,22 +150,51 @@ def test_roofline_time(gundam):
     faster = gundam.evaluate(stage="decode", kv_len=500, hardware="h200")
     assert faster["time_s"] < step["time_s"]
     compiled = gundam.compile("request", ("flops",), hardware="h100-sxm")(
-        1280, 720, prompt_tokens=10, new_tokens=200)
+        1280, 720, prompt_tokens=10, new_tokens=200
+    )
     for k in ("time_s", "ttft_s", "tpot_s"):
         assert float(compiled[k]) == pytest.approx(r[k], rel=1e-9)
 
 
 def test_user_hardware_file(tmp_path, gundam):
     f = tmp_path / "hw.json"
-    f.write_text(json.dumps({"name": "toy", "matmul_tflops": {"bf16": 100},
-                             "vector_tflops": 10, "memory_gbps": 1000, "memory_gb": 16}))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "toy",
+                "matmul_tflops": {"bf16": 100},
+                "vector_tflops": 10,
+                "memory_gbps": 1000,
+                "memory_gb": 16,
+            }
+        )
+    )
     r = gundam.evaluate(stage="decode", hardware=str(f))
     assert r["time_s"] > gundam.evaluate(stage="decode", hardware="h100-sxm")["time_s"]
-    f.write_text(json.dumps({"name": "toy", "matmul_tflops": {"bf16": 100},
-                             "vector_tflops": 10, "memory_gbps": -1, "memory_gb": 16}))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "toy",
+                "matmul_tflops": {"bf16": 100},
+                "vector_tflops": 10,
+                "memory_gbps": -1,
+                "memory_gb": 16,
+            }
+        )
+    )
     with pytest.raises(symcost.SymcostError, match="memory_gbps"):
         gundam.evaluate(stage="decode", hardware=str(f))
-    f.write_text(json.dumps({"name": "toy", "matmul_tflops": {"bf16": 1}, "vector_tflops": 1,
-                             "memory_gbps": 1, "memory_gb": 1, "clock": 2}))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "toy",
+                "matmul_tflops": {"bf16": 1},
+                "vector_tflops": 1,
+                "memory_gbps": 1,
+                "memory_gb": 1,
+                "clock": 2,
+            }
+        )
+    )
     with pytest.raises(symcost.SymcostError, match="unknown key 'clock'"):
         gundam.evaluate(stage="decode", hardware=str(f))

@@ -1,6 +1,7 @@
 """Robustness: every bad input gets one clear error naming the parameter, no file is
 half-written, no signal leaves debris, stdout failures are reported, no user string is
 evaluated, edge shapes stay exact, and the same command prints the same bytes."""
+
 import ast
 import io
 import json
@@ -33,14 +34,20 @@ E = ("eval", "deepseek-ocr", "--image", "640x640")
 S = ("sweep", "deepseek-ocr", "--width", "600:640:20", "--height", "600:640:20", "--out", "t.csv")
 TOKENS = FAMILY.input("prompt_tokens")
 WIDTH = FAMILY.input("width")
-GOOD_HW = {"name": "g", "matmul_tflops": {"bf16": 100}, "vector_tflops": 10, "memory_gbps": 1000,
-           "memory_gb": 80}
+GOOD_HW = {
+    "name": "g",
+    "matmul_tflops": {"bf16": 100},
+    "vector_tflops": 10,
+    "memory_gbps": 1000,
+    "memory_gb": 80,
+}
 
 
 def _cli(argv, **kw):
     """Run the installed entry point in a fresh interpreter (what a shell user gets)."""
-    return subprocess.run([sys.executable, "-m", "symcost.cli", *argv], capture_output=True,
-                          text=True, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "symcost.cli", *argv], capture_output=True, text=True, timeout=120, **kw
+    )
 
 
 def _one_error_line(err: str) -> str:
@@ -74,16 +81,26 @@ CLI_BAD = [  # argv, fragments the one stderr line must contain (parameter, bad 
     (E + ("--hardware", "missing.json"), ["--hardware", "'missing.json'", "FileNotFoundError"]),
     (E + ("--hardware", "a100-80gb", "--dtype", "fp8"), ["--dtype", "'fp8'", "bf16"]),
     (E + ("--compute-efficiency", "0.5"), ["--compute-efficiency", "only with --hardware"]),
-    (E + ("--hardware", "h200", "--compute-efficiency", "nan"),
-     ["--compute-efficiency", "'nan'", "[1e-06, 1]"]),
-    (E + ("--hardware", "h200", "--compute-efficiency", "1e-7"),
-     ["--compute-efficiency", "'1e-7'", "[1e-06, 1]"]),
-    (E + ("--hardware", "h200", "--bandwidth-efficiency", "inf"),
-     ["--bandwidth-efficiency", "'inf'", "[1e-06, 1]"]),
-    (E + ("--hardware", "h200", "--bandwidth-efficiency", "0"),
-     ["--bandwidth-efficiency", "'0'", "[1e-06, 1]"]),
-    (E + ("--hardware", "h200", "--bandwidth-efficiency", "1" * 500),
-     ["--bandwidth-efficiency", "[1e-06, 1]"]),
+    (
+        E + ("--hardware", "h200", "--compute-efficiency", "nan"),
+        ["--compute-efficiency", "'nan'", "[1e-06, 1]"],
+    ),
+    (
+        E + ("--hardware", "h200", "--compute-efficiency", "1e-7"),
+        ["--compute-efficiency", "'1e-7'", "[1e-06, 1]"],
+    ),
+    (
+        E + ("--hardware", "h200", "--bandwidth-efficiency", "inf"),
+        ["--bandwidth-efficiency", "'inf'", "[1e-06, 1]"],
+    ),
+    (
+        E + ("--hardware", "h200", "--bandwidth-efficiency", "0"),
+        ["--bandwidth-efficiency", "'0'", "[1e-06, 1]"],
+    ),
+    (
+        E + ("--hardware", "h200", "--bandwidth-efficiency", "1" * 500),
+        ["--bandwidth-efficiency", "[1e-06, 1]"],
+    ),
     (("formulas", "deepseek-ocr", "--metric", "speed"), ["--metric", "'speed'", "io_bytes"]),
     (("formulas", "deepseek-ocr", "--metric", "time_s"), ["--metric", "--hardware"]),
     (("formulas", "deepseek-ocr", "--hardware", "h200"), ["--hardware", "time_s"]),
@@ -102,21 +119,29 @@ CLI_BAD = [  # argv, fragments the one stderr line must contain (parameter, bad 
     (("eval", "deepseek-ocr", "--image", "0" * 5000 + "65536x1"), ["--image", "WxH"]),
     (("eval", "deepseek-ocr", "--image", "\uff16\uff14\uff10x640"), ["--image", "WxH"]),
     (E + ("--image", "1x99999"), ["--image", "'1x99999'", "[1, 65535]"]),
-    (("eval", "deepseek-ocr", "--stage", "decode", "--image", "640x640"),
-     ["--image", "stage decode does not read it", "vision, prefill, request"]),
+    (
+        ("eval", "deepseek-ocr", "--stage", "decode", "--image", "640x640"),
+        ["--image", "stage decode does not read it", "vision, prefill, request"],
+    ),
     (E + ("--new-tokens", "5"), ["--new-tokens", "stage vision does not read it", "request"]),
-    (("eval", "deepseek-ocr", "--stage", "decode", "--prompt-tokens", "5"),
-     ["--prompt-tokens", "stage decode", "prefill, request"]),
+    (
+        ("eval", "deepseek-ocr", "--stage", "decode", "--prompt-tokens", "5"),
+        ["--prompt-tokens", "stage decode", "prefill, request"],
+    ),
     (E + ("--stage", "prefill", "--prompt-tokens=-1"), ["--prompt-tokens", "'-1'", "[0, 1048576]"]),
     (E + ("--stage", "prefill", "--prompt-tokens", "1.5"), ["--prompt-tokens", "'1.5'"]),
     (E + ("--stage", "prefill", "--prompt-tokens", "True"), ["--prompt-tokens", "'True'"]),
     (E + ("--stage", "prefill", "--prompt-tokens", ""), ["--prompt-tokens", "''"]),
     (E + ("--stage", "prefill", "--prompt-tokens", "9" * 5000), ["--prompt-tokens", "[0, 1048576]"]),
-    (E + ("--stage", "prefill", "--prompt-tokens", "0" * 5000 + "1048577"),
-     ["--prompt-tokens", "[0, 1048576]"]),
+    (
+        E + ("--stage", "prefill", "--prompt-tokens", "0" * 5000 + "1048577"),
+        ["--prompt-tokens", "[0, 1048576]"],
+    ),
     (("eval", "deepseek-ocr", "--stage", "decode", "--kv-len", "nan"), ["--kv-len", "'nan'"]),
-    (("eval", "deepseek-ocr", "--stage", "decode", "--kv-len", "1048577"),
-     ["--kv-len", "'1048577'", "[0, 1048576]"]),
+    (
+        ("eval", "deepseek-ocr", "--stage", "decode", "--kv-len", "1048577"),
+        ["--kv-len", "'1048577'", "[0, 1048576]"],
+    ),
     (E + ("--stage", "request", "--new-tokens", "0"), ["--new-tokens", "'0'", "[1, 1048576]"]),
     (E + ("--batch", "0"), ["--batch", "'0'", "[1, 65536]"]),
     (E + ("--batch", "1e3"), ["--batch", "'1e3'", "[1, 65536]"]),
@@ -139,6 +164,7 @@ def test_cli_bad_input(argv, fragments, capsys, tmp_path, monkeypatch):
 
     def no_work(*a, **k):  # sweeps are refused before anything is compiled
         raise AssertionError("compiled before the input was checked")
+
     if argv[:1] == ("sweep",):
         monkeypatch.setattr(symcost.Model, "compile", no_work)
     assert main(list(argv)) == 2
@@ -152,10 +178,13 @@ def test_cli_bad_input(argv, fragments, capsys, tmp_path, monkeypatch):
     assert (tmp_path / "old.csv").read_text() == "old\n"
 
 
-@pytest.mark.parametrize("argv,same", [
-    (E[:3] + ("0" * 5000 + "640x" + "0" * 5000 + "641",), E[:3] + ("640x641",)),
-    (E + ("--batch", "0" * 5000 + "2"), E + ("--batch", "2")),
-])
+@pytest.mark.parametrize(
+    "argv,same",
+    [
+        (E[:3] + ("0" * 5000 + "640x" + "0" * 5000 + "641",), E[:3] + ("640x641",)),
+        (E + ("--batch", "0" * 5000 + "2"), E + ("--batch", "2")),
+    ],
+)
 def test_leading_zeros_are_read_not_refused(argv, same, capsys):
     """Beyond 4,300 digits int() raises: leading zeros are matched apart, the value is the same."""
     assert main(list(argv)) == 0
@@ -167,10 +196,22 @@ def test_leading_zeros_are_read_not_refused(argv, same, capsys):
 def test_sweep_range_with_leading_zeros_is_read(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     zeros = "0" * 5000
-    assert main(["sweep", "deepseek-ocr", "--width", f"{zeros}1:{zeros}2:{zeros}1", "--height",
-                 "1:2:1", "--out", "a.csv"]) == 0
-    assert main(["sweep", "deepseek-ocr", "--width", "1:2:1", "--height", "1:2:1", "--out",
-                 "b.csv"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "deepseek-ocr",
+                "--width",
+                f"{zeros}1:{zeros}2:{zeros}1",
+                "--height",
+                "1:2:1",
+                "--out",
+                "a.csv",
+            ]
+        )
+        == 0
+    )
+    assert main(["sweep", "deepseek-ocr", "--width", "1:2:1", "--height", "1:2:1", "--out", "b.csv"]) == 0
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
@@ -215,7 +256,7 @@ def _api_cases():
         ("tile_grid bool", lambda: m.tile_grid(True, 640), ["width", "bool"]),
         ("tile_grid str", lambda: m.tile_grid("640", 640), ["width", "<U3"]),
         ("tile_grid None", lambda: m.tile_grid(None, 640), ["width", "object"]),
-        ("tile_grid 2**70", lambda: m.tile_grid([2 ** 70], 640), ["width", str(2 ** 70)[:20]]),
+        ("tile_grid 2**70", lambda: m.tile_grid([2**70], 640), ["width", str(2**70)[:20]]),
         ("tile_grid ragged", lambda: m.tile_grid([[1], [1, 2]], 640), ["width", "ragged"]),
         ("tile_grid shapes", lambda: m.tile_grid([1, 2, 3], [1, 2]), ["width (3,)", "height (2,)"]),
         ("evaluate float", lambda: m.evaluate(640.0, 640), ["width", "640.0", "[1, 65535]"]),
@@ -223,16 +264,24 @@ def _api_cases():
         ("evaluate inf", lambda: m.evaluate(float("inf"), 640), ["width", "inf"]),
         ("evaluate bool", lambda: m.evaluate(True, 640), ["width", "True"]),
         ("evaluate str", lambda: m.evaluate("", 640), ["width", "''"]),
-        ("evaluate huge", lambda: m.evaluate(10 ** 5000, 640), ["width", "[1, 65535]"]),
-        ("prompt -1", lambda: m.evaluate(640, 640, "prefill", prompt_tokens=-1),
-         ["prompt_tokens", "-1"]),
-        ("prompt on vision", lambda: m.evaluate(640, 640, prompt_tokens=1),
-         ["prompt_tokens", "stage vision", "prefill, request"]),
-        ("kv_len 2**20+1", lambda: m.evaluate(stage="decode", kv_len=2 ** 20 + 1),
-         ["kv_len", "1048577", "[0, 1048576]"]),
+        ("evaluate huge", lambda: m.evaluate(10**5000, 640), ["width", "[1, 65535]"]),
+        ("prompt -1", lambda: m.evaluate(640, 640, "prefill", prompt_tokens=-1), ["prompt_tokens", "-1"]),
+        (
+            "prompt on vision",
+            lambda: m.evaluate(640, 640, prompt_tokens=1),
+            ["prompt_tokens", "stage vision", "prefill, request"],
+        ),
+        (
+            "kv_len 2**20+1",
+            lambda: m.evaluate(stage="decode", kv_len=2**20 + 1),
+            ["kv_len", "1048577", "[0, 1048576]"],
+        ),
         ("kv_len float", lambda: m.evaluate(stage="decode", kv_len=1.5), ["kv_len", "1.5"]),
-        ("new_tokens 0", lambda: m.evaluate(640, 640, "request", new_tokens=0),
-         ["new_tokens", "0", "[1, 1048576]"]),
+        (
+            "new_tokens 0",
+            lambda: m.evaluate(640, 640, "request", new_tokens=0),
+            ["new_tokens", "0", "[1, 1048576]"],
+        ),
         ("batch bool", lambda: m.evaluate(640, 640, batch=True), ["batch", "True"]),
         ("batch 0", lambda: m.evaluate(640, 640, batch=0), ["batch", "0", "[1, 65536]"]),
         ("evaluate stage", lambda: m.evaluate(640, 640, "train"), ["stage", "'train'"]),
@@ -240,21 +289,36 @@ def _api_cases():
         ("evaluate dtype", lambda: m.evaluate(640, 640, dtype="x"), ["dtype", "'x'"]),
         ("hardware name", lambda: m.evaluate(640, 640, hardware="tpu"), ["hardware", "'tpu'"]),
         ("hardware int", lambda: m.evaluate(640, 640, hardware=3), ["hardware", "3", "h200"]),
-        ("hardware no fp8", lambda: m.evaluate(640, 640, hardware="a100-80gb", dtype="fp8"),
-         ["dtype", "'fp8'", "a100-80gb"]),
-        ("hardware object 0 GB/s",
-         lambda: m.evaluate(640, 640, hardware=replace(HARDWARE["h200"], memory_gbps=0)),
-         ["memory_gbps", "0", "GB/s"]),
-        ("efficiency nan", lambda: m.evaluate(640, 640, hardware="h200",
-                                              compute_efficiency=float("nan")),
-         ["compute_efficiency", "nan", "[1e-06, 1]"]),
-        ("efficiency tiny", lambda: m.evaluate(640, 640, hardware="h200",
-                                               bandwidth_efficiency=1e-7),
-         ["bandwidth_efficiency", "1e-07", "[1e-06, 1]"]),
-        ("efficiency without hardware", lambda: m.evaluate(640, 640, compute_efficiency=0.5),
-         ["efficiency", "hardware"]),
-        ("efficiency str", lambda: m.compile(hardware="h200", compute_efficiency="1"),
-         ["compute_efficiency", "'1'"]),
+        (
+            "hardware no fp8",
+            lambda: m.evaluate(640, 640, hardware="a100-80gb", dtype="fp8"),
+            ["dtype", "'fp8'", "a100-80gb"],
+        ),
+        (
+            "hardware object 0 GB/s",
+            lambda: m.evaluate(640, 640, hardware=replace(HARDWARE["h200"], memory_gbps=0)),
+            ["memory_gbps", "0", "GB/s"],
+        ),
+        (
+            "efficiency nan",
+            lambda: m.evaluate(640, 640, hardware="h200", compute_efficiency=float("nan")),
+            ["compute_efficiency", "nan", "[1e-06, 1]"],
+        ),
+        (
+            "efficiency tiny",
+            lambda: m.evaluate(640, 640, hardware="h200", bandwidth_efficiency=1e-7),
+            ["bandwidth_efficiency", "1e-07", "[1e-06, 1]"],
+        ),
+        (
+            "efficiency without hardware",
+            lambda: m.evaluate(640, 640, compute_efficiency=0.5),
+            ["efficiency", "hardware"],
+        ),
+        (
+            "efficiency str",
+            lambda: m.compile(hardware="h200", compute_efficiency="1"),
+            ["compute_efficiency", "'1'"],
+        ),
         ("compile metrics str", lambda: m.compile("vision", "flops"), ["metrics", "'flops'"]),
         ("compile metrics None", lambda: m.compile("vision", None), ["metrics", "None"]),
         ("compile metric", lambda: m.compile("vision", ["x"]), ["metric", "'x'", "io_bytes"]),
@@ -267,17 +331,23 @@ def _api_cases():
         ("evaluator bools", lambda: ev([True], [640]), ["width", "bool"]),
         ("evaluator 65536", lambda: ev([640, 65536], 640), ["width", "65536"]),
         ("evaluator 0", lambda: ev(640, [0]), ["height", "0"]),
-        ("evaluator uint64", lambda: ev(np.array([2 ** 64 - 1], dtype=np.uint64), 640),
-         ["width", str(2 ** 64 - 1)]),
+        (
+            "evaluator uint64",
+            lambda: ev(np.array([2**64 - 1], dtype=np.uint64), 640),
+            ["width", str(2**64 - 1)],
+        ),
         ("evaluator object", lambda: ev(np.array([640, 1.5], dtype=object), 640), ["width"]),
         ("evaluator shapes", lambda: ev([1, 2, 3], [1, 2]), ["width (3,)", "height (2,)"]),
-        ("evaluator token shape", lambda: ev([1, 2, 3], 640, prompt_tokens=[1, 2]),
-         ["width (3,)", "prompt_tokens (2,)"]),
+        (
+            "evaluator token shape",
+            lambda: ev([1, 2, 3], 640, prompt_tokens=[1, 2]),
+            ["width (3,)", "prompt_tokens (2,)"],
+        ),
         ("evaluator tokens float", lambda: ev(640, 640, prompt_tokens=1.0), ["prompt_tokens"]),
         ("evaluator kv_len", lambda: ev(640, 640, kv_len=[1]), ["kv_len", "stage request"]),
         ("evaluator new 0", lambda: ev(640, 640, new_tokens=0), ["new_tokens", "0"]),
         ("evaluator ragged", lambda: ev([[1], [1, 2]], 640), ["width", "ragged"]),
-        ("evaluator 2**80", lambda: ev([2 ** 80], 640), ["width", str(2 ** 80)]),
+        ("evaluator 2**80", lambda: ev([2**80], 640), ["width", str(2**80)]),
         ("hardware file", lambda: load_hardware("missing.json"), ["hardware", "'missing.json'"]),
     ]
 
@@ -319,8 +389,9 @@ _ONE_LINE_ENGINE = [  # family options, tree.choose, conventions, dtypes, runtim
 ]
 
 
-@pytest.mark.parametrize("label,call", _ONE_LINE + _ONE_LINE_ENGINE,
-                         ids=[c[0] for c in _ONE_LINE + _ONE_LINE_ENGINE])
+@pytest.mark.parametrize(
+    "label,call", _ONE_LINE + _ONE_LINE_ENGINE, ids=[c[0] for c in _ONE_LINE + _ONE_LINE_ENGINE]
+)
 def test_api_messages_are_one_line(label, call, gundam):
     with pytest.raises(SymcostError) as e:
         call(gundam)
@@ -335,8 +406,9 @@ def test_lists_and_empty_arrays_are_fine(gundam):
     assert gundam.tile_grid(np.array([], dtype=np.int64), 640)[0].shape == (0,)
     one = ev(np.int32(641), [640])
     assert one["flops"].tolist() == [gundam.evaluate(641, 640)["flops"]]
-    assert gundam.compile("vision", ("flops",), hardware=HARDWARE["h200"]) is \
-        gundam.compile("vision", ("flops",), hardware=HARDWARE["h200"])
+    assert gundam.compile("vision", ("flops",), hardware=HARDWARE["h200"]) is gundam.compile(
+        "vision", ("flops",), hardware=HARDWARE["h200"]
+    )
 
 
 # -- hardware files: parsed safely, field by field; no rate makes a time 0 or infinite --------
@@ -356,9 +428,8 @@ HW_BAD = [
     (json.dumps({**GOOD_HW, "memory_gbps": 1e300}), ["memory_gbps", "1e+300", "1e+07]"]),
     (json.dumps({**GOOD_HW, "memory_gbps": True}), ["memory_gbps", "True"]),
     (json.dumps({**GOOD_HW, "memory_gbps": "1000"}), ["memory_gbps", "'1000'"]),
-    (json.dumps({**GOOD_HW, "vector_tflops": 10 ** 400}),
-     ["vector_tflops", "an integer of about 401 digits"]),
-    (json.dumps({**GOOD_HW, "matmul_tflops": {"bf16": 10 ** 400}}), ["matmul_tflops.bf16"]),
+    (json.dumps({**GOOD_HW, "vector_tflops": 10**400}), ["vector_tflops", "an integer of about 401 digits"]),
+    (json.dumps({**GOOD_HW, "matmul_tflops": {"bf16": 10**400}}), ["matmul_tflops.bf16"]),
     (json.dumps({**GOOD_HW, "matmul_tflops": {"bf16": 1e-9}}), ["matmul_tflops.bf16", "1e-09"]),
     (json.dumps(GOOD_HW).replace("1000", "9" * 5000), ["cannot read", "ValueError"]),
     (json.dumps({**GOOD_HW, "name": " "}), ["name must be a non-empty string"]),
@@ -383,7 +454,7 @@ def test_hardware_file_refused(text, fragments, tmp_path):
 
 def test_hardware_file_refusals_through_the_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    Path("big.json").write_text(json.dumps({**GOOD_HW, "memory_gbps": 10 ** 400}))
+    Path("big.json").write_text(json.dumps({**GOOD_HW, "memory_gbps": 10**400}))
     Path("tiny.json").write_text(json.dumps({**GOOD_HW, "vector_tflops": 1e-300}))
     for name, fragment in (("big.json", "memory_gbps"), ("tiny.json", "vector_tflops")):
         assert main(list(E) + ["--hardware", name]) == 2
@@ -426,23 +497,55 @@ def test_devices_and_large_files_are_refused(tmp_path):
 def _strict_json(text: str):
     def refuse(name):
         raise AssertionError(f"non-finite number {name} in JSON output")
+
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.parametrize("argv", [
-    ("--stage", "request", "--image", "65535x65535", "--prompt-tokens", "1048576",
-     "--new-tokens", "1048576", "--batch", "65536", "--dtype", "fp32",
-     "--hardware", "slow.json", "--compute-efficiency", "1e-6", "--bandwidth-efficiency", "1e-6"),
-    ("--stage", "decode", "--kv-len", "0", "--hardware", "fast.json"),
-    ("--stage", "vision", "--image", "1x1", "--preset", "tiny", "--hardware", "fast.json"),
-    ("--stage", "vision", "--image", "1x1", "--image", "65535x1", "--hardware", "h200"),
-], ids=["slowest-largest", "fastest-decode", "fastest-vision", "two-images"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        (
+            "--stage",
+            "request",
+            "--image",
+            "65535x65535",
+            "--prompt-tokens",
+            "1048576",
+            "--new-tokens",
+            "1048576",
+            "--batch",
+            "65536",
+            "--dtype",
+            "fp32",
+            "--hardware",
+            "slow.json",
+            "--compute-efficiency",
+            "1e-6",
+            "--bandwidth-efficiency",
+            "1e-6",
+        ),
+        ("--stage", "decode", "--kv-len", "0", "--hardware", "fast.json"),
+        ("--stage", "vision", "--image", "1x1", "--preset", "tiny", "--hardware", "fast.json"),
+        ("--stage", "vision", "--image", "1x1", "--image", "65535x1", "--hardware", "h200"),
+    ],
+    ids=["slowest-largest", "fastest-decode", "fastest-vision", "two-images"],
+)
 def test_times_are_finite_and_positive_at_the_extremes(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    slow = {"name": "slow", "matmul_tflops": {"fp32": 1e-3}, "vector_tflops": 1e-3,
-            "memory_gbps": 1e-3, "memory_gb": 1e-3}
-    fast = {"name": "fast", "matmul_tflops": {"bf16": 1e6}, "vector_tflops": 1e6,
-            "memory_gbps": 1e7, "memory_gb": 1e6}
+    slow = {
+        "name": "slow",
+        "matmul_tflops": {"fp32": 1e-3},
+        "vector_tflops": 1e-3,
+        "memory_gbps": 1e-3,
+        "memory_gb": 1e-3,
+    }
+    fast = {
+        "name": "fast",
+        "matmul_tflops": {"bf16": 1e6},
+        "vector_tflops": 1e6,
+        "memory_gbps": 1e7,
+        "memory_gb": 1e6,
+    }
     Path("slow.json").write_text(json.dumps(slow))
     Path("fast.json").write_text(json.dumps(fast))
     assert main(["eval", "deepseek-ocr", *argv, "--json"]) == 0
@@ -459,12 +562,14 @@ def test_times_are_finite_and_positive_at_the_extremes(argv, tmp_path, capsys, m
 # -- refused before any work ----------------------------------------------------------------
 def test_validate_refuses_fvcore_decode_before_measuring(capsys, monkeypatch):
     import validation.compare
+
     calls = []
     real = validation.compare.validate_case
 
     def spy(model, stage, counter, point, check_only=False):
         calls.append(check_only)
         return real(model, stage, counter, point, check_only=check_only)
+
     monkeypatch.setattr(validation.compare, "validate_case", spy)
     assert main(["validate", "deepseek-ocr", "--stage", "decode", "--counter", "fvcore"]) == 2
     out, err = capsys.readouterr()
@@ -475,17 +580,27 @@ def test_validate_refuses_fvcore_decode_before_measuring(capsys, monkeypatch):
 # -- stdout that cannot take the output: an error line, not success --------------------------
 def test_stdout_full_disk_is_an_error():
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "symcost.cli", "params", "deepseek-ocr"],
-                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "symcost.cli", "params", "deepseek-ocr"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 2
     assert "stdout" in _one_error_line(proc.stderr) and "No space left" in proc.stderr
 
 
 @pytest.mark.parametrize("argv", [("params", "deepseek-ocr"), E + ("--json",)])
 def test_closed_stdout_is_an_error(argv):
-    proc = subprocess.run([sys.executable, "-m", "symcost.cli", *argv], stdout=None,
-                          stderr=subprocess.PIPE, text=True, timeout=120,
-                          preexec_fn=lambda: os.close(1))
+    proc = subprocess.run(
+        [sys.executable, "-m", "symcost.cli", *argv],
+        stdout=None,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(1),
+    )
     assert proc.returncode == 2
     assert "stdout" in _one_error_line(proc.stderr) and "closed" in proc.stderr
 
@@ -497,6 +612,7 @@ def test_an_error_leaves_stdout_empty(capsys, monkeypatch):
     def half(args, family):
         print("# a header")
         raise SymcostError("--depth: refused after printing")
+
     monkeypatch.setattr(params, "run", half)
     assert main(["params", "deepseek-ocr"]) == 2
     out, err = capsys.readouterr()
@@ -509,6 +625,7 @@ def test_internal_error_is_one_line_and_debug_reraises(capsys, monkeypatch):
 
     def bug(args, family):
         raise ZeroDivisionError("a bug\nover lines")
+
     monkeypatch.setattr(params, "run", bug)
     monkeypatch.delenv("SYMCOST_DEBUG", raising=False)
     assert main(["params", "deepseek-ocr"]) == 70
@@ -522,30 +639,111 @@ def test_internal_error_is_one_line_and_debug_reraises(capsys, monkeypatch):
 
 
 # -- the CLI never raises, and what it prints is usable ---------------------------------------
-_JUNK = st.one_of(st.text(max_size=12), st.sampled_from(
-    ["", " ", "-1", "0", "1", "2", "nan", "inf", "1e309", "1e-7", "0.5", "True", "9" * 400,
-     "0" * 5000 + "1", "\x00", "\u2603", "640x640", "1x1", "65535x65535", "0x0", "1:2:1",
-     "600:640:40", "5:1:1", "1:2:0", "gundam", "base", "tiny", "nocrop", "fvcore", "request",
-     "decode", "prefill", "vision", "fp8", "fp32", "flash", "vllm", "last", "h200", "a100-80gb",
-     "flops", "io_bytes", "time_s", "t.csv", "t.json", "t.txt", "p.svg", "hw.json", "-"]))
-_FLAGS = ["--preset", "--vision-mode", "--max-crops", "--runtime", "--attention", "--logits",
-          "--experts", "--stage", "--convention", "--dtype", "--kv-dtype", "--prompt-tokens",
-          "--kv-len", "--new-tokens", "--batch", "--image", "--hardware", "--compute-efficiency",
-          "--bandwidth-efficiency", "--metric", "--depth", "--width", "--height", "--out"]
+_JUNK = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "-1",
+            "0",
+            "1",
+            "2",
+            "nan",
+            "inf",
+            "1e309",
+            "1e-7",
+            "0.5",
+            "True",
+            "9" * 400,
+            "0" * 5000 + "1",
+            "\x00",
+            "\u2603",
+            "640x640",
+            "1x1",
+            "65535x65535",
+            "0x0",
+            "1:2:1",
+            "600:640:40",
+            "5:1:1",
+            "1:2:0",
+            "gundam",
+            "base",
+            "tiny",
+            "nocrop",
+            "fvcore",
+            "request",
+            "decode",
+            "prefill",
+            "vision",
+            "fp8",
+            "fp32",
+            "flash",
+            "vllm",
+            "last",
+            "h200",
+            "a100-80gb",
+            "flops",
+            "io_bytes",
+            "time_s",
+            "t.csv",
+            "t.json",
+            "t.txt",
+            "p.svg",
+            "hw.json",
+            "-",
+        ]
+    ),
+)
+_FLAGS = [
+    "--preset",
+    "--vision-mode",
+    "--max-crops",
+    "--runtime",
+    "--attention",
+    "--logits",
+    "--experts",
+    "--stage",
+    "--convention",
+    "--dtype",
+    "--kv-dtype",
+    "--prompt-tokens",
+    "--kv-len",
+    "--new-tokens",
+    "--batch",
+    "--image",
+    "--hardware",
+    "--compute-efficiency",
+    "--bandwidth-efficiency",
+    "--metric",
+    "--depth",
+    "--width",
+    "--height",
+    "--out",
+]
 _SWITCHES = ["--json", "--latex", "--layout", "--force", "--help", "--nope"]
 _FLAG_VALUE = st.tuples(st.sampled_from(_FLAGS), _JUNK).map(list)
-_TOKEN = st.one_of(_FLAG_VALUE, _FLAG_VALUE, _FLAG_VALUE,  # mostly flags, some strays
-                   st.sampled_from(_SWITCHES).map(lambda s: [s]), _JUNK.map(lambda s: [s]))
-_REQUIRED = {"eval": ["--image", "641x640"], "sweep": ["--width", "600:640:40", "--height",
-                                                      "600:640:40", "--out", "s.csv"]}
+_TOKEN = st.one_of(
+    _FLAG_VALUE,
+    _FLAG_VALUE,
+    _FLAG_VALUE,  # mostly flags, some strays
+    st.sampled_from(_SWITCHES).map(lambda s: [s]),
+    _JUNK.map(lambda s: [s]),
+)
+_REQUIRED = {
+    "eval": ["--image", "641x640"],
+    "sweep": ["--width", "600:640:40", "--height", "600:640:40", "--out", "s.csv"],
+}
 # what an error line must name: a flag, or one of these parameters
 _NAMED = re.compile(r"--[a-z][a-z-]*|\b(COMMAND|family|hardware file|unrecognized arguments)\b")
 
 
 @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(command=st.sampled_from(["formulas", "eval", "eval", "params", "sweep", "nope", ""]),
-       family=st.sampled_from(["deepseek-ocr", "deepseek-ocr", "deepseek-ocr2", "x", ""]),
-       tokens=st.lists(_TOKEN, max_size=5))
+@given(
+    command=st.sampled_from(["formulas", "eval", "eval", "params", "sweep", "nope", ""]),
+    family=st.sampled_from(["deepseek-ocr", "deepseek-ocr", "deepseek-ocr2", "x", ""]),
+    tokens=st.lists(_TOKEN, max_size=5),
+)
 def test_cli_fuzz(command, family, tokens, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = [command, family] + [t for group in tokens for t in group]
@@ -576,6 +774,7 @@ def test_target_appearing_while_writing_is_kept(tmp_path):
     def slow(f):
         f.write("mine\n")
         target.write_text("theirs\n")  # another writer finished first
+
     with pytest.raises(SymcostError, match="appeared while writing; pass --force"):
         atomic_write(str(target), slow)
     assert target.read_text() == "theirs\n"
@@ -589,16 +788,20 @@ def test_two_writers_in_one_process_second_is_refused(tmp_path, capsys, monkeypa
     """A command that finds its output written by another one meanwhile exits 2."""
     monkeypatch.chdir(tmp_path)
     import symcost.files as files
+
     real, calls = files.atomic_write, []
 
     def racing(path, write, **kw):
         calls.append(path)
         if len(calls) == 1:  # while the first writes, a second command writes the same file
+
             def write_then_race(f):
                 write(f)
                 assert main(list(S)) == 0
+
             return real(path, write_then_race, **kw)
         return real(path, write, **kw)
+
     monkeypatch.setattr(files, "atomic_write", racing)
     monkeypatch.setattr("symcost.sweep.atomic_write", racing, raising=False)
     assert main(list(S)) == 2
@@ -609,10 +812,27 @@ def test_two_writers_in_one_process_second_is_refused(tmp_path, capsys, monkeypa
 
 
 def test_two_writer_processes_one_wins(tmp_path):
-    argv = [sys.executable, "-m", "symcost.cli", "sweep", "deepseek-ocr", "--width", "1:500",
-            "--height", "1:500", "--out", "t.csv", "--metric", "flops", "--metric", "io_bytes"]
-    procs = [subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    argv = [
+        sys.executable,
+        "-m",
+        "symcost.cli",
+        "sweep",
+        "deepseek-ocr",
+        "--width",
+        "1:500",
+        "--height",
+        "1:500",
+        "--out",
+        "t.csv",
+        "--metric",
+        "flops",
+        "--metric",
+        "io_bytes",
+    ]
+    procs = [
+        subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
     for p in procs:
         p.stdout.close()
@@ -637,6 +857,7 @@ def test_unwritable_folder_is_one_line(tmp_path, capsys, monkeypatch):
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
+
     monkeypatch.setattr("tempfile.mkstemp", refuse)
     assert main(list(S)) == 2
     out, err = capsys.readouterr()
@@ -652,10 +873,28 @@ def _default_signals():
 
 def _sweep_signalled(tmp_path, signum, *extra):
     """Start a large sweep, send ``signum`` while its temp file is written; (code, stdout, stderr)."""
-    argv = [sys.executable, "-m", "symcost.cli", "sweep", "deepseek-ocr", "--width", "1:2500:1",
-            "--height", "1:2500:1", "--out", "big.csv", *extra]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_default_signals)
+    argv = [
+        sys.executable,
+        "-m",
+        "symcost.cli",
+        "sweep",
+        "deepseek-ocr",
+        "--width",
+        "1:2500:1",
+        "--height",
+        "1:2500:1",
+        "--out",
+        "big.csv",
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".symcost-*.part")):
         assert proc.poll() is None, "finished before its temp file was seen"
@@ -701,8 +940,13 @@ atomic_write("out.txt", slow)
 @pytest.mark.parametrize("signum", _SIGNALS[1:], ids=[s.name for s in _SIGNALS[1:]])
 def test_api_writer_cleans_up_on_termination(tmp_path, signum):
     """Without the CLI's handlers: atomic_write alone turns SIGTERM/SIGHUP/SIGQUIT into cleanup."""
-    proc = subprocess.Popen([sys.executable, "-c", _API_WRITER], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _API_WRITER],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".symcost-*.part")):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -717,9 +961,17 @@ def test_api_writer_cleans_up_on_termination(tmp_path, signum):
 def test_ctrl_c_during_imports_is_one_line(tmp_path):
     """SIGINT while symcost imports SymPy and the families: no traceback, exit 130. That works
     because nothing heavy is imported before ``main`` runs."""
-    light = subprocess.run([sys.executable, "-c", "import sys, symcost.cli; print(sorted("
-                            "{'sympy', 'numpy', 'derivations'} & set(sys.modules)))"],
-                           capture_output=True, text=True, check=True, timeout=60).stdout
+    light = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, symcost.cli; print(sorted({'sympy', 'numpy', 'derivations'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert light == "[]\n"
     start = time.monotonic()  # the interpreter's own start: the signal comes after it
     subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
@@ -728,14 +980,19 @@ def test_ctrl_c_during_imports_is_one_line(tmp_path):
     for delay in np.linspace(max(0.1, 2 * bare), max(0.4, 3 * bare + 0.3), 8):
         # the installed console script, what users run (under `python -m`, runpy turns a handled
         # Ctrl-C during main's imports into a SIGINT exit)
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("symcost")), "formulas",
-                                 "deepseek-ocr"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("symcost")), "formulas", "deepseek-ocr"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_signals,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         if proc.returncode in (0, -signal.SIGINT) and out:  # it finished first (the signal may
-            assert "flops = " in out and err == ""       # land in the interpreter's own exit)
+            assert "flops = " in out and err == ""  # land in the interpreter's own exit)
             continue
         if proc.returncode != 130:  # still in the interpreter's own start (a loaded machine):
             assert "symcost" not in err, err  # then no frame of ours is in the traceback
@@ -751,8 +1008,7 @@ _FORBIDDEN = {"eval", "exec", "parse_expr", "__import__", "parse_latex"}
 
 
 def _name(func):
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) \
-        else None
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
 # (file, function, call) running generated code, never a user's: symcost's magnitude bound from
@@ -778,16 +1034,22 @@ def _offences(source: str, where: str) -> list[str]:
             continue
         name = _name(node.func)
         allowed = (where, getattr(node, "owner", None), name) in _GENERATED_CODE
-        if name in _FORBIDDEN and not allowed \
-                and not (name == "eval" and isinstance(node.func, ast.Attribute)):
+        if (
+            name in _FORBIDDEN
+            and not allowed
+            and not (name == "eval" and isinstance(node.func, ast.Attribute))
+        ):
             found.append(f"{where}:{node.lineno} calls {name}")  # x.eval() is SymPy's, not ours
         if name in ("sympify", "S") and node.args:
             arg = node.args[0]
-            if isinstance(arg, ast.JoinedStr) or (isinstance(arg, ast.Constant)
-                                                  and isinstance(arg.value, str)):
+            if isinstance(arg, ast.JoinedStr) or (
+                isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            ):
                 found.append(f"{where}:{node.lineno} sympifies a string literal")
-            if any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-                   and n.value.id == "args" for n in ast.walk(arg)):
+            if any(
+                isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "args"
+                for n in ast.walk(arg)
+            ):
                 found.append(f"{where}:{node.lineno} sympifies a CLI argument")
     return found
 
@@ -798,9 +1060,11 @@ def test_no_eval_and_no_sympify_of_strings():
 
 
 def test_the_source_check_catches_offences():
-    bad = ("import sympy as sp\nfrom sympy.parsing.sympy_parser import parse_expr\n"
-           "sp.sympify('x')\nsp.S(f'{w}')\nsp.sympify(args.image)\neval('1')\nexec(c)\n"
-           "parse_expr(t)\nsp.sympify(3)\nsp.Piecewise((1, True)).eval()\n")
+    bad = (
+        "import sympy as sp\nfrom sympy.parsing.sympy_parser import parse_expr\n"
+        "sp.sympify('x')\nsp.S(f'{w}')\nsp.sympify(args.image)\neval('1')\nexec(c)\n"
+        "parse_expr(t)\nsp.sympify(3)\nsp.Piecewise((1, True)).eval()\n"
+    )
     assert len(_offences(bad, "bad")) == 7
     assert _offences("def _def_bound():\n    exec(c)\n", "compile.py") == []
     assert len(_offences("def other():\n    exec(c)\n", "compile.py")) == 1
@@ -814,8 +1078,13 @@ def test_generated_source_holds_only_symcost_tokens(gundam):
     assert source.startswith("def bound(")
     allowed = re.compile(r"(a|x)[0-9]+|[0-9]+|def|bound|return|_max|\*\*|[-+*(),:=]")
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT,
-                            tokenize.ENDMARKER):
+        if tok.type not in (
+            tokenize.NEWLINE,
+            tokenize.NL,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             assert allowed.fullmatch(tok.string), tok
 
 
@@ -827,16 +1096,19 @@ def test_no_string_reaches_sympify_at_run_time(capsys, tmp_path, monkeypatch):
         if isinstance(a, str):
             strings.append(a)
         return real(a, *args, **kwargs)
+
     monkeypatch.setattr(sympy, "sympify", watch)
     hostile = "__import__('os').system('echo pwned')"
-    for argv in (["formulas", "deepseek-ocr", "--stage", "request"],
-                 ["formulas", "deepseek-ocr", "--metric", "time_s", "--hardware", "h200"],
-                 ["eval", "deepseek-ocr", "--image", "640x641", "--hardware", "h200"],
-                 ["eval", "deepseek-ocr", "--image", hostile],
-                 ["eval", "deepseek-ocr", "--image", "1x1", "--hardware", hostile],
-                 ["eval", "deepseek-ocr", "--image", "1x1", "--batch", hostile],
-                 ["sweep", "deepseek-ocr", "--width", hostile, "--height", "1:2:1", "--out", "a.csv"],
-                 list(S)):
+    for argv in (
+        ["formulas", "deepseek-ocr", "--stage", "request"],
+        ["formulas", "deepseek-ocr", "--metric", "time_s", "--hardware", "h200"],
+        ["eval", "deepseek-ocr", "--image", "640x641", "--hardware", "h200"],
+        ["eval", "deepseek-ocr", "--image", hostile],
+        ["eval", "deepseek-ocr", "--image", "1x1", "--hardware", hostile],
+        ["eval", "deepseek-ocr", "--image", "1x1", "--batch", hostile],
+        ["sweep", "deepseek-ocr", "--width", hostile, "--height", "1:2:1", "--out", "a.csv"],
+        list(S),
+    ):
         assert main(argv) in (0, 2)
     capsys.readouterr()
     assert strings == []
@@ -856,11 +1128,27 @@ STAGE_CASES = [  # stage, stage arguments, (W, H) pairs
     ("decode", dict(kv_len=TOP["kv_len"], batch=TOP["batch"]), [None]),
     ("request", dict(prompt_tokens=0, new_tokens=1), [(1, 1), (641, 640), (WIDTH.hi,) * 2]),
     ("request", dict(prompt_tokens=0, new_tokens=2), [(641, 640)]),
-    ("request", dict(prompt_tokens=TOKENS.hi, new_tokens=TOP["new_tokens"], batch=TOP["batch"]),
-     [(WIDTH.hi, 641)]),
+    (
+        "request",
+        dict(prompt_tokens=TOKENS.hi, new_tokens=TOP["new_tokens"], batch=TOP["batch"]),
+        [(WIDTH.hi, 641)],
+    ),
 ]
-_INT_KEYS = ("w_tiles", "h_tiles", "n_crops", "image_tokens", "prefill_tokens", "flops", "macs",
-             "params", "weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes")
+_INT_KEYS = (
+    "w_tiles",
+    "h_tiles",
+    "n_crops",
+    "image_tokens",
+    "prefill_tokens",
+    "flops",
+    "macs",
+    "params",
+    "weight_bytes",
+    "kv_bytes",
+    "activation_bytes",
+    "memory_bytes",
+    "io_bytes",
+)
 
 
 _EDGE_MODELS = {}
@@ -874,8 +1162,11 @@ def _edge_model(name):
 
 
 @pytest.mark.parametrize("name", ["deepseek-ocr:gundam", "deepseek-ocr:base", "deepseek-ocr2"])
-@pytest.mark.parametrize("stage,values,shapes", STAGE_CASES,
-                         ids=[f"{s}-{'-'.join(map(str, v.values()))}" for s, v, _ in STAGE_CASES])
+@pytest.mark.parametrize(
+    "stage,values,shapes",
+    STAGE_CASES,
+    ids=[f"{s}-{'-'.join(map(str, v.values()))}" for s, v, _ in STAGE_CASES],
+)
 def test_edges_numeric_equals_compiled(name, stage, values, shapes):
     m = _edge_model(name)
     metrics = [k for k in _INT_KEYS[5:]]
@@ -897,14 +1188,35 @@ def test_edges_numeric_equals_compiled(name, stage, values, shapes):
 DETERMINISTIC = [
     ["formulas", "deepseek-ocr", "--preset", "gundam", "--stage", "request"],
     ["formulas", "deepseek-ocr", "--preset", "gundam-m", "--layout", "--latex"],
-    ["eval", "deepseek-ocr2", "--stage", "request", "--image", "1280x720", "--image", "641x640",
-     "--prompt-tokens", "12", "--new-tokens", "500", "--hardware", "h100-sxm", "--json"],
+    [
+        "eval",
+        "deepseek-ocr2",
+        "--stage",
+        "request",
+        "--image",
+        "1280x720",
+        "--image",
+        "641x640",
+        "--prompt-tokens",
+        "12",
+        "--new-tokens",
+        "500",
+        "--hardware",
+        "h100-sxm",
+        "--json",
+    ],
 ]
 
 
 @pytest.mark.parametrize("argv", DETERMINISTIC, ids=lambda a: " ".join(a[:3]))
 def test_same_command_same_bytes(argv):
-    outs = [subprocess.run([sys.executable, "-m", "symcost.cli", *argv], capture_output=True,
-                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
-            for seed in ("0", "4242")]
+    outs = [
+        subprocess.run(
+            [sys.executable, "-m", "symcost.cli", *argv],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("0", "4242")
+    ]
     assert outs[0] and outs[0] == outs[1]

@@ -1,6 +1,7 @@
 """Sweeps: every format equals the compiled closed forms (and the numeric model) point by point,
 streamed output equals one in-memory evaluation, the Parquet schema comes from declared bounds,
 dask equals one process, and bad input is one line naming the flag, before any work."""
+
 import csv
 import io
 import json
@@ -20,11 +21,21 @@ from symcost.sweep import Range, Ray, Target, make_sweep, parse_aspect, parse_ra
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-GUNDAM = Target("deepseek-ocr", (("preset", "gundam"),), "vision",
-                ("flops", "activation_bytes", "arithmetic_intensity"))
+GUNDAM = Target(
+    "deepseek-ocr", (("preset", "gundam"),), "vision", ("flops", "activation_bytes", "arithmetic_intensity")
+)
 GRID = ["--width", "1:1400:7", "--height", "300:1500:13"]  # 200 x 93 points, every tile grid
-VISION = ["sweep", "deepseek-ocr", *GRID, "--metric", "flops", "--metric", "activation_bytes",
-          "--metric", "arithmetic_intensity"]
+VISION = [
+    "sweep",
+    "deepseek-ocr",
+    *GRID,
+    "--metric",
+    "flops",
+    "--metric",
+    "activation_bytes",
+    "--metric",
+    "arithmetic_intensity",
+]
 
 
 def _csv(path):
@@ -80,8 +91,7 @@ def test_rows_equal_the_numeric_model(files, gundam):
         want = gundam.evaluate(int(r["width"]), int(r["height"]), "vision")
         for key in ("w_tiles", "h_tiles", "n_crops", "image_tokens", "flops", "activation_bytes"):
             assert int(r[key]) == want[key], (k, key)
-        assert float(r["arithmetic_intensity"]) == pytest.approx(want["arithmetic_intensity"],
-                                                                 rel=1e-12)
+        assert float(r["arithmetic_intensity"]) == pytest.approx(want["arithmetic_intensity"], rel=1e-12)
 
 
 def test_streamed_equals_in_memory(tmp_path):
@@ -103,8 +113,15 @@ def test_streamed_equals_in_memory(tmp_path):
 
 def test_chunks_cover_every_point_once_and_keep_inputs_constant():
     t = Target("deepseek-ocr", (("preset", "gundam"),), "request", ("flops",))
-    s = make_sweep(t, [Range("width", 600, 700, 50), Range("height", 640, 700, 60),
-                       Range("new_tokens", 1, 5, 2), Range("batch", 1, 2)])
+    s = make_sweep(
+        t,
+        [
+            Range("width", 600, 700, 50),
+            Range("height", 640, 700, 60),
+            Range("new_tokens", 1, 5, 2),
+            Range("batch", 1, 2),
+        ],
+    )
     for size in (1, 4, 5, 6, 7, 100):
         ranges = list(s.chunks(size))
         assert [a for a, _ in ranges] == [0] + [b for _, b in ranges[:-1]]
@@ -115,35 +132,95 @@ def test_chunks_cover_every_point_once_and_keep_inputs_constant():
 
 def test_nd_sweep_order_and_values(tmp_path, gundam):
     out = tmp_path / "r.csv"
-    argv = ["sweep", "deepseek-ocr", "--stage", "request", "--width", "600:1300:350",
-            "--height", "700", "--prompt-tokens", "0:24:12", "--new-tokens", "1:301:100",
-            "--batch", "1:2", "--metric", "flops", "--metric", "kv_bytes", "--out", str(out)]
+    argv = [
+        "sweep",
+        "deepseek-ocr",
+        "--stage",
+        "request",
+        "--width",
+        "600:1300:350",
+        "--height",
+        "700",
+        "--prompt-tokens",
+        "0:24:12",
+        "--new-tokens",
+        "1:301:100",
+        "--batch",
+        "1:2",
+        "--metric",
+        "flops",
+        "--metric",
+        "kv_bytes",
+        "--out",
+        str(out),
+    ]
     assert main(argv + ["--quiet"]) == 0
     rows = _csv(out)
-    assert list(rows[0]) == ["width", "height", "prompt_tokens", "new_tokens", "batch",
-                             "w_tiles", "h_tiles", "n_crops", "image_tokens", "prefill_tokens",
-                             "flops", "kv_bytes"]
+    assert list(rows[0]) == [
+        "width",
+        "height",
+        "prompt_tokens",
+        "new_tokens",
+        "batch",
+        "w_tiles",
+        "h_tiles",
+        "n_crops",
+        "image_tokens",
+        "prefill_tokens",
+        "flops",
+        "kv_bytes",
+    ]
     assert len(rows) == 3 * 1 * 3 * 4 * 2
     assert [int(r["width"]) for r in rows[:4]] == [600, 950, 1300, 600]  # width fastest
-    assert [int(r["batch"]) for r in rows[::36]] == [1, 2]                 # batch slowest
+    assert [int(r["batch"]) for r in rows[::36]] == [1, 2]  # batch slowest
     ev = gundam.compile("request", ("flops", "kv_bytes"))
-    cols = {k: np.array([int(r[k]) for r in rows]) for k in ("width", "height", "prompt_tokens",
-                                                             "new_tokens", "batch")}
-    want = ev(cols["width"], cols["height"], prompt_tokens=cols["prompt_tokens"],
-              new_tokens=cols["new_tokens"], batch=cols["batch"])
+    cols = {
+        k: np.array([int(r[k]) for r in rows])
+        for k in ("width", "height", "prompt_tokens", "new_tokens", "batch")
+    }
+    want = ev(
+        cols["width"],
+        cols["height"],
+        prompt_tokens=cols["prompt_tokens"],
+        new_tokens=cols["new_tokens"],
+        batch=cols["batch"],
+    )
     assert [int(r["flops"]) for r in rows] == want["flops"].tolist()
     assert [int(r["kv_bytes"]) for r in rows] == want["kv_bytes"].tolist()
     r = rows[-1]
-    numeric = gundam.evaluate(int(r["width"]), int(r["height"]), "request",
-                              prompt_tokens=int(r["prompt_tokens"]),
-                              new_tokens=int(r["new_tokens"]), batch=int(r["batch"]))
+    numeric = gundam.evaluate(
+        int(r["width"]),
+        int(r["height"]),
+        "request",
+        prompt_tokens=int(r["prompt_tokens"]),
+        new_tokens=int(r["new_tokens"]),
+        batch=int(r["batch"]),
+    )
     assert int(r["flops"]) == numeric["flops"] and int(r["kv_bytes"]) == numeric["kv_bytes"]
 
 
 def test_time_s_sweeps(tmp_path, gundam):
     out = tmp_path / "t.csv"
-    assert main(["sweep", "deepseek-ocr", "--width", "600:2000:200", "--height", "1000",
-                 "--metric", "time_s", "--hardware", "h200", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "deepseek-ocr",
+                "--width",
+                "600:2000:200",
+                "--height",
+                "1000",
+                "--metric",
+                "time_s",
+                "--hardware",
+                "h200",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = _csv(out)
     ev = gundam.compile("vision", ("time_s",), hardware="h200")
     w = np.arange(600, 2001, 200)
@@ -154,35 +231,42 @@ def test_time_s_sweeps(tmp_path, gundam):
 
 # -- Parquet: the schema comes from declared bounds --------------------------------------------
 def test_parquet_schema_is_the_same_for_two_grids(tmp_path):
-    t = Target("deepseek-ocr", (("preset", "gundam"),), "request",
-               ("flops", "memory_bytes", "arithmetic_intensity"))
+    t = Target(
+        "deepseek-ocr", (("preset", "gundam"),), "request", ("flops", "memory_bytes", "arithmetic_intensity")
+    )
     small = make_sweep(t, [Range("width", 1, 3), Range("height", 1, 2)])
-    large = make_sweep(t, [Ray(("width", "height"), (16, 9), 600, 9000, 600),
-                           Range("new_tokens", 1, 1 << 20, 1 << 19), Range("batch", 1, 1 << 16, 1 << 15)])
+    large = make_sweep(
+        t,
+        [
+            Ray(("width", "height"), (16, 9), 600, 9000, 600),
+            Range("new_tokens", 1, 1 << 20, 1 << 19),
+            Range("batch", 1, 1 << 16, 1 << 15),
+        ],
+    )
     sw.write(small, str(tmp_path / "s.parquet"))
     sw.write(large, str(tmp_path / "l.parquet"))
     s1, s2 = (pq.read_schema(tmp_path / f"{n}.parquet") for n in "sl")
     assert s1.equals(s2, check_metadata=True)
-    assert s1.field("flops").type == pa.decimal128(38, 0)          # can pass int64: declared
+    assert s1.field("flops").type == pa.decimal128(38, 0)  # can pass int64: declared
     assert s1.field("memory_bytes").type == pa.int64()
     assert s1.field("arithmetic_intensity").type == pa.float64()
     assert s1.field("width").type == pa.int64()
     big = pq.read_table(tmp_path / "l.parquet").to_pydict()
-    assert max(big["flops"]) > 2 ** 63  # an exact decimal where int64 would have wrapped
+    assert max(big["flops"]) > 2**63  # an exact decimal where int64 would have wrapped
     m = symcost.load("deepseek-ocr", preset="gundam")
     k = int(np.argmax(np.array(big["flops"], dtype=object)))
-    want = m.evaluate(big["width"][k], big["height"][k], "request",
-                      new_tokens=big["new_tokens"][k], batch=big["batch"][k])
+    want = m.evaluate(
+        big["width"][k], big["height"][k], "request", new_tokens=big["new_tokens"][k], batch=big["batch"][k]
+    )
     assert int(big["flops"][k]) == want["flops"]
     small_rows = pq.read_table(tmp_path / "s.parquet").to_pydict()
-    assert all(int(v) < 2 ** 63 for v in small_rows["flops"])  # small values, same type
+    assert all(int(v) < 2**63 for v in small_rows["flops"])  # small values, same type
 
 
 def test_column_kinds_follow_the_bound_not_the_values():
     vision = sw.compiled(GUNDAM).columns
     assert vision["flops"] == "int64" and vision["arithmetic_intensity"] == "float64"
-    request = sw.compiled(Target("deepseek-ocr", (("preset", "gundam"),), "request",
-                                 ("flops",))).columns
+    request = sw.compiled(Target("deepseek-ocr", (("preset", "gundam"),), "request", ("flops",))).columns
     assert request["flops"] == "decimal128"
     assert request["prefill_tokens"] == "int64"
 
@@ -196,7 +280,7 @@ class _Tty(io.StringIO):
 def test_progress_only_on_a_terminal(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sw, "PROGRESS_AFTER_S", 0.0)
     argv = ["sweep", "deepseek-ocr", "--width", "1:3000:1", "--height", "1:100:1", "--out"]
-    assert main(argv + [str(tmp_path / "a.csv")]) == 0   # captured stderr: not a terminal
+    assert main(argv + [str(tmp_path / "a.csv")]) == 0  # captured stderr: not a terminal
     assert "\r" not in capsys.readouterr().err
     tty = _Tty()
     monkeypatch.setattr(sys, "stderr", tty)
@@ -243,8 +327,10 @@ CLI_BAD = [  # argv, fragments of the one stderr line
     (S[:4] + ["--out", "t.csv"], ["--height", "give both"]),
     (S + ["--aspect", "a4", "--out", "t.csv"], ["--width", "not with --aspect"]),
     (["sweep", "deepseek-ocr", "--aspect", "a4", "--out", "t.csv"], ["--long-side", "together"]),
-    (["sweep", "deepseek-ocr", "--aspect", "3:0", "--long-side", "9", "--out", "t.csv"],
-     ["--aspect", "'3:0'", "a4-landscape"]),
+    (
+        ["sweep", "deepseek-ocr", "--aspect", "3:0", "--long-side", "9", "--out", "t.csv"],
+        ["--aspect", "'3:0'", "a4-landscape"],
+    ),
     (S[:3] + ["640:600:20"] + S[4:] + ["--out", "t.csv"], ["--width", "reversed"]),
     (S[:5] + ["600:640:0", "--out", "t.csv"], ["--height", "step 0", ">= 1"]),
     (S[:3] + ["1e3"] + S[4:] + ["--out", "t.csv"], ["--width", "'1e3'", "A:B:STEP"]),
@@ -263,10 +349,14 @@ CLI_BAD = [  # argv, fragments of the one stderr line
     (S + ["--plot", "t.pdf"], ["--plot", ".png, .svg"]),
     (S + ["--plot", "t.png", "--batch", "1:2"], ["--plot", "varies 3"]),
     (S + ["--plot", "t.png", "--measure", "2"], ["--measure", "line plot of images"]),
-    (S[:5] + ["600", "--plot", "t.png", "--measure", "2", "--metric", "macs"],
-     ["--measure", "--metric flops"]),
-    (S[:5] + ["600", "--plot", "t.png", "--measure", "2", "--convention", "fvcore"],
-     ["--measure", "--convention torch"]),
+    (
+        S[:5] + ["600", "--plot", "t.png", "--measure", "2", "--metric", "macs"],
+        ["--measure", "--metric flops"],
+    ),
+    (
+        S[:5] + ["600", "--plot", "t.png", "--measure", "2", "--convention", "fvcore"],
+        ["--measure", "--convention torch"],
+    ),
     (S[:5] + ["600", "--plot", "t.png", "--measure", "65"], ["--measure", "[1, 64]"]),
     (S[:5] + ["600", "--plot", "t.png", "--measured", "m.txt"], ["--measured", ".csv or .json"]),
 ]
@@ -279,6 +369,7 @@ def test_cli_bad_input(argv, fragments, capsys, tmp_path, monkeypatch):
 
     def no_work(*a, **k):
         raise AssertionError("compiled before the input was checked")
+
     monkeypatch.setattr(symcost.Model, "compile", no_work)
     before = sorted(os.listdir(tmp_path))
     assert main(argv) == 2
@@ -320,8 +411,9 @@ def test_json_is_one_document_written_chunk_by_chunk(tmp_path):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2,
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    )
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -359,6 +451,7 @@ def test_dask_failure_leaves_no_folder(tmp_path, client, monkeypatch):
         if start >= 3000:
             raise OSError(28, "No space left on device")
         return real(sweep, start, stop, path)
+
     monkeypatch.setattr(sw, "_write_part", fail_late)
     s = make_sweep(GUNDAM, [Range("width", 1, 100), Range("height", 1, 50)])
     with pytest.raises(OSError):

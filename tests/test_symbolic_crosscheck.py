@@ -4,6 +4,7 @@ equal the hand derivations as SymPy expressions, over the guard region the Shape
 The three extra SAM windowed traces (g a multiple of 14 >= 28; g <= 13; g = 14) take ~12-15 s
 each on 2 cores: they are marked slow (the full suite runs them; `-m "not slow"` skips them).
 """
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -23,7 +24,7 @@ def spot(a, b, points):
 
 
 def test_equal_detects_a_difference():
-    assert Y.equal(n * (n + 1), n ** 2 + n) and not Y.equal(n * (n + 1), n ** 2 + n + 1)
+    assert Y.equal(n * (n + 1), n**2 + n) and not Y.equal(n * (n + 1), n**2 + n + 1)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_clip_layer(clip_layer):
     traced, hand, t = clip_layer
     assert traced.free_symbols == {B, n} and not t.specialized
     assert Y.equal(traced, hand)
-    assert sp.expand(traced) == 4096 * B * n ** 2 + 25165824 * B * n
+    assert sp.expand(traced) == 4096 * B * n**2 + 25165824 * B * n
     assert t.guards == [] and t.ranges == {B: (2, sp.oo), n: (2, sp.oo)}
     spot(traced, hand, [{B: 1, n: 257}, {B: 7, n: 101}, {B: 3, n: 2}])
 
@@ -49,8 +50,9 @@ def test_clip_full():
     spot(traced, hand, [{B: 1, g: 10}, {B: 6, g: 16}])
 
 
-@pytest.mark.parametrize("case", [dict(), dict(past=False), dict(s_static=1)],
-                         ids=["prefill_with_past", "prefill", "decode_step"])
+@pytest.mark.parametrize(
+    "case", [dict(), dict(past=False), dict(s_static=1)], ids=["prefill_with_past", "prefill", "decode_step"]
+)
 def test_decoder_layers(case):
     parts, t = Y.decoder_layers(**case)
     assert not t.guards and not t.specialized
@@ -67,7 +69,7 @@ def test_decoder_layers(case):
 def test_sam_global_block():
     traced, hand, t = Y.sam_global_block()
     assert Y.equal(traced, hand)
-    assert sp.factor(traced) == 3072 * g ** 2 * (g ** 2 + g + 4608)
+    assert sp.factor(traced) == 3072 * g**2 * (g**2 + g + 4608)
     assert all(gd == sp.true for gd in t.guards)
     # unpatched, get_rel_pos's int() fixes g at the hint; the copy agrees with it there
     traced0, _, t0 = Y.sam_global_block(patched=False)

@@ -1,4 +1,5 @@
 """`symcost validate` end to end: real modules measured, analytic compared, exit code honest."""
+
 import json
 
 import pytest
@@ -16,16 +17,19 @@ def run(capsys, *argv):
     return code, json.loads(out) if out else []
 
 
-@pytest.mark.parametrize("argv", [
-    ("--preset", "gundam", "--image", "641x640", "--image", "1280x720"),
-    ("--preset", "gundam", "--vision-mode", "nocrop", "--image", "3000x400"),
-    ("--preset", "gundam-m", "--image", "1280x720"),
-    ("--preset", "gundam", "--stage", "prefill", "--prompt-tokens", "9", "--image", "1000x1500"),
-    ("--stage", "decode", "--kv-len", "777"),
-    ("--preset", "gundam", "--vision-mode", "nocrop-hf", "--image", "1280x720"),
-    ("--preset", "tiny", "--counter", "fvcore", "--image", "800x600"),
-    ("--preset", "small", "--counter", "torch-cpu"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--preset", "gundam", "--image", "641x640", "--image", "1280x720"),
+        ("--preset", "gundam", "--vision-mode", "nocrop", "--image", "3000x400"),
+        ("--preset", "gundam-m", "--image", "1280x720"),
+        ("--preset", "gundam", "--stage", "prefill", "--prompt-tokens", "9", "--image", "1000x1500"),
+        ("--stage", "decode", "--kv-len", "777"),
+        ("--preset", "gundam", "--vision-mode", "nocrop-hf", "--image", "1280x720"),
+        ("--preset", "tiny", "--counter", "fvcore", "--image", "800x600"),
+        ("--preset", "small", "--counter", "torch-cpu"),
+    ],
+)
 def test_validate_matches(capsys, argv):
     code, cases = run(capsys, *argv)
     assert code == 0
@@ -39,16 +43,21 @@ def test_validate_matches(capsys, argv):
 def test_every_vision_mode_at_640_and_1024(capsys, preset):
     """Issue 13: each mode measured with the global view the vendor's preprocessing builds."""
     for mode in ("crops", "nocrop", "nocrop-hf"):
-        code, cases = run(capsys, "--preset", preset, "--vision-mode", mode,
-                          "--image", "640x640", "--image", "1024x1024")
+        code, cases = run(
+            capsys, "--preset", preset, "--vision-mode", mode, "--image", "640x640", "--image", "1024x1024"
+        )
         assert code == 0 and len(cases) == 2 and all(c["ok"] for c in cases), mode
 
 
 def test_nocrop_hf_is_the_image_size_view(capsys):
     """Gundam's HF crop_mode=False is a 640 view (Small's cost); Gundam-M's a 1024 one (Base's)."""
     totals = {}
-    for preset, mode in [("gundam", "nocrop-hf"), ("small", "crops"), ("gundam-m", "nocrop-hf"),
-                         ("base", "crops")]:
+    for preset, mode in [
+        ("gundam", "nocrop-hf"),
+        ("small", "crops"),
+        ("gundam-m", "nocrop-hf"),
+        ("base", "crops"),
+    ]:
         _, (case,) = run(capsys, "--preset", preset, "--vision-mode", mode, "--image", "1024x1024")
         totals[preset] = case["measured"]["vision_total"]
     assert totals["gundam"] == totals["small"] and totals["gundam-m"] == totals["base"]

@@ -28,9 +28,22 @@ PARAMS = json.loads((DATA / "params.json").read_text())["params"]
 VISION_ROWS = list(csv.DictReader((DATA / "vision_flops.csv").read_text().splitlines()))
 DECODER_ROWS = list(csv.DictReader((DATA / "decoder_flops.csv").read_text().splitlines()))
 VIEW_COLUMNS = [
-    "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_linear", "sam_relpos",
-    "sam_attn_core", "sam_neck", "sam_net2", "sam_net3", "sam_norms",
-    "clip_total", "clip_linear", "clip_attn_core", "clip_norms", "proj_total",
+    "sam_total",
+    "sam_patch_embed",
+    "sam_win_blocks",
+    "sam_glob_blocks",
+    "sam_linear",
+    "sam_relpos",
+    "sam_attn_core",
+    "sam_neck",
+    "sam_net2",
+    "sam_net3",
+    "sam_norms",
+    "clip_total",
+    "clip_linear",
+    "clip_attn_core",
+    "clip_norms",
+    "proj_total",
 ]
 LAYER_COLUMNS = ["total", "attn", "attn_proj", "rope", "attn_core", "mlp"]
 MOE_COLUMNS = ["moe_gate", "moe_shared", "moe_routed", "moe_other"]
@@ -43,8 +56,13 @@ DECODER_COLUMNS = (
 # The figures the brief states; params.json must carry the same.
 TORCH_VISION_CASES = [r["case_id"] for r in VISION_ROWS if r["counter"] == "FlopCounterMode"]
 STATED_PARAMS = {
-    "sam": 95_569_152, "clip": 303_177_728, "projector": 2_622_720, "decoder_layer_dense": 32_852_480,
-    "decoder_layer_moe": 233_720_320, "embed_tokens": 165_478_400, "lm_head": 165_478_400,
+    "sam": 95_569_152,
+    "clip": 303_177_728,
+    "projector": 2_622_720,
+    "decoder_layer_dense": 32_852_480,
+    "decoder_layer_moe": 233_720_320,
+    "embed_tokens": 165_478_400,
+    "lm_head": 165_478_400,
     "total": 3_336_106_240,
 }
 
@@ -54,8 +72,11 @@ def vision_row(case_id, counter):
 
 
 def decoder_row(s_new, l_past, counter):
-    return next(r for r in DECODER_ROWS
-                if (int(r["S_new"]), int(r["L_past"]), r["counter"]) == (s_new, l_past, counter))
+    return next(
+        r
+        for r in DECODER_ROWS
+        if (int(r["S_new"]), int(r["L_past"]), r["counter"]) == (s_new, l_past, counter)
+    )
 
 
 def vision_args(row):
@@ -83,11 +104,17 @@ def test_import_does_not_load_torch():
 def test_parameter_counts_equal_params_json():
     p = PARAMS
     expected = {
-        "sam": p["sam"]["total"], "clip": p["clip"]["total"], "projector": p["projector"]["total"],
-        "image_newline": p["image_newline"], "view_seperator": p["view_seperator"],
-        "embed_tokens": p["embed_tokens"], "decoder_layer_dense": p["decoder_layer_dense"]["total"],
-        "decoder_layer_moe": p["decoder_layer_moe"]["total"], "final_norm": p["final_norm"],
-        "lm_head": p["lm_head"], "total": p["model_total_full_depth"],
+        "sam": p["sam"]["total"],
+        "clip": p["clip"]["total"],
+        "projector": p["projector"]["total"],
+        "image_newline": p["image_newline"],
+        "view_seperator": p["view_seperator"],
+        "embed_tokens": p["embed_tokens"],
+        "decoder_layer_dense": p["decoder_layer_dense"]["total"],
+        "decoder_layer_moe": p["decoder_layer_moe"]["total"],
+        "final_norm": p["final_norm"],
+        "lm_head": p["lm_head"],
+        "total": p["model_total_full_depth"],
     }
     got = param_counts(build_model())
     assert got == expected
@@ -134,8 +161,10 @@ def test_vision_out_of_the_box_counts_no_attention(case_id):
     assert all(v == 0 for k, v in got.items() if k.endswith("attn_core"))
 
 
-@pytest.mark.parametrize("s_new,l_past", [(int(r["S_new"]), int(r["L_past"]))
-                                          for r in DECODER_ROWS if r["counter"] == "FlopCounterMode"])
+@pytest.mark.parametrize(
+    "s_new,l_past",
+    [(int(r["S_new"]), int(r["L_past"])) for r in DECODER_ROWS if r["counter"] == "FlopCounterMode"],
+)
 def test_decoder_flopcountermode_on_meta_equals_reference(s_new, l_past):
     expected = expected_decoder(decoder_row(s_new, l_past, "FlopCounterMode"))
     assert measure_decoder(s_new, l_past, "torch") == expected

@@ -30,10 +30,19 @@ _CLIP = CONFIG["vision_config"]["width"]["clip-l-14-224"]
 def sam_config():
     """SAM ViT-B as DeepSeek-OCR v1 builds it (net_2 512, net_3 1024)."""
     cfg = DeepseekOcr2SamVisionConfig(
-        hidden_size=_SAM["width"], output_channels=256, num_hidden_layers=_SAM["layers"],
-        num_attention_heads=_SAM["heads"], image_size=CONFIG["vision_config"]["image_size"],
-        patch_size=16, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True, mlp_ratio=4.0,
-        use_abs_pos=True, use_rel_pos=True, window_size=14,
+        hidden_size=_SAM["width"],
+        output_channels=256,
+        num_hidden_layers=_SAM["layers"],
+        num_attention_heads=_SAM["heads"],
+        image_size=CONFIG["vision_config"]["image_size"],
+        patch_size=16,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        mlp_ratio=4.0,
+        use_abs_pos=True,
+        use_rel_pos=True,
+        window_size=14,
         global_attn_indexes=_SAM["global_attn_indexes"],
         downsample_channels=_SAM["downsample_channels"],
     )
@@ -44,9 +53,13 @@ def sam_config():
 def clip_config():
     """CLIP-L/14-224 as in the vendor's vit_model_cfg."""
     cfg = CLIPVisionConfig(
-        hidden_size=_CLIP["width"], intermediate_size=4 * _CLIP["width"],
-        num_hidden_layers=_CLIP["layers"], num_attention_heads=_CLIP["heads"],
-        image_size=_CLIP["image_size"], patch_size=_CLIP["patch_size"], hidden_act="quick_gelu",
+        hidden_size=_CLIP["width"],
+        intermediate_size=4 * _CLIP["width"],
+        num_hidden_layers=_CLIP["layers"],
+        num_attention_heads=_CLIP["heads"],
+        image_size=_CLIP["image_size"],
+        patch_size=_CLIP["patch_size"],
+        hidden_act="quick_gelu",
         layer_norm_eps=1e-5,
     )
     cfg._attn_implementation = "sdpa"
@@ -58,18 +71,27 @@ def text_config():
     c = CONFIG
     dense = c["first_k_dense_replace"]
     cfg = DeepseekOcr2TextConfig(
-        vocab_size=c["vocab_size"], hidden_size=HIDDEN, intermediate_size=c["intermediate_size"],
-        moe_intermediate_size=c["moe_intermediate_size"], num_hidden_layers=c["num_hidden_layers"],
-        num_attention_heads=c["num_attention_heads"], num_key_value_heads=c["num_key_value_heads"],
-        n_routed_experts=c["n_routed_experts"], n_shared_experts=c["n_shared_experts"],
-        num_experts_per_tok=c["num_experts_per_tok"], n_group=c["n_group"],
-        topk_group=c["topk_group"], topk_method=c["topk_method"],
+        vocab_size=c["vocab_size"],
+        hidden_size=HIDDEN,
+        intermediate_size=c["intermediate_size"],
+        moe_intermediate_size=c["moe_intermediate_size"],
+        num_hidden_layers=c["num_hidden_layers"],
+        num_attention_heads=c["num_attention_heads"],
+        num_key_value_heads=c["num_key_value_heads"],
+        n_routed_experts=c["n_routed_experts"],
+        n_shared_experts=c["n_shared_experts"],
+        num_experts_per_tok=c["num_experts_per_tok"],
+        n_group=c["n_group"],
+        topk_group=c["topk_group"],
+        topk_method=c["topk_method"],
         routed_scaling_factor=c["routed_scaling_factor"],
         mlp_layer_types=["dense"] * dense + ["sparse"] * (c["num_hidden_layers"] - dense),
-        max_position_embeddings=c["max_position_embeddings"], rms_norm_eps=c["rms_norm_eps"],
+        max_position_embeddings=c["max_position_embeddings"],
+        rms_norm_eps=c["rms_norm_eps"],
         attention_bias=c["attention_bias"],
         rope_parameters={"rope_type": "default", "rope_theta": c["rope_theta"]},
-        tie_word_embeddings=c["tie_word_embeddings"], bos_token_id=c["bos_token_id"],
+        tie_word_embeddings=c["tie_word_embeddings"],
+        bos_token_id=c["bos_token_id"],
         eos_token_id=c["eos_token_id"],
     )
     cfg._attn_implementation = "eager"
@@ -164,8 +186,12 @@ class LayerRopeAttention(DeepseekOcr2TextAttention):
 def causal_mask(inputs_embeds, past):
     """Additive [1,1,S,past+S] causal mask (transformers' mask builder reads values meta lacks)."""
     s_new = inputs_embeds.shape[1]
-    full = torch.full((s_new, past + s_new), torch.finfo(inputs_embeds.dtype).min,
-                      device=inputs_embeds.device, dtype=inputs_embeds.dtype)
+    full = torch.full(
+        (s_new, past + s_new),
+        torch.finfo(inputs_embeds.dtype).min,
+        device=inputs_embeds.device,
+        dtype=inputs_embeds.dtype,
+    )
     return full.triu(past + 1)[None, None]
 
 
@@ -183,8 +209,12 @@ class LanguageModel(nn.Module):
     def forward(self, inputs_embeds, past_key_values=None):
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         mask = causal_mask(inputs_embeds, past)
-        out = self.model(inputs_embeds=inputs_embeds, past_key_values=past_key_values, attention_mask=mask,
-                         use_cache=past_key_values is not None)
+        out = self.model(
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            attention_mask=mask,
+            use_cache=past_key_values is not None,
+        )
         return self.lm_head(out.last_hidden_state)
 
 

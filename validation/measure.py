@@ -30,12 +30,35 @@ _ATTN_OPS = {"_scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_
 _LINEAR_OPS = {"mm", "addmm", "linear", "matmul", "bmm"}
 _CONV_OPS = {"convolution", "conv"}
 _VIEW_COLUMNS = (
-    "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_linear", "sam_relpos",
-    "sam_attn_core", "sam_neck", "sam_net2", "sam_net3", "sam_norms",
-    "clip_total", "clip_linear", "clip_attn_core", "clip_norms", "proj_total",
+    "sam_total",
+    "sam_patch_embed",
+    "sam_win_blocks",
+    "sam_glob_blocks",
+    "sam_linear",
+    "sam_relpos",
+    "sam_attn_core",
+    "sam_neck",
+    "sam_net2",
+    "sam_net3",
+    "sam_norms",
+    "clip_total",
+    "clip_linear",
+    "clip_attn_core",
+    "clip_norms",
+    "proj_total",
 )
-_LAYER_PARTS = ("total", "attn", "attn_proj", "rope", "attn_core", "mlp",
-                "moe_gate", "moe_shared", "moe_routed", "moe_other")
+_LAYER_PARTS = (
+    "total",
+    "attn",
+    "attn_proj",
+    "rope",
+    "attn_core",
+    "mlp",
+    "moe_gate",
+    "moe_shared",
+    "moe_routed",
+    "moe_other",
+)
 
 
 def _cpu_sdpa_on_meta():
@@ -51,8 +74,14 @@ def _cpu_sdpa_on_meta():
                 return func(*args, **kwargs)
             q, k, v = args[:3]
             return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                q, k, v, kwargs.get("dropout_p", 0.0), kwargs.get("is_causal", False),
-                attn_mask=kwargs.get("attn_mask"), scale=kwargs.get("scale"))[0]
+                q,
+                k,
+                v,
+                kwargs.get("dropout_p", 0.0),
+                kwargs.get("is_causal", False),
+                attn_mask=kwargs.get("attn_mask"),
+                scale=kwargs.get("scale"),
+            )[0]
 
     return _CpuSdpaOnMeta()
 
@@ -71,8 +100,10 @@ def torch_formulas():
             raise ValidationError(f"unexpected _grouped_mm shapes {a} x {b}")
         return 2 * a[0] * a[1] * b[2]
 
-    return {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
-            torch.ops.aten._grouped_mm: grouped_mm}
+    return {
+        torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa,
+        torch.ops.aten._grouped_mm: grouped_mm,
+    }
 
 
 def _torch_counts(module, inputs, counter):
@@ -80,14 +111,17 @@ def _torch_counts(module, inputs, counter):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    flop_counter = FlopCounterMode(display=False,
-                                   custom_mapping=torch_formulas() if counter == "torch" else None)
+    flop_counter = FlopCounterMode(
+        display=False, custom_mapping=torch_formulas() if counter == "torch" else None
+    )
     with torch.no_grad(), flop_counter, _cpu_sdpa_on_meta():
         module(*inputs)
     root = type(module).__name__  # FlopCounterMode names modules "<RootClass>.<path>"
-    return {name.removeprefix(root).removeprefix("."):
-            {str(op).removeprefix("aten."): n for op, n in ops.items()}
-            for name, ops in flop_counter.get_flop_counts().items() if name != "Global"}
+    return {
+        name.removeprefix(root).removeprefix("."): {str(op).removeprefix("aten."): n for op, n in ops.items()}
+        for name, ops in flop_counter.get_flop_counts().items()
+        if name != "Global"
+    }
 
 
 def _fvcore_counts(module, inputs, counter):
@@ -168,8 +202,12 @@ def _vision_columns(path, op):
         return ("sam_total", blocks, "sam_relpos" if relpos else f"sam_{kind}")
     if kind == "norms":
         return ("sam_total", "sam_norms")
-    where = {"patch_embed": "sam_patch_embed", "neck": "sam_neck",
-             "proj.conv1": "sam_net2", "proj.conv2": "sam_net3"}
+    where = {
+        "patch_embed": "sam_patch_embed",
+        "neck": "sam_neck",
+        "proj.conv1": "sam_net2",
+        "proj.conv2": "sam_net3",
+    }
     for prefix, column in where.items():
         if rest.startswith(prefix):
             return ("sam_total", column)
@@ -185,8 +223,9 @@ def _attribute(counts, columns_of, names):
     return out
 
 
-def measure_vision(global_px: int, crop_px: int | None, n_crops: int, counter: str,
-                   *, model=None) -> dict[str, int]:
+def measure_vision(
+    global_px: int, crop_px: int | None, n_crops: int, counter: str, *, model=None
+) -> dict[str, int]:
     """Vision FLOPs: one global view [1,3,G,G] and, if n_crops, one batched call on the tiles."""
     import torch
 
@@ -233,8 +272,7 @@ def _past(config, l_past, device, dtype):
 
     cache = DynamicCache()
     for i in range(config.num_hidden_layers):
-        kv = torch.zeros(1, config.num_key_value_heads, l_past, config.head_dim, device=device,
-                         dtype=dtype)
+        kv = torch.zeros(1, config.num_key_value_heads, l_past, config.head_dim, device=device, dtype=dtype)
         cache.update(kv, kv.clone(), i)
     return cache
 

@@ -196,8 +196,9 @@ class LiveBytes:
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if not outs:
             return
-        inputs = {t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor)}
+        inputs = {
+            t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)
+        }
         fresh = func.overloadpacket is torch.ops.aten.lift_fresh  # torch.tensor(data): a new storage
         for t in outs:
             try:
@@ -250,8 +251,9 @@ class LiveBytes:
         rows = []
         for aid, nbytes in self._live_at(tag).items():
             _, shape, dtype, op, atag, pre = self._allocs[aid]
-            rows.append({"bytes": nbytes, "shape": shape, "dtype": dtype, "op": op, "tag": atag,
-                         "preexisting": pre})
+            rows.append(
+                {"bytes": nbytes, "shape": shape, "dtype": dtype, "op": op, "tag": atag, "preexisting": pre}
+            )
         rows.sort(key=lambda r: -r["bytes"])
         return rows
 
@@ -281,8 +283,10 @@ class LiveBytes:
                 g = groups.setdefault((shape, dtype, "<preexisting, freed>", tag_pattern(atag)), [0, 0])
                 g[0] += 1
                 g[1] -= nbytes
-        group_rows = [{"count": c, "bytes": b, "shape": k[0], "dtype": k[1], "op": k[2], "tag": k[3]}
-                      for k, (c, b) in groups.items()]
+        group_rows = [
+            {"count": c, "bytes": b, "shape": k[0], "dtype": k[1], "op": k[2], "tag": k[3]}
+            for k, (c, b) in groups.items()
+        ]
         group_rows.sort(key=lambda r: -abs(r["bytes"]))
         return {
             "peak_bytes": self.peak_bytes if tag is None else self.peak_by_tag[tag],
@@ -347,8 +351,11 @@ class AllocatorPeak:
         if not spans:
             return False
         start, end = spans[0]
-        mem = sorted((e.start_ns(), e.nbytes()) for e in events
-                     if e.name() == "[memory]" and str(e.device_type()).endswith("CPU"))
+        mem = sorted(
+            (e.start_ns(), e.nbytes())
+            for e in events
+            if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
+        )
         total = base = peak = 0
         started = False
         for t, nbytes in mem:
@@ -415,8 +422,9 @@ def _rel_pos_table(q_size, k_size, rel_pos):
     if rel_pos.shape[0] != max_rel_dist:  # vendor: interpolate only when needed, in fp32
         dtype = rel_pos.dtype
         rel_pos = rel_pos.to(torch.float32)
-        resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),
-                                size=max_rel_dist, mode="linear").to(dtype)
+        resized = F.interpolate(
+            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=max_rel_dist, mode="linear"
+        ).to(dtype)
         resized = resized.reshape(-1, max_rel_dist).permute(1, 0)
     else:
         resized = rel_pos
@@ -595,8 +603,10 @@ class VendorVision:
         dtype = self.vt.projector.weight.dtype
         with torch.no_grad():  # the vendor's fused qkv_proj, built once (weights: not activations)
             self.clip_qkv = [
-                (torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-                 torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+                (
+                    torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
+                    torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]),
+                )
                 for a in (layer.self_attn for layer in self.vt.clip.encoder.layers)
             ]
             self.position_ids = torch.arange(257)[None]
@@ -641,7 +651,7 @@ class VendorVision:
                 return feats
             with scope("layout"):
                 _, hw, n_dim = feats.shape
-                h = w = int(hw ** 0.5)
+                h = w = int(hw**0.5)
                 feats = feats.view(h, w, n_dim)
                 feats = torch.cat([feats, self.image_newline[None, None, :].expand(h, 1, n_dim)], dim=1)
                 feats = feats.view(-1, n_dim)
@@ -745,7 +755,7 @@ def _rotate_half(x):
     import torch
 
     x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
+    x2 = x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
 
 
@@ -858,7 +868,8 @@ def _decoder_layer(layer, inv_freq, hidden_states, attention_mask, position_ids,
     hidden_states = _rms_norm(layer.input_layernorm, hidden_states)
     with scope("attn"):
         hidden_states, _weights, present = _llama_attention(
-            layer.self_attn, inv_freq, hidden_states, attention_mask, position_ids, cache, layer_idx)
+            layer.self_attn, inv_freq, hidden_states, attention_mask, position_ids, cache, layer_idx
+        )
     hidden_states = residual + hidden_states
     residual = hidden_states
     hidden_states = _rms_norm(layer.post_attention_layernorm, hidden_states)
@@ -868,8 +879,9 @@ def _decoder_layer(layer, inv_freq, hidden_states, attention_mask, position_ids,
             hidden_states = _moe(mlp, hidden_states)
     else:
         with scope("mlp"):
-            hidden_states = _swiglu(hidden_states, mlp.gate_proj.weight, mlp.up_proj.weight,
-                                    mlp.down_proj.weight)
+            hidden_states = _swiglu(
+                hidden_states, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
+            )
     hidden_states = residual + hidden_states
     return (hidden_states, present)
 
@@ -904,7 +916,7 @@ class VendorDecoder:
         self.hidden = self.lm.lm_head.weight.shape[1]
         self.vocab = self.lm.lm_head.weight.shape[0]
         exponents = torch.arange(0, HEAD_DIM, 2, dtype=torch.int64).float() / HEAD_DIM
-        self.inv_freq = 1.0 / (ROPE_THETA ** exponents)  # LlamaRotaryEmbedding's fp32 buffer
+        self.inv_freq = 1.0 / (ROPE_THETA**exponents)  # LlamaRotaryEmbedding's fp32 buffer
 
     def _model(self, cache, attention_mask, position_ids, inputs_embeds, input_ids):
         """DeepseekOCRModel.forward + DeepseekV2Model.forward: returns the final-norm hidden states."""
@@ -918,15 +930,17 @@ class VendorDecoder:
         hidden_states = inputs_embeds
         for i, layer in enumerate(self.layers):
             with scope(f"L{i}"):
-                layer_outputs = _decoder_layer(layer, self.inv_freq, hidden_states, mask, position_ids,
-                                               cache, i)
+                layer_outputs = _decoder_layer(
+                    layer, self.inv_freq, hidden_states, mask, position_ids, cache, i
+                )
             hidden_states = layer_outputs[0]
         with scope("norm"):
             hidden_states = _rms_norm(self.lm.model.norm, hidden_states)
         return hidden_states
 
-    def __call__(self, cache, attention_mask, position_ids, inputs_embeds=None, input_ids=None,
-                 generate_step=False):
+    def __call__(
+        self, cache, attention_mask, position_ids, inputs_embeds=None, input_ids=None, generate_step=False
+    ):
         """DeepseekOCRForCausalLM.forward: fp32 logits [B,S,V] (and 4.46 generate's next-token logits)."""
         import torch
 
@@ -988,8 +1002,14 @@ CASES = {
     "decode_b1_l1024": ("decode", {"batch": 1, "past": 1024}),
     "decode_b8_l1024": ("decode", {"batch": 8, "past": 1024}),
 }
-DEFAULT_CASES = ("vision_tiny", "vision_base", "prefill_273", "prefill_1000", "decode_b1_l1024",
-                 "decode_b8_l1024")
+DEFAULT_CASES = (
+    "vision_tiny",
+    "vision_base",
+    "prefill_273",
+    "prefill_1000",
+    "decode_b1_l1024",
+    "decode_b8_l1024",
+)
 
 
 def _setup(runner, kind, params):
@@ -1000,8 +1020,16 @@ def _setup(runner, kind, params):
     return runner.decode_case(**params)
 
 
-def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: bool = True,
-            top: int = 12, phase_breakdowns: int = 6) -> dict:
+def measure(
+    runner,
+    kind: str,
+    params: dict,
+    *,
+    allocator: bool = True,
+    warmup: bool = True,
+    top: int = 12,
+    phase_breakdowns: int = 6,
+) -> dict:
     """Measure one case: tensor-level peak + breakdown, allocator-level peak, wall time, RSS.
 
     ``peak_by_phase``: the largest local peak (live - baseline when an allocation is made) per tag
@@ -1024,7 +1052,7 @@ def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: 
         del pre
         gc.collect()
         t0 = time.perf_counter()
-        with tracker, (ap.stage() if ap is not None else contextlib.nullcontext()):
+        with tracker, ap.stage() if ap is not None else contextlib.nullcontext():
             out = run()
         wall_tracked = time.perf_counter() - t0
         del out, run
@@ -1068,19 +1096,31 @@ def measure(runner, kind: str, params: dict, *, allocator: bool = True, warmup: 
         "attention_kernels": ops,
         "peak_by_phase": {k: v[0] for k, v in phases.items()},
         "breakdown": tracker.breakdown(top=top),
-        "phase_breakdowns": {k: _short(tracker.breakdown(top=0, tag=v[1]), groups=top) | {"at": v[1]}
-                             for k, v in list(phases.items())[:phase_breakdowns]},
+        "phase_breakdowns": {
+            k: _short(tracker.breakdown(top=0, tag=v[1]), groups=top) | {"at": v[1]}
+            for k, v in list(phases.items())[:phase_breakdowns]
+        },
     }
 
 
 def _short(b: dict, groups: int) -> dict:
-    return {"peak_bytes": b["peak_bytes"], "preexisting_freed_bytes": b["preexisting_freed_bytes"],
-            "groups": b["groups"][:groups],
-            "rest_bytes": sum(g["bytes"] for g in b["groups"][groups:])}
+    return {
+        "peak_bytes": b["peak_bytes"],
+        "preexisting_freed_bytes": b["preexisting_freed_bytes"],
+        "groups": b["groups"][:groups],
+        "rest_bytes": sum(g["bytes"] for g in b["groups"][groups:]),
+    }
 
 
-def measure_all(cases=DEFAULT_CASES, *, n_layers: int | None = None, allocator: bool = True,
-                top: int = 12, vision=None, lm=None) -> dict:
+def measure_all(
+    cases=DEFAULT_CASES,
+    *,
+    n_layers: int | None = None,
+    allocator: bool = True,
+    top: int = 12,
+    vision=None,
+    lm=None,
+) -> dict:
     """{case name: result of ``measure``} for the named ``CASES``; models are built once."""
     results = {}
     vision_runner: VendorVision | None = None
@@ -1108,17 +1148,23 @@ def format_results(results: dict, groups: int = 10) -> str:
     """Readable summary: per case the peaks, timings and the grouped breakdown at the peak."""
     lines = []
     for name, r in results.items():
-        lines.append(f"== {name} {r['params']}: peak {r['peak_bytes']:,} B ({_mib(r['peak_bytes'])} MiB); "
-                     f"allocator {_mib(r['allocator_peak_bytes'])} MiB; "
-                     f"live at end {_mib(r['final_bytes'])} MiB; "
-                     f"wall {r['wall_s']:.2f} s (tracked {r['wall_s_tracked']:.2f} s); "
-                     f"RSS high-water delta {_mib(r['rss_peak_delta_bytes'])} MiB")
+        lines.append(
+            f"== {name} {r['params']}: peak {r['peak_bytes']:,} B ({_mib(r['peak_bytes'])} MiB); "
+            f"allocator {_mib(r['allocator_peak_bytes'])} MiB; "
+            f"live at end {_mib(r['final_bytes'])} MiB; "
+            f"wall {r['wall_s']:.2f} s (tracked {r['wall_s_tracked']:.2f} s); "
+            f"RSS high-water delta {_mib(r['rss_peak_delta_bytes'])} MiB"
+        )
         b = r["breakdown"]
-        lines.append(f"   new storages {b['new_bytes']:,} B, pre-existing freed "
-                     f"{b['preexisting_freed_bytes']:,} B; attention kernels {r['attention_kernels']}")
+        lines.append(
+            f"   new storages {b['new_bytes']:,} B, pre-existing freed "
+            f"{b['preexisting_freed_bytes']:,} B; attention kernels {r['attention_kernels']}"
+        )
         for g in b["groups"][:groups]:
-            lines.append(f"   {g['bytes']:>14,}  {g['count']:>3} x {list(g['shape'])!s:<26} {g['dtype']:<9} "
-                         f"{g['op']:<42} {g['tag']}")
+            lines.append(
+                f"   {g['bytes']:>14,}  {g['count']:>3} x {list(g['shape'])!s:<26} {g['dtype']:<9} "
+                f"{g['op']:<42} {g['tag']}"
+            )
         rest = b["groups"][groups:]
         rest_bytes = sum(g["bytes"] for g in rest)
         lines.append(f"   {rest_bytes:>14,}  (rest: {sum(g['count'] for g in rest)} storages)")

@@ -55,19 +55,65 @@ CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_oc
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 ATTENTIONS = ("sdpa", "eager")  # decoder attention implementations that run on CPU and meta
 PARAM_COMPONENTS = (
-    "sam", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_neck", "sam_net2", "sam_net3",
-    "encoder", "encoder_layers", "encoder_final_norm", "encoder_query_1024", "encoder_query_768",
-    "projector", "view_separator", "embed_tokens",
-    "decoder_layer_dense", "decoder_layer_dense_attn", "decoder_layer_dense_mlp", "decoder_layer_dense_norms",
-    "decoder_layer_moe", "decoder_layer_moe_attn", "decoder_layer_moe_router", "decoder_layer_moe_routed",
-    "decoder_layer_moe_shared", "decoder_layer_moe_norms", "final_norm", "lm_head", "total")
-VIEW_COLUMNS = (
-    "sam_total", "sam_patch_embed", "sam_win_blocks", "sam_glob_blocks", "sam_neck", "sam_net2", "sam_net3",
-    "sam_norms", "sam_linear", "sam_relpos", "sam_attn_core",
-    "encoder_total", "encoder_linear", "encoder_attn_core", "encoder_rope", "proj_total",
+    "sam",
+    "sam_patch_embed",
+    "sam_win_blocks",
+    "sam_glob_blocks",
+    "sam_neck",
+    "sam_net2",
+    "sam_net3",
+    "encoder",
+    "encoder_layers",
+    "encoder_final_norm",
+    "encoder_query_1024",
+    "encoder_query_768",
+    "projector",
+    "view_separator",
+    "embed_tokens",
+    "decoder_layer_dense",
+    "decoder_layer_dense_attn",
+    "decoder_layer_dense_mlp",
+    "decoder_layer_dense_norms",
+    "decoder_layer_moe",
+    "decoder_layer_moe_attn",
+    "decoder_layer_moe_router",
+    "decoder_layer_moe_routed",
+    "decoder_layer_moe_shared",
+    "decoder_layer_moe_norms",
+    "final_norm",
+    "lm_head",
+    "total",
 )
-LAYER_PARTS = ("total", "attn", "attn_proj", "rope", "attn_core", "mlp",
-               "moe_gate", "moe_shared", "moe_routed", "moe_other")
+VIEW_COLUMNS = (
+    "sam_total",
+    "sam_patch_embed",
+    "sam_win_blocks",
+    "sam_glob_blocks",
+    "sam_neck",
+    "sam_net2",
+    "sam_net3",
+    "sam_norms",
+    "sam_linear",
+    "sam_relpos",
+    "sam_attn_core",
+    "encoder_total",
+    "encoder_linear",
+    "encoder_attn_core",
+    "encoder_rope",
+    "proj_total",
+)
+LAYER_PARTS = (
+    "total",
+    "attn",
+    "attn_proj",
+    "rope",
+    "attn_core",
+    "mlp",
+    "moe_gate",
+    "moe_shared",
+    "moe_routed",
+    "moe_other",
+)
 _SAM = "model.vision_tower.sam_encoder."
 _ENCODER = "model.vision_tower.vision_encoder."
 _PROJECTOR = "model.multi_modal_projector"
@@ -272,8 +318,12 @@ def _vision_columns(path, op, global_blocks):
     if rest.startswith("neck") and kind == "norms":
         return ("sam_total", "sam_neck", "sam_norms")
     if kind == "conv":
-        for prefix, column in (("patch_embed", "sam_patch_embed"), ("neck", "sam_neck"),
-                               ("proj.conv1", "sam_net2"), ("proj.conv2", "sam_net3")):
+        for prefix, column in (
+            ("patch_embed", "sam_patch_embed"),
+            ("neck", "sam_neck"),
+            ("proj.conv1", "sam_net2"),
+            ("proj.conv2", "sam_net3"),
+        ):
             if rest.startswith(prefix):
                 return ("sam_total", column)
     raise KeyError(f"unattributed count {op!r} in {path!r}")
@@ -301,8 +351,13 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None, batch: int 
     if n_crops < 0 or batch < 1:
         raise ValueError(f"need n_crops >= 0 and batch >= 1, got {n_crops}, {batch}")
     if model is None:
-        model = meta_model() if counter.startswith("torch") else build_model(
-            "cpu", real=("model.vision_tower", "model.multi_modal_projector", "model.view_separator"))
+        model = (
+            meta_model()
+            if counter.startswith("torch")
+            else build_model(
+                "cpu", real=("model.vision_tower", "model.multi_modal_projector", "model.view_separator")
+            )
+        )
     param = model.model.multi_modal_projector.weight
     global_px, tile_px = _pixel_sizes()
     global_blocks = set(model.config.vision_config.sam_config.global_attn_indexes)
@@ -347,8 +402,14 @@ def _cache(text, l_past, like):
 
     cache = DynamicCache()
     for i in range(text.num_hidden_layers):
-        kv = torch.zeros(like.shape[0], text.num_key_value_heads, l_past, text.head_dim, device=like.device,
-                         dtype=like.dtype)
+        kv = torch.zeros(
+            like.shape[0],
+            text.num_key_value_heads,
+            l_past,
+            text.head_dim,
+            device=like.device,
+            dtype=like.dtype,
+        )
         cache.update(kv, kv.clone(), i)
     return cache
 
@@ -365,8 +426,12 @@ def _decoder_wrapper(model, l_past, logits_to_keep):
 
         def forward(self, inputs_embeds):
             cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
-            out = self.m(inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True,
-                         logits_to_keep=logits_to_keep)
+            out = self.m(
+                inputs_embeds=inputs_embeds,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=logits_to_keep,
+            )
             return out.logits
 
     return Decoder()
@@ -390,8 +455,15 @@ def _decoder_columns(path, op, dense):
     return (layer + "total", *(layer + p for p in parts), "total_full_depth")
 
 
-def measure_decoder(s_new: int, l_past: int, counter: str = "torch", logits: str = "all",
-                    model=None, batch: int = 1, attention: str = "sdpa") -> dict[str, int]:
+def measure_decoder(
+    s_new: int,
+    l_past: int,
+    counter: str = "torch",
+    logits: str = "all",
+    model=None,
+    batch: int = 1,
+    attention: str = "sdpa",
+) -> dict[str, int]:
     """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (12 layers,
     final norm, lm_head).
 
@@ -412,8 +484,11 @@ def measure_decoder(s_new: int, l_past: int, counter: str = "torch", logits: str
     if l_past and not counter.startswith("torch"):
         raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
     if model is None:
-        model = meta_model() if counter.startswith("torch") else build_model(
-            "cpu", real=("model.language_model", "lm_head"))
+        model = (
+            meta_model()
+            if counter.startswith("torch")
+            else build_model("cpu", real=("model.language_model", "lm_head"))
+        )
     text = model.config.text_config
     dense = {i for i, t in enumerate(text.mlp_layer_types) if t == "dense"}
     if dense != {0} or text.mlp_layer_types[1] != "sparse":

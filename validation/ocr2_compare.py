@@ -19,6 +19,7 @@ layout rule. So a prefill row compares the model's S against the processor's S t
 
 Nothing imports torch until a case is measured (``check_only`` never does).
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,17 @@ from symcost import SymcostError
 
 from .compare import compare
 
-__all__ = ["COUNTERS", "STAGES", "FVCORE_MAX_BYTES", "PROCESSOR_MAX_PX", "vision_columns",
-           "decoder_columns", "param_columns", "validate_case", "validate_params"]
+__all__ = [
+    "COUNTERS",
+    "STAGES",
+    "FVCORE_MAX_BYTES",
+    "PROCESSOR_MAX_PX",
+    "vision_columns",
+    "decoder_columns",
+    "param_columns",
+    "validate_case",
+    "validate_params",
+]
 
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 STAGES = ("vision", "prefill", "decode")
@@ -73,8 +83,9 @@ class _Tree:
 
     def kind(self, under: str, kind: str) -> int:
         """FLOPs of the ops of one kind under a node."""
-        return sum(n for p, n in self.flops.items()
-                   if self.kinds.get(p) == kind and p.startswith(under + "."))
+        return sum(
+            n for p, n in self.flops.items() if self.kinds.get(p) == kind and p.startswith(under + ".")
+        )
 
     def per_layer(self, layer: str, part: str = "") -> int:
         """FLOPs of one repetition of a repeated layer node (or of one of its parts)."""
@@ -107,10 +118,13 @@ def vision_columns(model, values: dict, counter: str) -> dict[str, int]:
         cols = {"sam_total": t.node(sam)}
         cols |= {f"sam_{p}": t.node(f"{sam}.{p}") for p in _SAM_PARTS}
         cols |= {f"sam_{c}": t.kind(sam, k) for c, k in _SAM_KINDS.items()}
-        cols |= {"encoder_total": t.node(enc), "encoder_linear": t.kind(enc, "linear"),
-                 "encoder_attn_core": t.kind(enc, "sdpa"),
-                 "encoder_rope": t.node(f"{enc}.mask_rope"),  # the mask and cos/sin, once per call
-                 "proj_total": t.node(f"{base}.projector")}
+        cols |= {
+            "encoder_total": t.node(enc),
+            "encoder_linear": t.kind(enc, "linear"),
+            "encoder_attn_core": t.kind(enc, "sdpa"),
+            "encoder_rope": t.node(f"{enc}.mask_rope"),  # the mask and cos/sin, once per call
+            "proj_total": t.node(f"{base}.projector"),
+        }
         out |= {f"{view}_{c}": n for c, n in cols.items()}
     out["vision_total"] = t.node("vision")
     out["image_features"] = r["image_tokens"]  # the features must fill the image block exactly
@@ -123,21 +137,28 @@ def decoder_columns(model, stage: str, values: dict, counter: str) -> dict[str, 
     _check_counter(counter)
     t = _Tree(model, stage, counter, values)
     root = "prefill" if stage == "prefill" else "decode.decoder"
-    out = {k: t.result[k] for k in ("w_tiles", "h_tiles", "n_crops", "image_tokens", "prefill_tokens")
-           if k in t.result}
+    out = {
+        k: t.result[k]
+        for k in ("w_tiles", "h_tiles", "n_crops", "image_tokens", "prefill_tokens")
+        if k in t.result
+    }
     layers = 0
     for prefix, layer in (("dense_L0", "layer0"), ("moe_L1", "moe_layers")):
         node = f"{root}.{layer}"
         layers += t.node(node)
-        out |= {f"{prefix}_total": t.per_layer(node), f"{prefix}_attn": t.per_layer(node, "attn"),
-                f"{prefix}_attn_proj": sum(t.per_layer(node, f"attn.{p}_proj") for p in "qkvo"),
-                f"{prefix}_rope": t.per_layer(node, "attn.rope"),
-                f"{prefix}_attn_core": t.per_layer(node, "attn.attn_core"),
-                f"{prefix}_mlp": t.per_layer(node, "mlp")}
+        out |= {
+            f"{prefix}_total": t.per_layer(node),
+            f"{prefix}_attn": t.per_layer(node, "attn"),
+            f"{prefix}_attn_proj": sum(t.per_layer(node, f"attn.{p}_proj") for p in "qkvo"),
+            f"{prefix}_rope": t.per_layer(node, "attn.rope"),
+            f"{prefix}_attn_core": t.per_layer(node, "attn.attn_core"),
+            f"{prefix}_mlp": t.per_layer(node, "mlp"),
+        }
     for col, part in (("moe_gate", "gate"), ("moe_shared", "shared"), ("moe_routed", "routed")):
         out[f"moe_L1_{col}"] = t.per_layer(f"{root}.moe_layers", f"mlp.{part}")
-    out["moe_L1_moe_other"] = out["moe_L1_mlp"] - sum(out[f"moe_L1_{c}"]
-                                                      for c in ("moe_gate", "moe_shared", "moe_routed"))
+    out["moe_L1_moe_other"] = out["moe_L1_mlp"] - sum(
+        out[f"moe_L1_{c}"] for c in ("moe_gate", "moe_shared", "moe_routed")
+    )
     out["moe_layers_min"] = out["moe_layers_max"] = out["moe_L1_total"]  # one repeated node: all alike
     out["lm_head"] = t.node(f"{root}.lm_head")
     out["total_full_depth"] = t.node(root)
@@ -146,13 +167,18 @@ def decoder_columns(model, stage: str, values: dict, counter: str) -> dict[str, 
 
 
 _PARAM_NODES = {
-    "sam": "vision.sam", "encoder": "vision.encoder", "encoder_layers": "vision.encoder.layers",
+    "sam": "vision.sam",
+    "encoder": "vision.encoder",
+    "encoder_layers": "vision.encoder.layers",
     "encoder_final_norm": "vision.encoder.final_norm",
     "encoder_query_1024": "vision.encoder.query_1024_resolution",
     "encoder_query_768": "vision.encoder.query_768_resolution",
-    "projector": "vision.projector", "view_separator": "vision.view_separator",
-    "embed_tokens": "decoder.embed_tokens", "final_norm": "decoder.final_norm",
-    "lm_head": "decoder.lm_head", "total": "",
+    "projector": "vision.projector",
+    "view_separator": "vision.view_separator",
+    "embed_tokens": "decoder.embed_tokens",
+    "final_norm": "decoder.final_norm",
+    "lm_head": "decoder.lm_head",
+    "total": "",
 } | {f"sam_{p}": f"vision.sam.{p}" for p in _SAM_PARTS}
 
 
@@ -167,8 +193,10 @@ def param_columns(model) -> dict[str, int]:
 
     out = {key: at(path) for key, path in _PARAM_NODES.items()}
     layers = {"dense": "decoder.layer0", "moe": "decoder.moe_layers"}
-    parts = {"dense": {"_mlp": ("mlp",)},
-             "moe": {"_router": ("mlp.gate",), "_routed": ("mlp.routed",), "_shared": ("mlp.shared",)}}
+    parts = {
+        "dense": {"_mlp": ("mlp",)},
+        "moe": {"_router": ("mlp.gate",), "_routed": ("mlp.routed",), "_shared": ("mlp.shared",)},
+    }
     for kind, layer in layers.items():
         count = root.find(layer).count
         spec = {"": ("",), "_attn": ("attn",), "_norms": ("input_norm", "post_norm")} | parts[kind]
@@ -190,22 +218,28 @@ def _check_case(model, stage: str, counter: str, values: dict):
     _check_counter(counter)
     opts = model.options
     if opts["runtime"] != "hf":
-        raise SymcostError(f"--runtime: validate measures transformers' module, i.e. runtime hf, "
-                           f"not {opts['runtime']!r}")
+        raise SymcostError(
+            f"--runtime: validate measures transformers' module, i.e. runtime hf, not {opts['runtime']!r}"
+        )
     if stage == "vision":
         return
     from .ocr2 import ATTENTIONS
 
     if opts["attention"] not in ATTENTIONS:
-        raise SymcostError(f"--attention: {opts['attention']!r} does not run on CPU or meta; "
-                           f"validate measures {' or '.join(ATTENTIONS)}")
+        raise SymcostError(
+            f"--attention: {opts['attention']!r} does not run on CPU or meta; "
+            f"validate measures {' or '.join(ATTENTIONS)}"
+        )
     if counter in _OUT_OF_THE_BOX:
-        raise SymcostError(f"--counter: {counter} counts the routed experts' aten._grouped_mm as 0, "
-                           "which its convention does not model; validate prefill and decode with "
-                           "torch or fvcore")
+        raise SymcostError(
+            f"--counter: {counter} counts the routed experts' aten._grouped_mm as 0, "
+            "which its convention does not model; validate prefill and decode with "
+            "torch or fvcore"
+        )
     if stage == "decode" and counter == "fvcore":
-        raise SymcostError("--counter: fvcore cannot trace a decode step (it needs a KV cache of real "
-                           "tensors); use torch")
+        raise SymcostError(
+            "--counter: fvcore cannot trace a decode step (it needs a KV cache of real tensors); use torch"
+        )
 
 
 def _check_memory(model, stage: str, counter: str, values: dict):
@@ -213,9 +247,11 @@ def _check_memory(model, stage: str, counter: str, values: dict):
         return  # meta tensors: shapes only
     need = model.evaluate(stage=stage, **values)["memory_bytes"]
     if need > FVCORE_MAX_BYTES:
-        raise SymcostError(f"--counter: {counter} runs on real CPU tensors and this {stage} case needs "
-                           f"{need / 1e9:.1f} GB by the model's estimate (limit "
-                           f"{FVCORE_MAX_BYTES / 1e9:g} GB); use torch (meta device)")
+        raise SymcostError(
+            f"--counter: {counter} runs on real CPU tensors and this {stage} case needs "
+            f"{need / 1e9:.1f} GB by the model's estimate (limit "
+            f"{FVCORE_MAX_BYTES / 1e9:g} GB); use torch (meta device)"
+        )
 
 
 def _measured_layout(model, values: dict) -> dict[str, int]:
@@ -240,8 +276,9 @@ def _processor_layout(w: int, h: int) -> tuple:
         try:
             run = ocr2.run_processor(w, h)
         except ValueError as e:  # e.g. a global view resized to 0 px (long side >= 2048 x short side)
-            raise SymcostError(f"--image: transformers' processor refuses {w}x{h}: "
-                               f"{str(e).splitlines()[0][:120]}") from None
+            raise SymcostError(
+                f"--image: transformers' processor refuses {w}x{h}: {str(e).splitlines()[0][:120]}"
+            ) from None
         n_crops, tokens = run["num_local_patches"], run["image_tokens"]
     return (("w_tiles", cols), ("h_tiles", rows), ("n_crops", n_crops), ("image_tokens", tokens))
 
@@ -260,35 +297,52 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
 
     opts = model.options
     batch = values.get("batch", 1)
-    case = {"family": "deepseek-ocr2", "stage": stage, "counter": counter, "convention": counter,
-            "vision_mode": opts["vision_mode"], **values}
+    case = {
+        "family": "deepseek-ocr2",
+        "stage": stage,
+        "counter": counter,
+        "convention": counter,
+        "vision_mode": opts["vision_mode"],
+        **values,
+    }
     if stage == "decode":
         analytic = decoder_columns(model, stage, values, counter)
         kv_len = values["kv_len"]
-        measured = ocr2.measure_decoder(1, kv_len, counter, logits="last", batch=batch,
-                                        attention=opts["attention"])
+        measured = ocr2.measure_decoder(
+            1, kv_len, counter, logits="last", batch=batch, attention=opts["attention"]
+        )
         case |= {"s_new": 1, "l_past": kv_len, "attention": opts["attention"]}
-        case["title"] = (f"deepseek-ocr2 decode L={kv_len}, batch {batch}, attention {opts['attention']}, "
-                         f"counter {counter}")
+        case["title"] = (
+            f"deepseek-ocr2 decode L={kv_len}, batch {batch}, attention {opts['attention']}, "
+            f"counter {counter}"
+        )
     else:
         w, h = values["width"], values["height"]
         tiles = f"tiles {layout.get('w_tiles', 1)}x{layout.get('h_tiles', 1)} ({layout['n_crops']} crops)"
         if stage == "vision":
             analytic = vision_columns(model, values, counter)
             measured = layout | ocr2.measure_vision(layout["n_crops"], counter, batch=batch)
-            case["title"] = (f"deepseek-ocr2 {opts['vision_mode']} {w}x{h} vision, batch {batch}, "
-                             f"counter {counter}: {tiles}, {layout['image_tokens']} image tokens")
+            case["title"] = (
+                f"deepseek-ocr2 {opts['vision_mode']} {w}x{h} vision, batch {batch}, "
+                f"counter {counter}: {tiles}, {layout['image_tokens']} image tokens"
+            )
         else:
             analytic = decoder_columns(model, stage, values, counter)
             s_new = values["prompt_tokens"] + layout["image_tokens"]
-            measured = layout | {"prefill_tokens": s_new} | ocr2.measure_decoder(
-                s_new, 0, counter, logits=opts["logits"], batch=batch, attention=opts["attention"])
-            case |= {"s_new": s_new, "l_past": 0, "logits": opts["logits"],
-                     "attention": opts["attention"]}
-            case["title"] = (f"deepseek-ocr2 {opts['vision_mode']} {w}x{h} prefill S={s_new} "
-                             f"(P={values['prompt_tokens']} + {layout['image_tokens']} image tokens, "
-                             f"{tiles}), batch {batch}, logits {opts['logits']}, attention "
-                             f"{opts['attention']}, counter {counter}")
+            measured = (
+                layout
+                | {"prefill_tokens": s_new}
+                | ocr2.measure_decoder(
+                    s_new, 0, counter, logits=opts["logits"], batch=batch, attention=opts["attention"]
+                )
+            )
+            case |= {"s_new": s_new, "l_past": 0, "logits": opts["logits"], "attention": opts["attention"]}
+            case["title"] = (
+                f"deepseek-ocr2 {opts['vision_mode']} {w}x{h} prefill S={s_new} "
+                f"(P={values['prompt_tokens']} + {layout['image_tokens']} image tokens, "
+                f"{tiles}), batch {batch}, logits {opts['logits']}, attention "
+                f"{opts['attention']}, counter {counter}"
+            )
         case |= {k: layout[k] for k in ("w_tiles", "h_tiles", "n_crops") if k in layout}
     case["rows"] = compare(analytic, measured)
     case["ok"] = all(r["ok"] for r in case["rows"])
@@ -303,8 +357,12 @@ def validate_params(model, measured: dict[str, int] | None = None) -> dict:
 
         measured = ocr2.param_counts(ocr2.meta_model())
     rows = compare(param_columns(model), measured)
-    return {"title": "deepseek-ocr2 parameters (decoder layers: one of each kind)", "rows": rows,
-            "ok": all(r["ok"] for r in rows), "measured": measured}
+    return {
+        "title": "deepseek-ocr2 parameters (decoder layers: one of each kind)",
+        "rows": rows,
+        "ok": all(r["ok"] for r in rows),
+        "measured": measured,
+    }
 
 
 def main(argv=None) -> int:
@@ -326,9 +384,11 @@ def main(argv=None) -> int:
         n = int(argv[1]) if len(argv) > 1 else 4096
         sides = range(1, n + 1)
         got = grid_mismatches(model, sides, sides, processes=os.cpu_count())
-        print(f"tile grid on [1, {n}]^2: {got['pairs']} pairs, {got['mismatches']} mismatches "
-              f"{got['first']}; symcost {got['analytic_s']:.1f} s, processor {got['processor_s']:.1f} s "
-              f"on {os.cpu_count()} processes")
+        print(
+            f"tile grid on [1, {n}]^2: {got['pairs']} pairs, {got['mismatches']} mismatches "
+            f"{got['first']}; symcost {got['analytic_s']:.1f} s, processor {got['processor_s']:.1f} s "
+            f"on {os.cpu_count()} processes"
+        )
         return 0 if got["mismatches"] == 0 else 1
     print("usage: python -m validation.ocr2_compare params | grid [N]", file=sys.stderr)
     return 2

@@ -74,8 +74,17 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
     processor_s = time.perf_counter() - start
     bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
     return {
-        "pairs": int(cols.size), "mismatches": len(bad),
-        "first": [(int(widths[i]), int(heights[j]), (int(cols[i, j]), int(rows[i, j])),
-                   (int(ref_cols[i, j]), int(ref_rows[i, j]))) for i, j in bad[:show]],
-        "analytic_s": analytic_s, "processor_s": processor_s,
+        "pairs": int(cols.size),
+        "mismatches": len(bad),
+        "first": [
+            (
+                int(widths[i]),
+                int(heights[j]),
+                (int(cols[i, j]), int(rows[i, j])),
+                (int(ref_cols[i, j]), int(ref_rows[i, j])),
+            )
+            for i, j in bad[:show]
+        ],
+        "analytic_s": analytic_s,
+        "processor_s": processor_s,
     }

@@ -35,8 +35,19 @@ NB: the additive causal mask [1,1,S,past+S] is built explicitly and passed in 4D
     create_causal_mask inspects position values (.item()), which meta tensors do not have.
 """
 
-PARAM_COMPONENTS = ("sam", "clip", "projector", "image_newline", "view_seperator", "embed_tokens",
-                    "decoder_layer_dense", "decoder_layer_moe", "final_norm", "lm_head", "total")
+PARAM_COMPONENTS = (
+    "sam",
+    "clip",
+    "projector",
+    "image_newline",
+    "view_seperator",
+    "embed_tokens",
+    "decoder_layer_dense",
+    "decoder_layer_moe",
+    "final_norm",
+    "lm_head",
+    "total",
+)
 
 
 def _build(factory_name, device, dtype):

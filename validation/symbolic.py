@@ -20,6 +20,7 @@ NB: SAM's ``get_rel_pos`` computes ``int(2 * max(q_size, k_size) - 1)``: ``int()
     bound on the attention instance (the same code without ``int()``, which is a no-op on ints); the
     unpatched trace is kept (``patched=False``) to show the specialisation and to check the copy.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,16 +30,31 @@ import sympy as sp
 
 from validation import ValidationError
 
-__all__ = ["Trace", "trace", "traced_flops", "to_sympy", "clip_layer", "clip_full",
-           "decoder_layers", "sam_global_block", "sam_windowed_block", "by_residue", "equal",
-           "S", "B", "n", "g", "L"]
+__all__ = [
+    "Trace",
+    "trace",
+    "traced_flops",
+    "to_sympy",
+    "clip_layer",
+    "clip_full",
+    "decoder_layers",
+    "sam_global_block",
+    "sam_windowed_block",
+    "by_residue",
+    "equal",
+    "S",
+    "B",
+    "n",
+    "g",
+    "L",
+]
 
 # Our symbols (B and L are symcost's own).
 from derivations.common.vlm import B, L  # noqa: E402
 
-S = sp.Symbol("S", integer=True, positive=True)   # new tokens in one decoder forward
-n = sp.Symbol("n", integer=True, positive=True)   # CLIP token count per view (1 + grid^2)
-g = sp.Symbol("g", integer=True, positive=True)   # token grid side (SAM map / CLIP grid)
+S = sp.Symbol("S", integer=True, positive=True)  # new tokens in one decoder forward
+n = sp.Symbol("n", integer=True, positive=True)  # CLIP token count per view (1 + grid^2)
+g = sp.Symbol("g", integer=True, positive=True)  # token grid side (SAM map / CLIP grid)
 
 
 class SymbolicTraceError(ValidationError):
@@ -47,11 +63,11 @@ class SymbolicTraceError(ValidationError):
 
 @dataclass
 class Trace:
-    total: sp.Expr                       # FLOPs of the whole call, in our symbols
-    by_module: dict[str, sp.Expr]        # inclusive FLOPs per module path (root is "")
-    guards: list[sp.Basic]               # ShapeEnv guards, in our symbols (deduplicated)
-    guard_code: list[str]                # produce_guards() output (sizes as L['x0'].size()[i])
-    ranges: dict[sp.Symbol, tuple]       # (lower, upper) of our symbols; upper sp.oo if unbounded
+    total: sp.Expr  # FLOPs of the whole call, in our symbols
+    by_module: dict[str, sp.Expr]  # inclusive FLOPs per module path (root is "")
+    guards: list[sp.Basic]  # ShapeEnv guards, in our symbols (deduplicated)
+    guard_code: list[str]  # produce_guards() output (sizes as L['x0'].size()[i])
+    ranges: dict[sp.Symbol, tuple]  # (lower, upper) of our symbols; upper sp.oo if unbounded
     specialized: dict[sp.Symbol, int] = field(default_factory=dict)  # symbols the trace fixed
     holds: Callable[[dict], bool] | None = None  # holds({symbol: int}) -> guards hold there
 
@@ -69,7 +85,7 @@ def to_sympy(expr, names=None):
         F.FloatTrueDiv: lambda a, b: a / b,
         F.PythonMod: sp.Mod,
         F.Mod: sp.Mod,
-        F.PowByNatural: lambda a, b: a ** b,
+        F.PowByNatural: lambda a, b: a**b,
     }
 
     def conv(e):
@@ -103,8 +119,10 @@ def _fake_state(module, fake_mode):
     cpu = torch.device("cpu")
     conv = fake_mode.fake_tensor_converter
     state = {}
-    for name, t in [*module.named_parameters(remove_duplicate=False),
-                    *module.named_buffers(remove_duplicate=False)]:
+    for name, t in [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    ]:
         if t.is_meta:
             state[name] = conv.from_meta_and_device(fake_mode, t, cpu)
         else:
@@ -164,8 +182,13 @@ def _run(module, input_shapes, dynamic_dims, call):
     for i, shape in enumerate(input_shapes):
         dyn = [DimDynamic.DUCK if (i, d) in dynamic_dims else DimDynamic.STATIC for d in range(len(shape))]
         source = LocalSource(f"x{i}_trace{tag}")
-        inputs.append(fake_mode.from_tensor(torch.empty(*shape), source=source,
-                                            symbolic_context=StatelessSymbolicContext(dynamic_sizes=dyn)))
+        inputs.append(
+            fake_mode.from_tensor(
+                torch.empty(*shape),
+                source=source,
+                symbolic_context=StatelessSymbolicContext(dynamic_sizes=dyn),
+            )
+        )
         sources.append(source)
     names = {}
     for (i, d), sym in dynamic_dims.items():
@@ -273,6 +296,7 @@ def traced_flops(module, input_shapes, dynamic_dims, *, call=None):
 
 # --- hand derivations as expressions --------------------------------------------------------------
 
+
 def _torch(node, divide=1):
     from symcost.conventions import flops
 
@@ -313,8 +337,7 @@ def clip_layer(batch_hint=3, n_hint=37):
     from derivations.deepseek_ocr.vision import clip
 
     layer = _vision().clip.encoder.layers[0]
-    t = trace(layer, [(batch_hint, n_hint, 1024)], {(0, 0): B, (0, 1): n},
-              call=lambda m, x: m(x, None))
+    t = trace(layer, [(batch_hint, n_hint, 1024)], {(0, 0): B, (0, 1): n}, call=lambda m, x: m(x, None))
     g4 = sp.Symbol("g4", integer=True, positive=True)
     hand = sp.expand(_torch(clip(VISION.clip, B, g4).find("layers"), 24).subs(g4, sp.sqrt(n - 1)))
     return t.total, hand, t
@@ -339,8 +362,9 @@ def _symint_get_rel_pos(self, q_size, k_size, rel_pos):
     import torch.nn.functional as F
 
     max_rel_dist = 2 * max(q_size, k_size) - 1
-    rel_pos_resized = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).transpose(1, 2),
-                                    size=max_rel_dist, mode="linear")
+    rel_pos_resized = F.interpolate(
+        rel_pos.reshape(1, rel_pos.shape[0], -1).transpose(1, 2), size=max_rel_dist, mode="linear"
+    )
     rel_pos_resized = rel_pos_resized.reshape(-1, max_rel_dist).permute(1, 0)
     q_coords = torch.arange(q_size)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size)[None, :] * max(q_size / k_size, 1.0)
@@ -414,6 +438,7 @@ def decoder_layers(s_hint=37, past_hint=53, past=True, s_static=None):
     dims = {} if s_static is not None else {(0, 1): S}
     if past:
         from derivations.deepseek_ocr import DECODER as D
+
         shapes += [(1, D.kv_heads, past_hint, D.head_dim)] * (2 * D.layers)
         dims |= {(i, 2): L for i in range(1, 2 * D.layers + 1)}
 

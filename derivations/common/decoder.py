@@ -7,6 +7,7 @@
     layer = input_norm -> attn (q, k, v, rope, cache, core, o) -> +x -> post_norm -> mlp -> +h
     mlp   = SwiGLU (dense layers) | router -> routed experts -> shared experts -> +  (MoE)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,7 @@ from symcost import SymcostError, captured, current, op, repeat, seq, smin
 from symcost.dtypes import FP32_BYTES
 from symcost.ops import expected_distinct
 
-__all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token",
-           "activated_params_per_token"]
+__all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token", "activated_params_per_token"]
 
 
 @dataclass(frozen=True)
@@ -24,23 +24,24 @@ class DecoderConfig:
     vocab: int
     hidden: int
     layers: int
-    dense_layers: int           # the first layers are dense, the rest MoE
+    dense_layers: int  # the first layers are dense, the rest MoE
     heads: int
     kv_heads: int
     head_dim: int
     dense_ff: int
-    experts: int                # routed experts per MoE layer
-    top_k: int                  # experts per token
+    experts: int  # routed experts per MoE layer
+    top_k: int  # experts per token
     expert_ff: int
-    shared_ff: int              # the shared experts as one SwiGLU of this width
+    shared_ff: int  # the shared experts as one SwiGLU of this width
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
-            raise SymcostError(f"num_key_value_heads: {self.kv_heads} does not divide "
-                               f"num_attention_heads {self.heads}")
+            raise SymcostError(
+                f"num_key_value_heads: {self.kv_heads} does not divide num_attention_heads {self.heads}"
+            )
         if not 0 <= self.dense_layers <= self.layers or self.top_k > self.experts:
             raise SymcostError("decoder config: dense layers or experts per token out of range")
 
@@ -50,16 +51,23 @@ class DecoderConfig:
         heads = c["num_attention_heads"]
         layer_types = c.get("mlp_layer_types")
         dense = layer_types.count("dense") if layer_types else c["first_k_dense_replace"]
-        return cls(vocab=c["vocab_size"], hidden=c["hidden_size"],
-                   layers=c["num_hidden_layers"], dense_layers=dense, heads=heads,
-                   kv_heads=c.get("num_key_value_heads") or heads,
-                   head_dim=c.get("head_dim") or c["hidden_size"] // heads,
-                   dense_ff=c["intermediate_size"], experts=c["n_routed_experts"],
-                   top_k=c["num_experts_per_tok"], expert_ff=c["moe_intermediate_size"],
-                   shared_ff=c["n_shared_experts"] * c["moe_intermediate_size"],
-                   attention_bias=bool(c.get("attention_bias", False)),
-                   tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-                   rope_matmul_per_layer=rope_matmul_per_layer)
+        return cls(
+            vocab=c["vocab_size"],
+            hidden=c["hidden_size"],
+            layers=c["num_hidden_layers"],
+            dense_layers=dense,
+            heads=heads,
+            kv_heads=c.get("num_key_value_heads") or heads,
+            head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+            dense_ff=c["intermediate_size"],
+            experts=c["n_routed_experts"],
+            top_k=c["num_experts_per_tok"],
+            expert_ff=c["moe_intermediate_size"],
+            shared_ff=c["n_shared_experts"] * c["moe_intermediate_size"],
+            attention_bias=bool(c.get("attention_bias", False)),
+            tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+            rope_matmul_per_layer=rope_matmul_per_layer,
+        )
 
     @property
     def kv_elems_per_token(self) -> int:
@@ -71,15 +79,16 @@ class DecoderConfig:
 class Execution:
     """How a runtime runs the decoder. Each field is one serving decision (see
     ``derivations.common.vlm.execution`` for which runtime makes which, and why)."""
-    attention: str          # "eager" (the op chain, scores in memory), "sdpa" or "flash" (fused)
-    concat_cache: bool      # the KV cache grows by torch.cat (HF DynamicCache), else paged append
-    fused_norms: bool       # RMSNorm and RoPE as single kernels (else eager op by op)
-    moe_loop: bool          # routed experts one by one (vendor moe_infer), else grouped kernels
-    logits_all: bool        # lm_head on every prefill position (else the last one)
-    logits_upcast: bool     # the forward returns logits.float() (the vendor's DeepseekV2 code)
-    clone_logits: bool      # sampling clones the whole logits tensor first (transformers 4.46)
+
+    attention: str  # "eager" (the op chain, scores in memory), "sdpa" or "flash" (fused)
+    concat_cache: bool  # the KV cache grows by torch.cat (HF DynamicCache), else paged append
+    fused_norms: bool  # RMSNorm and RoPE as single kernels (else eager op by op)
+    moe_loop: bool  # routed experts one by one (vendor moe_infer), else grouped kernels
+    logits_all: bool  # lm_head on every prefill position (else the last one)
+    logits_upcast: bool  # the forward returns logits.float() (the vendor's DeepseekV2 code)
+    clone_logits: bool  # sampling clones the whole logits tensor first (transformers 4.46)
     expected_experts: bool  # experts touched: expected under uniform routing (else worst case)
-    graph_decode: bool      # decode steps replay a CUDA graph
+    graph_decode: bool  # decode steps replay a CUDA graph
 
     def touched(self, cfg: DecoderConfig, tokens):
         """Experts whose weights a MoE layer reads for ``tokens`` routed tokens."""
@@ -106,34 +115,71 @@ _MOE_AROUND_KERNELS = 8
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
     """``down(silu(gate(x)) * up(x))``, no bias."""
     h = cfg.hidden
-    return seq(name,
-               op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-               op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-               op("silu", "elementwise", elems=t * ff, fn="silu"),
-               op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
-               op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
-               keep=keep)
+    return seq(
+        name,
+        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+        op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+        op("silu", "elementwise", elems=t * ff, fn="silu"),
+        op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
+        op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
+        keep=keep,
+    )
 
 
 def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
     t = batch * s
     q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     proj = dict(tokens=t, d_in=cfg.hidden, bias=cfg.attention_bias, keep=True)
-    rope = [op("apply", "elementwise", elems=t * (q_dim + kv_dim), fn="rope",
-               kernels=1 if ex.fused_norms else _ROPE_APPLY_KERNELS)]
+    rope = [
+        op(
+            "apply",
+            "elementwise",
+            elems=t * (q_dim + kv_dim),
+            fn="rope",
+            kernels=1 if ex.fused_norms else _ROPE_APPLY_KERNELS,
+        )
+    ]
     if cfg.rope_matmul_per_layer:  # counted by FLOP counters: 2*64*s per layer
-        rope.insert(0, op("cos_sin", "bmm", batch=batch, m=cfg.head_dim // 2, k=1, n=s,
-                          kernels=_ROPE_TABLE_KERNELS, keep=True))
+        rope.insert(
+            0,
+            op(
+                "cos_sin",
+                "bmm",
+                batch=batch,
+                m=cfg.head_dim // 2,
+                k=1,
+                n=s,
+                kernels=_ROPE_TABLE_KERNELS,
+                keep=True,
+            ),
+        )
     return seq(
         "attn",
         op("q_proj", "linear", d_out=q_dim, **proj),
         op("k_proj", "linear", d_out=kv_dim, **proj),
         op("v_proj", "linear", d_out=kv_dim, **proj),
         seq("rope", *rope, keep=True),
-        op("kv_cache", "kv_cache", batch=batch, kv_heads=cfg.kv_heads, d=cfg.head_dim, new=s,
-           cached=past, concat=ex.concat_cache),
-        op("attn_core", "attention", batch=batch, heads=cfg.heads, kv_heads=cfg.kv_heads,
-           s_q=s, s_k=past + s, d=cfg.head_dim, fused=ex.attention != "eager"),
+        op(
+            "kv_cache",
+            "kv_cache",
+            batch=batch,
+            kv_heads=cfg.kv_heads,
+            d=cfg.head_dim,
+            new=s,
+            cached=past,
+            concat=ex.concat_cache,
+        ),
+        op(
+            "attn_core",
+            "attention",
+            batch=batch,
+            heads=cfg.heads,
+            kv_heads=cfg.kv_heads,
+            s_q=s,
+            s_k=past + s,
+            d=cfg.head_dim,
+            fused=ex.attention != "eager",
+        ),
         op("o_proj", "linear", tokens=t, d_in=q_dim, d_out=cfg.hidden, bias=False),
     )
 
@@ -150,25 +196,70 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
     per_expert = touched if ex.moe_loop else 1  # grouped MoE: one kernel per projection
     return seq(
         "mlp",
-        seq("gate",
-            op("router", "linear", tokens=t, d_in=h, d_out=cfg.experts, bias=False,
-               kernels=1 if ex.fused_norms else _ROUTER_KERNELS),
-            op("softmax", "softmax", elems=t * cfg.experts), keep=True),
-        seq("routed",
-            op("dispatch", "elementwise", elems=rows * h, fn="copy",
-               kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1),
-            op("gate_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
-               kernels=per_expert, keep=True, **proj),
-            op("up_proj", "moe_linear", tokens=rows, d_in=h, d_out=cfg.expert_ff,
-               kernels=per_expert, keep=True, **proj),
+        seq(
+            "gate",
+            op(
+                "router",
+                "linear",
+                tokens=t,
+                d_in=h,
+                d_out=cfg.experts,
+                bias=False,
+                kernels=1 if ex.fused_norms else _ROUTER_KERNELS,
+            ),
+            op("softmax", "softmax", elems=t * cfg.experts),
+            keep=True,
+        ),
+        seq(
+            "routed",
+            op(
+                "dispatch",
+                "elementwise",
+                elems=rows * h,
+                fn="copy",
+                kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1,
+            ),
+            op(
+                "gate_proj",
+                "moe_linear",
+                tokens=rows,
+                d_in=h,
+                d_out=cfg.expert_ff,
+                kernels=per_expert,
+                keep=True,
+                **proj,
+            ),
+            op(
+                "up_proj",
+                "moe_linear",
+                tokens=rows,
+                d_in=h,
+                d_out=cfg.expert_ff,
+                kernels=per_expert,
+                keep=True,
+                **proj,
+            ),
             op("silu", "elementwise", elems=rows * cfg.expert_ff, fn="silu", kernels=per_expert),
-            op("mul", "elementwise", elems=rows * cfg.expert_ff, fn="mul", n_inputs=2,
-               kernels=per_expert),
-            op("down_proj", "moe_linear", tokens=rows, d_in=cfg.expert_ff, d_out=h,
-               kernels=per_expert, **proj),
-            op("combine", "elementwise", elems=rows * h, fn="mul", n_inputs=2,
-               kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1),
-            keep=True),
+            op("mul", "elementwise", elems=rows * cfg.expert_ff, fn="mul", n_inputs=2, kernels=per_expert),
+            op(
+                "down_proj",
+                "moe_linear",
+                tokens=rows,
+                d_in=cfg.expert_ff,
+                d_out=h,
+                kernels=per_expert,
+                **proj,
+            ),
+            op(
+                "combine",
+                "elementwise",
+                elems=rows * h,
+                fn="mul",
+                n_inputs=2,
+                kernels=_MOE_AROUND_KERNELS // 2 if ex.moe_loop else 1,
+            ),
+            keep=True,
+        ),
         _swiglu("shared", cfg, t, cfg.shared_ff),
         op("add_shared", "elementwise", elems=t * h, n_inputs=2),
     )
@@ -178,13 +269,16 @@ def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bo
     t = batch * s
     norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_norms)
     mlp = _moe(cfg, ex, t) if moe else _swiglu("mlp", cfg, t, cfg.dense_ff)
-    return repeat(name, count,
-                  op("input_norm", "rms_norm", **norm),
-                  _attention(cfg, ex, batch, s, past),
-                  op("residual1", "elementwise", elems=t * cfg.hidden, n_inputs=2, keep=True),
-                  op("post_norm", "rms_norm", **norm),
-                  mlp,
-                  op("residual2", "elementwise", elems=t * cfg.hidden, n_inputs=2))
+    return repeat(
+        name,
+        count,
+        op("input_norm", "rms_norm", **norm),
+        _attention(cfg, ex, batch, s, past),
+        op("residual1", "elementwise", elems=t * cfg.hidden, n_inputs=2, keep=True),
+        op("post_norm", "rms_norm", **norm),
+        mlp,
+        op("residual2", "elementwise", elems=t * cfg.hidden, n_inputs=2),
+    )
 
 
 def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
@@ -194,17 +288,35 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     logit_rows = t if ex.logits_all else batch
     parts = []
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
-        parts.append(op("rotary", "elementwise", elems=2 * batch * s * cfg.head_dim, fn="copy",
-                        kernels=1 if ex.fused_norms else _ROPE_TABLE_KERNELS, keep=True))
+        parts.append(
+            op(
+                "rotary",
+                "elementwise",
+                elems=2 * batch * s * cfg.head_dim,
+                fn="copy",
+                kernels=1 if ex.fused_norms else _ROPE_TABLE_KERNELS,
+                keep=True,
+            )
+        )
     parts.append(op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden))
     if cfg.dense_layers:
         parts.append(_layer("layer0", cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
     if cfg.layers > cfg.dense_layers:
-        parts.append(_layer("moe_layers", cfg, ex, batch, s, past, moe=True,
-                            count=cfg.layers - cfg.dense_layers))
-    parts += [op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_norms),
-              op("lm_head", "linear", tokens=logit_rows, d_in=cfg.hidden, d_out=cfg.vocab,
-                 bias=False, tied=cfg.tied_embeddings)]
+        parts.append(
+            _layer("moe_layers", cfg, ex, batch, s, past, moe=True, count=cfg.layers - cfg.dense_layers)
+        )
+    parts += [
+        op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_norms),
+        op(
+            "lm_head",
+            "linear",
+            tokens=logit_rows,
+            d_in=cfg.hidden,
+            d_out=cfg.vocab,
+            bias=False,
+            tied=cfg.tied_embeddings,
+        ),
+    ]
     if ex.logits_upcast:
         parts.append(op("logits_float", "cast", elems=logit_rows * cfg.vocab))
     return seq(name, *parts)
@@ -225,9 +337,9 @@ def next_token(cfg: DecoderConfig, ex: Execution, batch, logit_rows):
     p = current()
     ratio = FP32_BYTES // p.act if ex.logits_upcast else 1  # the logits' bytes per act element
     # clone() of the whole tensor in the logits' dtype, then the last row to fp32
-    return seq("next_token",
-               op("clone", "elementwise", elems=logit_rows * cfg.vocab * ratio, fn="copy"),
-               last)
+    return seq(
+        "next_token", op("clone", "elementwise", elems=logit_rows * cfg.vocab * ratio, fn="copy"), last
+    )
 
 
 def activated_params_per_token(cfg: DecoderConfig, ex: Execution) -> int:

@@ -5,6 +5,7 @@
 
     patch_embed -> windowed blocks (14x14 windows, padded) and global blocks -> neck -> net2 -> net3
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ class SamConfig:
     window: int = 14
     global_blocks: tuple[int, ...] = (2, 5, 8, 11)
     patch: int = 16
-    pos_grid: int = 64            # the absolute position table is pos_grid x pos_grid
+    pos_grid: int = 64  # the absolute position table is pos_grid x pos_grid
     neck: int = 256
     downsample: tuple[int, int] = (512, 1024)  # net_2, net_3 output channels
     mlp_ratio: int = 4
@@ -36,17 +37,22 @@ class SamConfig:
     def from_hf(cls, c: dict) -> SamConfig:
         """From a dict with the keys of transformers' SAM vision config (or the vendor's
         ``sam_vit_b`` entry: width, layers, heads)."""
+
         def first(*keys):  # transformers' key, else the vendor's
             return next(c[k] for k in keys if k in c)
-        return cls(width=first("hidden_size", "width"), layers=first("num_hidden_layers", "layers"),
-                   heads=first("num_attention_heads", "heads"),
-                   window=c.get("window_size", 14),
-                   global_blocks=tuple(c.get("global_attn_indexes", (2, 5, 8, 11))),
-                   patch=c.get("patch_size", 16),
-                   pos_grid=c.get("image_size", 1024) // c.get("patch_size", 16),
-                   neck=c.get("output_channels", 256),
-                   downsample=tuple(c.get("downsample_channels", (512, 1024))),
-                   mlp_ratio=int(c.get("mlp_ratio", 4)))
+
+        return cls(
+            width=first("hidden_size", "width"),
+            layers=first("num_hidden_layers", "layers"),
+            heads=first("num_attention_heads", "heads"),
+            window=c.get("window_size", 14),
+            global_blocks=tuple(c.get("global_attn_indexes", (2, 5, 8, 11))),
+            patch=c.get("patch_size", 16),
+            pos_grid=c.get("image_size", 1024) // c.get("patch_size", 16),
+            neck=c.get("output_channels", 256),
+            downsample=tuple(c.get("downsample_channels", (512, 1024))),
+            mlp_ratio=int(c.get("mlp_ratio", 4)),
+        )
 
     @property
     def out_channels(self) -> int:
@@ -76,9 +82,9 @@ def _block(cfg: SamConfig, name: str, batch, g: int, windowed: bool, count: int)
         side, groups, attn_tokens = w, batch * (gp // w) ** 2, batch * gp * gp
     else:
         side, groups, attn_tokens = g, batch, tokens
-    heads = groups * cfg.heads              # batch * windows * heads
+    heads = groups * cfg.heads  # batch * windows * heads
     hw = side * side
-    bias_elems = heads * hw * hw            # rel-pos bias, materialised as SDPA's attn_mask
+    bias_elems = heads * hw * hw  # rel-pos bias, materialised as SDPA's attn_mask
     q_elems = heads * hw * head_dim
     rel_len = 2 * (w if windowed else cfg.pos_grid) - 1
     attn = [op("qkv", "linear", tokens=attn_tokens, d_in=c, d_out=3 * c, keep=True)]
@@ -86,26 +92,54 @@ def _block(cfg: SamConfig, name: str, batch, g: int, windowed: bool, count: int)
     # images share the batch dimension
     if windowed or batch != 1:
         split = 3 * attn_tokens * c
-        attn.append(op("qkv_split", "elementwise", elems=split if windowed or isinstance(batch, int)
-                       else where(batch >= 2, split, 0), fn="copy", keep=True))
+        attn.append(
+            op(
+                "qkv_split",
+                "elementwise",
+                elems=split if windowed or isinstance(batch, int) else where(batch >= 2, split, 0),
+                fn="copy",
+                keep=True,
+            )
+        )
     attn += [
         # decomposed rel-pos on the unscaled q: rel_h = q.Rh, rel_w = q.Rw (two einsums)
-        op("rel_h", "einsum", out_elems=heads * hw * side, contracted=head_dim,
-           operand_elems=q_elems + side * side * head_dim, keep=True),
-        op("rel_w", "einsum", out_elems=heads * hw * side, contracted=head_dim,
-           operand_elems=q_elems + side * side * head_dim, keep=True),
+        op(
+            "rel_h",
+            "einsum",
+            out_elems=heads * hw * side,
+            contracted=head_dim,
+            operand_elems=q_elems + side * side * head_dim,
+            keep=True,
+        ),
+        op(
+            "rel_w",
+            "einsum",
+            out_elems=heads * hw * side,
+            contracted=head_dim,
+            operand_elems=q_elems + side * side * head_dim,
+            keep=True,
+        ),
         # rel_h[..., None] + rel_w[..., None, :]; its reads (side/hw of the output) are neglected
         op("rel_pos_bias", "elementwise", elems=bias_elems, n_inputs=0),
         op("rel_pos", "parameter", elems=2 * rel_len * head_dim),
-        op("attn_core", "sdpa", batch_heads=heads, s_q=hw, s_k=hw, d_qk=head_dim,
-           d_v=head_dim, mask_elems=bias_elems),
+        op(
+            "attn_core",
+            "sdpa",
+            batch_heads=heads,
+            s_q=hw,
+            s_k=hw,
+            d_qk=head_dim,
+            d_v=head_dim,
+            mask_elems=bias_elems,
+        ),
         op("proj", "linear", tokens=attn_tokens, d_in=c, d_out=c),
     ]
     if windowed:  # pad and split into windows, then merge and crop back: two copies each way
         attn.insert(0, op("partition", "elementwise", elems=attn_tokens * c, fn="copy", kernels=2))
         attn.append(op("unpartition", "elementwise", elems=tokens * c, fn="copy", kernels=2))
     return repeat(
-        name, count,
+        name,
+        count,
         op("norm1", "layer_norm", tokens=tokens, dim=c),
         seq("attn", *attn),
         op("residual1", "elementwise", elems=tokens * c, n_inputs=2, keep=True),
@@ -132,21 +166,41 @@ def sam(cfg: SamConfig, batch, px: int, keep: bool = False):
     n_global = len(cfg.global_blocks)
     return seq(
         "sam",
-        seq("patch_embed",
-            op("conv", "conv2d", batch=batch, c_in=3, c_out=c, kernel=cfg.patch, in_hw=px,
-               out_hw=g, bias=True),
+        seq(
+            "patch_embed",
+            op(
+                "conv",
+                "conv2d",
+                batch=batch,
+                c_in=3,
+                c_out=c,
+                kernel=cfg.patch,
+                in_hw=px,
+                out_hw=g,
+                bias=True,
+            ),
             op("pos_embed", "parameter", elems=cfg.pos_grid * cfg.pos_grid * c),
-            op("pos_add", "elementwise", elems=batch * g * g * c, n_inputs=2)),
+            op("pos_add", "elementwise", elems=batch * g * g * c, n_inputs=2),
+        ),
         _block(cfg, "win_blocks", batch, g, windowed=True, count=cfg.layers - n_global),
         _block(cfg, "glob_blocks", batch, g, windowed=False, count=n_global),
-        seq("neck",
+        seq(
+            "neck",
             op("conv1", "conv2d", batch=batch, c_in=c, c_out=neck, kernel=1, in_hw=g, out_hw=g),
             op("norm1", "layer_norm", tokens=batch * g * g, dim=neck, aten=cfg.neck_norm_aten),
             op("conv2", "conv2d", batch=batch, c_in=neck, c_out=neck, kernel=3, in_hw=g, out_hw=g),
-            op("norm2", "layer_norm", tokens=batch * g * g, dim=neck, aten=cfg.neck_norm_aten)),
-        op("net2", "conv2d", batch=batch, c_in=neck, c_out=cfg.downsample[0], kernel=3,
-           in_hw=g, out_hw=g2),
-        op("net3", "conv2d", batch=batch, c_in=cfg.downsample[0], c_out=cfg.downsample[1],
-           kernel=3, in_hw=g2, out_hw=g4),
+            op("norm2", "layer_norm", tokens=batch * g * g, dim=neck, aten=cfg.neck_norm_aten),
+        ),
+        op("net2", "conv2d", batch=batch, c_in=neck, c_out=cfg.downsample[0], kernel=3, in_hw=g, out_hw=g2),
+        op(
+            "net3",
+            "conv2d",
+            batch=batch,
+            c_in=cfg.downsample[0],
+            c_out=cfg.downsample[1],
+            kernel=3,
+            in_hw=g2,
+            out_hw=g4,
+        ),
         keep=keep,
     )

@@ -14,6 +14,7 @@ Stage semantics (stated once):
 - ``B`` requests: the family's vision stage says how images are batched (per image or all
   views in one call); the decoder runs the whole batch at once (weights read once per forward).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -25,47 +26,96 @@ from symcost import Input, Option, Serving, Stage, SymcostError, Timing, seq, su
 
 from .decoder import DecoderConfig, Execution, decode_step, decoder, next_token
 
-__all__ = ["INPUTS", "W", "H", "P", "L", "N", "B", "w_tiles", "h_tiles", "n_crops",
-           "image_tokens", "prefill_tokens", "SERVING", "serving_options", "execution",
-           "stages", "STAGE_NAMES", "IMAGE_STAGES", "HfCode"]
+__all__ = [
+    "INPUTS",
+    "W",
+    "H",
+    "P",
+    "L",
+    "N",
+    "B",
+    "w_tiles",
+    "h_tiles",
+    "n_crops",
+    "image_tokens",
+    "prefill_tokens",
+    "SERVING",
+    "serving_options",
+    "execution",
+    "stages",
+    "STAGE_NAMES",
+    "IMAGE_STAGES",
+    "HfCode",
+]
 
 # The models' positions end at 8192: 128x headroom. Counts stay exact at any size (request FLOPs
 # reach ~2**74 at these bounds: the compiled path switches to Python ints where int64 could overflow).
 _TOKENS = 1 << 20
 INPUTS = (
-    Input("width", sp.Symbol("W", integer=True, positive=True), 1, 65_535, None, "px",
-          "image width (65,535 is the largest side a JPEG can have)"),
-    Input("height", sp.Symbol("H", integer=True, positive=True), 1, 65_535, None, "px",
-          "image height"),
-    Input("prompt_tokens", sp.Symbol("P", integer=True, nonnegative=True), 0, _TOKENS, 0,
-          "tokens", "text tokens of the prompt, BOS included, image block excluded"),
-    Input("kv_len", sp.Symbol("L", integer=True, nonnegative=True), 0, _TOKENS, 0, "tokens",
-          "tokens already in the KV cache before a decode step"),
-    Input("new_tokens", sp.Symbol("N", integer=True, positive=True), 1, _TOKENS, 1, "tokens",
-          "tokens generated per request"),
-    Input("batch", sp.Symbol("B", integer=True, positive=True), 1, 1 << 16, 1, "requests",
-          "requests (one image each) served together"),
+    Input(
+        "width",
+        sp.Symbol("W", integer=True, positive=True),
+        1,
+        65_535,
+        None,
+        "px",
+        "image width (65,535 is the largest side a JPEG can have)",
+    ),
+    Input("height", sp.Symbol("H", integer=True, positive=True), 1, 65_535, None, "px", "image height"),
+    Input(
+        "prompt_tokens",
+        sp.Symbol("P", integer=True, nonnegative=True),
+        0,
+        _TOKENS,
+        0,
+        "tokens",
+        "text tokens of the prompt, BOS included, image block excluded",
+    ),
+    Input(
+        "kv_len",
+        sp.Symbol("L", integer=True, nonnegative=True),
+        0,
+        _TOKENS,
+        0,
+        "tokens",
+        "tokens already in the KV cache before a decode step",
+    ),
+    Input(
+        "new_tokens",
+        sp.Symbol("N", integer=True, positive=True),
+        1,
+        _TOKENS,
+        1,
+        "tokens",
+        "tokens generated per request",
+    ),
+    Input(
+        "batch",
+        sp.Symbol("B", integer=True, positive=True),
+        1,
+        1 << 16,
+        1,
+        "requests",
+        "requests (one image each) served together",
+    ),
 )
 W, H, P, L, N, B = (i.symbol for i in INPUTS)
 
 # Layout outputs and named quantities: formulas read in these
-w_tiles = sp.Symbol("w_tiles", integer=True, positive=True)     # tiles across the width
-h_tiles = sp.Symbol("h_tiles", integer=True, positive=True)     # tiles down the height
+w_tiles = sp.Symbol("w_tiles", integer=True, positive=True)  # tiles across the width
+h_tiles = sp.Symbol("h_tiles", integer=True, positive=True)  # tiles down the height
 n_crops = sp.Symbol("n_crops", integer=True, nonnegative=True)  # tiles encoded
-image_tokens = sp.Symbol("image_tokens", integer=True, positive=True)     # image block length
+image_tokens = sp.Symbol("image_tokens", integer=True, positive=True)  # image block length
 prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)  # S0 = P + image block
 
-SERVING = Serving(stage="request", batch="batch", new_tokens="new_tokens",
-                  prompt_tokens="prompt_tokens")
+SERVING = Serving(stage="request", batch="batch", new_tokens="new_tokens", prompt_tokens="prompt_tokens")
 STAGE_NAMES = ("vision", "prefill", "decode", "request")
-IMAGE_STAGES = ("vision", "prefill", "request")     # stages whose numbers the image options change
-DECODER_STAGES = ("prefill", "decode", "request")   # stages that run the decoder
+IMAGE_STAGES = ("vision", "prefill", "request")  # stages whose numbers the image options change
+DECODER_STAGES = ("prefill", "decode", "request")  # stages that run the decoder
 
 RUNTIMES = {
-    "hf": "the vendor's Hugging Face code: eager ops, DynamicCache by concatenation, "
-          "one kernel per op",
-    "vllm": "vLLM: flash attention, paged KV cache, fused kernels, last-position logits, "
-            "CUDA-graph decode",
+    "hf": "the vendor's Hugging Face code: eager ops, DynamicCache by concatenation, one kernel per op",
+    "vllm": "vLLM: flash attention, paged KV cache, fused kernels, last-position logits, CUDA-graph decode",
 }
 
 
@@ -73,36 +123,56 @@ def serving_options(attention_default: str, logits_default: str) -> tuple[Option
     """The runtime-dependent options, with the family's defaults under ``hf``."""
     return (
         Option("runtime", RUNTIMES, "hf", "how the model is served"),
-        Option("attention", {"eager": "the HF eager op chain (scores in memory)",
-                             "sdpa": "torch SDPA, one fused kernel (transformers' default)",
-                             "flash": "flash attention (HF flash_attention_2, vLLM)"},
-               None, f"decoder attention kernel; default {attention_default} under hf, flash "
-                     "under vllm (which has only flash)", DECODER_STAGES),
-        Option("logits", {"all": "lm_head on every prefill position (a plain forward)",
-                          "last": "the last position only (generate() with logits_to_keep=1, "
-                                  "vLLM)"},
-               None, f"which prefill positions get logits; default {logits_default} under hf, "
-                     "last under vllm (which has only last)", ("prefill", "request")),
-        Option("experts", {"expected": "expected distinct experts under uniform routing, "
-                                       "64*(1-(58/64)^tokens)",
-                           "worst": "every routed row hits a new expert, min(64, 6*tokens)"},
-               "expected", "experts whose weights a MoE layer reads (traffic and time only; "
-                           "FLOPs are the same)", DECODER_STAGES),
+        Option(
+            "attention",
+            {
+                "eager": "the HF eager op chain (scores in memory)",
+                "sdpa": "torch SDPA, one fused kernel (transformers' default)",
+                "flash": "flash attention (HF flash_attention_2, vLLM)",
+            },
+            None,
+            f"decoder attention kernel; default {attention_default} under hf, flash "
+            "under vllm (which has only flash)",
+            DECODER_STAGES,
+        ),
+        Option(
+            "logits",
+            {
+                "all": "lm_head on every prefill position (a plain forward)",
+                "last": "the last position only (generate() with logits_to_keep=1, vLLM)",
+            },
+            None,
+            f"which prefill positions get logits; default {logits_default} under hf, "
+            "last under vllm (which has only last)",
+            ("prefill", "request"),
+        ),
+        Option(
+            "experts",
+            {
+                "expected": "expected distinct experts under uniform routing, 64*(1-(58/64)^tokens)",
+                "worst": "every routed row hits a new expert, min(64, 6*tokens)",
+            },
+            "expected",
+            "experts whose weights a MoE layer reads (traffic and time only; FLOPs are the same)",
+            DECODER_STAGES,
+        ),
     )
 
 
 @dataclass(frozen=True)
 class HfCode:
     """What a family's Hugging Face code does where runtimes differ."""
-    attention: str        # default attention implementation
-    logits: str           # default logits (plain forward: all; generate(): last)
-    logits_upcast: bool   # the forward returns logits.float()
-    clone_logits: bool    # generate() clones all the logits before taking the last row
-    moe_loop: bool        # routed experts one by one in Python
+
+    attention: str  # default attention implementation
+    logits: str  # default logits (plain forward: all; generate(): last)
+    logits_upcast: bool  # the forward returns logits.float()
+    clone_logits: bool  # generate() clones all the logits before taking the last row
+    moe_loop: bool  # routed experts one by one in Python
 
 
-def execution(runtime: str, attention: str | None, logits: str | None, experts: str,
-              hf: HfCode) -> tuple[Execution, dict]:
+def execution(
+    runtime: str, attention: str | None, logits: str | None, experts: str, hf: HfCode
+) -> tuple[Execution, dict]:
     """The decoder execution for the chosen options, and the options resolved.
 
     Why each: the HF code grows the cache by ``torch.cat`` (DynamicCache) and launches every op
@@ -120,11 +190,17 @@ def execution(runtime: str, attention: str | None, logits: str | None, experts: 
         raise SymcostError("logits: 'all' does not apply to runtime vllm (last position only)")
     attention = attention or ("flash" if vllm else hf.attention)
     logits = logits or ("last" if vllm else hf.logits)
-    ex = Execution(attention=attention, concat_cache=not vllm, fused_norms=vllm,
-                   moe_loop=hf.moe_loop and not vllm, logits_all=logits == "all",
-                   logits_upcast=hf.logits_upcast and not vllm,
-                   clone_logits=hf.clone_logits and not vllm,
-                   expected_experts=experts == "expected", graph_decode=vllm)
+    ex = Execution(
+        attention=attention,
+        concat_cache=not vllm,
+        fused_norms=vllm,
+        moe_loop=hf.moe_loop and not vllm,
+        logits_all=logits == "all",
+        logits_upcast=hf.logits_upcast and not vllm,
+        clone_logits=hf.clone_logits and not vllm,
+        expected_experts=experts == "expected",
+        graph_decode=vllm,
+    )
     return ex, {"runtime": runtime, "attention": attention, "logits": logits, "experts": experts}
 
 
@@ -141,27 +217,59 @@ def stages(dec: DecoderConfig, ex: Execution, vision: Callable, summary: str) ->
     def request(v):
         # N = 1 sums over no steps: every count is 0
         logit_rows = v.batch * (v.prefill_tokens if ex.logits_all else 1)
-        return seq("request", vision(v), prefill(v),
-                   next_token(dec, ex, v.batch, logit_rows),
-                   sum_over("decode", t, 1, v.new_tokens - 1,
-                            lambda k: decode_step(dec, ex, v.batch, v.prefill_tokens + k - 1)))
+        return seq(
+            "request",
+            vision(v),
+            prefill(v),
+            next_token(dec, ex, v.batch, logit_rows),
+            sum_over(
+                "decode",
+                t,
+                1,
+                v.new_tokens - 1,
+                lambda k: decode_step(dec, ex, v.batch, v.prefill_tokens + k - 1),
+            ),
+        )
 
     image = ("width", "height")
     return {
         "vision": Stage("vision", summary, image + ("batch",), vision, ("vision",)),
-        "prefill": Stage("prefill", "decoder over prompt + image tokens, empty cache",
-                         image + ("prompt_tokens", "batch"), prefill, ("decoder",),
-                         kv_out=lambda v: v.batch * v.prefill_tokens),
-        "decode": Stage("decode", "one decoder step per sequence with L cached tokens",
-                        ("kv_len", "batch"), decode, ("decoder",),
-                        kv_in=lambda v: v.batch * v.kv_len,
-                        kv_out=lambda v: v.batch * (v.kv_len + 1)),
+        "prefill": Stage(
+            "prefill",
+            "decoder over prompt + image tokens, empty cache",
+            image + ("prompt_tokens", "batch"),
+            prefill,
+            ("decoder",),
+            kv_out=lambda v: v.batch * v.prefill_tokens,
+        ),
+        "decode": Stage(
+            "decode",
+            "one decoder step per sequence with L cached tokens",
+            ("kv_len", "batch"),
+            decode,
+            ("decoder",),
+            kv_in=lambda v: v.batch * v.kv_len,
+            kv_out=lambda v: v.batch * (v.kv_len + 1),
+        ),
         "request": Stage(
-            "request", "vision + prefill + N-1 decode steps",
-            image + ("prompt_tokens", "new_tokens", "batch"), request, ("vision", "decoder"),
+            "request",
+            "vision + prefill + N-1 decode steps",
+            image + ("prompt_tokens", "new_tokens", "batch"),
+            request,
+            ("vision", "decoder"),
             kv_out=lambda v: v.batch * (v.prefill_tokens + v.new_tokens - 1),
-            timings=(Timing("ttft_s", ("vision", "prefill", "next_token"),
-                            help="time to first token: vision + prefill"),
-                     Timing("tpot_s", ("decode",), per=lambda v: v.new_tokens - 1,
-                            help="time per output token: mean decode step (0 when N = 1)"))),
+            timings=(
+                Timing(
+                    "ttft_s",
+                    ("vision", "prefill", "next_token"),
+                    help="time to first token: vision + prefill",
+                ),
+                Timing(
+                    "tpot_s",
+                    ("decode",),
+                    per=lambda v: v.new_tokens - 1,
+                    help="time per output token: mean decode step (0 when N = 1)",
+                ),
+            ),
+        ),
     }

@@ -8,6 +8,7 @@ Sizes come from the vendor's ``config.json`` (copied next to this file); the til
 vendor's ``dynamic_preprocess``: candidates in CPython's set order, no tiles when both sides
 are <= 640, ties broken by area.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,18 @@ from ..common.vlm import (
 from .presets import PRESETS, VISION_MODES, Preset
 from .vision import VisionConfig, view
 
-__all__ = ["FAMILY", "load", "PRESETS", "VISION_MODES", "CONFIG", "DECODER", "VISION", "VENDOR",
-           "vendor_candidates", "tokens_side"]
+__all__ = [
+    "FAMILY",
+    "load",
+    "PRESETS",
+    "VISION_MODES",
+    "CONFIG",
+    "DECODER",
+    "VISION",
+    "VENDOR",
+    "vendor_candidates",
+    "tokens_side",
+]
 
 CONFIG = json.loads((Path(__file__).with_name("config.json")).read_text())
 # NB: the vendor's LlamaAttention recomputes RoPE cos/sin in every layer (a counted matmul)
@@ -58,8 +69,7 @@ VISION = VisionConfig.from_hf(CONFIG)
 SHORTCUT_PX = 640  # hard-coded in the vendor's dynamic_preprocess, whatever the tile size
 # The vendor's HF code: LlamaAttention (eager), lm_head on every position of a forward and
 # logits.float(), moe_infer looping over experts
-HF = HfCode(attention="eager", logits="all", logits_upcast=True, clone_logits=True,
-            moe_loop=True)
+HF = HfCode(attention="eager", logits="all", logits_upcast=True, clone_logits=True, moe_loop=True)
 VENDOR = execution("hf", None, None, "expected", HF)[0]  # the vendor's code path, for validation
 
 
@@ -70,8 +80,13 @@ def vendor_candidates(max_num: int, min_num: int = 2) -> tuple[tuple[int, int], 
     deterministic (tuple hashes of ints do not depend on the hash seed), so we reproduce it by
     building the same set here.
     """
-    cands = {(i, j) for n in range(min_num, max_num + 1) for i in range(1, n + 1)
-             for j in range(1, n + 1) if min_num <= i * j <= max_num}
+    cands = {
+        (i, j)
+        for n in range(min_num, max_num + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_num <= i * j <= max_num
+    }
     return by_tile_count(cands)
 
 
@@ -80,15 +95,22 @@ def tokens_side(px: int) -> int:
     return -(-(px // 16) // 4)
 
 
-def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | None = None,
-         runtime: str = "hf", attention: str | None = None, logits: str | None = None,
-         experts: str = "expected") -> Model:
+def load(
+    preset: str = "gundam",
+    vision_mode: str = "crops",
+    max_crops: int | None = None,
+    runtime: str = "hf",
+    attention: str | None = None,
+    logits: str | None = None,
+    experts: str = "expected",
+) -> Model:
     """The DeepSeek-OCR cost model for a preset, vision mode and runtime."""
     p: Preset = PRESETS[preset]
     tiling = p.crop_mode and vision_mode == "crops"
     if max_crops is not None and not tiling:
-        raise SymcostError("max_crops: applies only to the crop presets (gundam, gundam-m) in "
-                           "vision mode crops")
+        raise SymcostError(
+            "max_crops: applies only to the crop presets (gundam, gundam-m) in vision mode crops"
+        )
     max_crops = max_crops or 9
     ex, serving = execution(runtime, attention, logits, experts, HF)
     global_px = p.global_px(vision_mode)
@@ -109,28 +131,37 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | No
     def views(v):
         parts = []
         if tiling:  # one batched call on all tiles, only when there are tiles
-            parts.append(when(v.n_crops > 0, view(VISION, "crops", v.n_crops, p.image_size,
-                                                  keep=True)))
+            parts.append(when(v.n_crops > 0, view(VISION, "crops", v.n_crops, p.image_size, keep=True)))
         parts.append(view(VISION, "global", 1, global_px, keep=True))
         # features with newline rows and the separator, concatenated into one block
         parts.append(op("layout", "elementwise", elems=v.image_tokens * hidden, fn="copy"))
         return parts
 
     def weights():
-        return seq("model",
-                   seq("vision", *view(VISION, "vision", 1, 1024).children,
-                       op("image_newline", "parameter", elems=hidden),
-                       op("view_seperator", "parameter", elems=hidden)),
-                   decoder(DECODER, ex, 1, 1, 0))
+        return seq(
+            "model",
+            seq(
+                "vision",
+                *view(VISION, "vision", 1, 1024).children,
+                op("image_newline", "parameter", elems=hidden),
+                op("view_seperator", "parameter", elems=hidden),
+            ),
+            decoder(DECODER, ex, 1, 1, 0),
+        )
 
     if tiling:
-        layout = AspectTiler(inputs=INPUTS[:2], outputs=(w_tiles, h_tiles),
-                             candidates=vendor_candidates(max_crops), tile=p.image_size,
-                             shortcut=lambda w, h: (w <= SHORTCUT_PX) & (h <= SHORTCUT_PX),
-                             shortcut_text=f"both sides <= {SHORTCUT_PX}")
+        layout = AspectTiler(
+            inputs=INPUTS[:2],
+            outputs=(w_tiles, h_tiles),
+            candidates=vendor_candidates(max_crops),
+            tile=p.image_size,
+            shortcut=lambda w, h: (w <= SHORTCUT_PX) & (h <= SHORTCUT_PX),
+            shortcut_text=f"both sides <= {SHORTCUT_PX}",
+        )
     else:
-        layout = FixedLayout(INPUTS[:2], (w_tiles, h_tiles), (1, 1),
-                             "no tiles in this preset and vision mode")
+        layout = FixedLayout(
+            INPUTS[:2], (w_tiles, h_tiles), (1, 1), "no tiles in this preset and vision mode"
+        )
     settings = [("family", "deepseek-ocr"), ("preset", f"{p.name} ({p.summary})")]
     if p.crop_mode:
         settings.append(("vision_mode", f"{vision_mode} ({VISION_MODES[vision_mode]})"))
@@ -140,31 +171,65 @@ def load(preset: str = "gundam", vision_mode: str = "crops", max_crops: int | No
     summary = f"{global_px}px global view" + (f" + {p.image_size}px tiles" if tiling else "")
     return Model(
         family=FAMILY,
-        options={"preset": p.name, "vision_mode": vision_mode, "max_crops": max_crops,
-                 "crop_mode": p.crop_mode, "global_px": global_px,
-                 "crop_px": p.image_size if tiling else 0, **serving},
+        options={
+            "preset": p.name,
+            "vision_mode": vision_mode,
+            "max_crops": max_crops,
+            "crop_mode": p.crop_mode,
+            "global_px": global_px,
+            "crop_px": p.image_size if tiling else 0,
+            **serving,
+        },
         layout=layout,
-        named={n_crops: crops, image_tokens: image_block,
-               prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens},
+        named={
+            n_crops: crops,
+            image_tokens: image_block,
+            prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens,
+        },
         stages=stages(DECODER, ex, vision, summary + ", image by image"),
-        weights=weights, kv_elems_per_token=DECODER.kv_elems_per_token,
-        runtime=get_runtime(runtime), settings=tuple(settings))
+        weights=weights,
+        kv_elems_per_token=DECODER.kv_elems_per_token,
+        runtime=get_runtime(runtime),
+        settings=tuple(settings),
+    )
 
 
 FAMILY = Family(
     name="deepseek-ocr",
     summary="DeepSeek-OCR (v1): SAM-B + CLIP-L vision, 640/1024-px tiles, DeepSeek-V2 MoE decoder",
     inputs=INPUTS,
-    options=(Option("preset", {k: p.summary for k, p in PRESETS.items()}, "gundam",
-                    "resolution preset (the vendor's base_size / image_size / crop_mode)",
-                    IMAGE_STAGES),
-             Option("vision_mode", VISION_MODES, "crops",
-                    "which vendor call builds the views (matters for gundam, gundam-m)", IMAGE_STAGES),
-             Option("max_crops", range(2, 10), None,
-                    "largest tile grid i*j (crop presets, vision mode crops); default 9 as in "
-                    "the HF code, 6 in the vendor's vLLM config", IMAGE_STAGES))
+    options=(
+        Option(
+            "preset",
+            {k: p.summary for k, p in PRESETS.items()},
+            "gundam",
+            "resolution preset (the vendor's base_size / image_size / crop_mode)",
+            IMAGE_STAGES,
+        ),
+        Option(
+            "vision_mode",
+            VISION_MODES,
+            "crops",
+            "which vendor call builds the views (matters for gundam, gundam-m)",
+            IMAGE_STAGES,
+        ),
+        Option(
+            "max_crops",
+            range(2, 10),
+            None,
+            "largest tile grid i*j (crop presets, vision mode crops); default 9 as in "
+            "the HF code, 6 in the vendor's vLLM config",
+            IMAGE_STAGES,
+        ),
+    )
     + serving_options(HF.attention, HF.logits),
-    stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision", compare_option="vision_mode", validation="validation.compare:validate_case",
+    stage_names=STAGE_NAMES,
+    load=load,
+    image=("width", "height"),
+    serving=SERVING,
+    default_stage="vision",
+    compare_option="vision_mode",
+    validation="validation.compare:validate_case",
     measurement="FlopCounterMode on the reference model rebuilt from transformers 5.23 parts, shown "
-                "equal to the vendor's code on every recorded reference case")
+    "equal to the vendor's code on every recorded reference case",
+)

@@ -13,6 +13,7 @@ NB: transformers' ``crop_to_patches=False`` builds a 768 global view (144 querie
 writes 257 image tokens, so the forward fails; ``nocrop`` is therefore only the small-image
 shortcut's computation (the 1024 global view), the one no-crop path that runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,19 +63,23 @@ GLOBAL_PX, TILE_PX = 1024, 768
 CANDIDATES = by_tile_count([(c, r) for c in range(1, 7) for r in range(1, 7) if 2 <= c * r <= 6])
 # transformers 5.23: SDPA attention, generate() keeps the last position's logits, no upcast in
 # the forward, routed experts as grouped matmuls
-HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, clone_logits=False,
-            moe_loop=False)
+HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, clone_logits=False, moe_loop=False)
 
 VISION_MODES = {
     "crops": "1024 global view + 768 tiles by the processor's rule (crop_to_patches=True)",
     "nocrop": "the 1024 global view only: what the small-image shortcut (max side <= 768) "
-              "gives; transformers' crop_to_patches=False does not run (257 tokens written, "
-              "145 features made)",
+    "gives; transformers' crop_to_patches=False does not run (257 tokens written, "
+    "145 features made)",
 }
 
 
-def load(vision_mode: str = "crops", runtime: str = "hf", attention: str | None = None,
-         logits: str | None = None, experts: str = "expected") -> Model:
+def load(
+    vision_mode: str = "crops",
+    runtime: str = "hf",
+    attention: str | None = None,
+    logits: str | None = None,
+    experts: str = "expected",
+) -> Model:
     """The DeepSeek-OCR-2 cost model for a vision mode and runtime."""
     tiling = vision_mode == "crops"
     ex, serving = execution(runtime, attention, logits, experts, HF)
@@ -89,8 +94,7 @@ def load(vision_mode: str = "crops", runtime: str = "hf", attention: str | None 
         return q_tile * v.n_crops + q_global + 1
 
     def tiles(v, batch):
-        return when(v.n_crops > 0, view(VISION, "crops", batch * v.n_crops, TILE_PX, fused,
-                                        keep=True))
+        return when(v.n_crops > 0, view(VISION, "crops", batch * v.n_crops, TILE_PX, fused, keep=True))
 
     def layout(v, batch):  # per image: cat(tiles, global view, separator)
         return op("layout", "elementwise", elems=batch * v.image_tokens * hidden, fn="copy")
@@ -108,45 +112,68 @@ def load(vision_mode: str = "crops", runtime: str = "hf", attention: str | None 
     def weights():
         tower = view(VISION, "vision", 1, GLOBAL_PX, fused)
         sam_node, enc, projector = tower.children
-        return seq("model",
-                   seq("vision", sam_node, seq("encoder", *enc.children, *query_params(VISION)),
-                       projector, op("view_separator", "parameter", elems=hidden)),
-                   decoder(DECODER, ex, 1, 1, 0))
+        return seq(
+            "model",
+            seq(
+                "vision",
+                sam_node,
+                seq("encoder", *enc.children, *query_params(VISION)),
+                projector,
+                op("view_separator", "parameter", elems=hidden),
+            ),
+            decoder(DECODER, ex, 1, 1, 0),
+        )
 
     if tiling:
-        layout_rule = AspectTiler(inputs=INPUTS[:2], outputs=(w_tiles, h_tiles),
-                                  candidates=CANDIDATES, tile=TILE_PX,
-                                  shortcut=lambda w, h: (w <= TILE_PX) & (h <= TILE_PX),
-                                  shortcut_text=f"max(W, H) <= {TILE_PX}")
+        layout_rule = AspectTiler(
+            inputs=INPUTS[:2],
+            outputs=(w_tiles, h_tiles),
+            candidates=CANDIDATES,
+            tile=TILE_PX,
+            shortcut=lambda w, h: (w <= TILE_PX) & (h <= TILE_PX),
+            shortcut_text=f"max(W, H) <= {TILE_PX}",
+        )
     else:
-        layout_rule = FixedLayout(INPUTS[:2], (w_tiles, h_tiles), (1, 1),
-                                  "no tiles in vision mode nocrop")
-    settings = [("family", "deepseek-ocr2"),
-                ("vision_mode", f"{vision_mode} ({VISION_MODES[vision_mode]})")]
+        layout_rule = FixedLayout(INPUTS[:2], (w_tiles, h_tiles), (1, 1), "no tiles in vision mode nocrop")
+    settings = [("family", "deepseek-ocr2"), ("vision_mode", f"{vision_mode} ({VISION_MODES[vision_mode]})")]
     settings += [(k, str(x)) for k, x in serving.items()]
     summary = f"{GLOBAL_PX}px global view" + (f" + {TILE_PX}px tiles" if tiling else "")
     summary += ", image by image" if runtime == "vllm" else ", all images' views batched"
     return Model(
         family=FAMILY,
-        options={"vision_mode": vision_mode, "global_px": GLOBAL_PX,
-                 "crop_px": TILE_PX if tiling else 0, **serving},
+        options={
+            "vision_mode": vision_mode,
+            "global_px": GLOBAL_PX,
+            "crop_px": TILE_PX if tiling else 0,
+            **serving,
+        },
         layout=layout_rule,
-        named={n_crops: crops, image_tokens: image_block,
-               prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens},
+        named={
+            n_crops: crops,
+            image_tokens: image_block,
+            prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens,
+        },
         stages=stages(DECODER, ex, vision, summary),
-        weights=weights, kv_elems_per_token=DECODER.kv_elems_per_token,
-        runtime=get_runtime(runtime), settings=tuple(settings))
+        weights=weights,
+        kv_elems_per_token=DECODER.kv_elems_per_token,
+        runtime=get_runtime(runtime),
+        settings=tuple(settings),
+    )
 
 
 FAMILY = Family(
     name="deepseek-ocr2",
-    summary="DeepSeek-OCR-2: SAM-B + Qwen2-style query encoder, 768-px tiles (2..6), "
-            "DeepSeek-V2 MoE decoder",
+    summary="DeepSeek-OCR-2: SAM-B + Qwen2-style query encoder, 768-px tiles (2..6), DeepSeek-V2 MoE decoder",
     inputs=INPUTS,
     options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded", IMAGE_STAGES),)
     + serving_options(HF.attention, HF.logits),
-    stage_names=STAGE_NAMES, load=load, image=("width", "height"), serving=SERVING,
-    default_stage="vision", compare_option="vision_mode",
+    stage_names=STAGE_NAMES,
+    load=load,
+    image=("width", "height"),
+    serving=SERVING,
+    default_stage="vision",
+    compare_option="vision_mode",
     validation="validation.ocr2_compare:validate_case",
     measurement="FlopCounterMode on transformers 5.23's native DeepseekOcr2ForConditionalGeneration "
-                "at the real sizes (meta device)")
+    "at the real sizes (meta device)",
+)

@@ -5,6 +5,7 @@ queries -> linear projector, per view.
                   -> encoder over [T image tokens ; T learned queries] (24 layers, GQA 14/2)
                   -> the T query positions -> Linear(896, 1280)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -27,16 +28,22 @@ class EncoderConfig:
 
     def __post_init__(self):  # repeat_kv expands whole groups of heads
         if self.heads % self.kv_heads:
-            raise SymcostError(f"encoder num_key_value_heads: {self.kv_heads} does not divide "
-                               f"num_attention_heads {self.heads}")
+            raise SymcostError(
+                f"encoder num_key_value_heads: {self.kv_heads} does not divide "
+                f"num_attention_heads {self.heads}"
+            )
 
     @classmethod
     def from_hf(cls, c: dict) -> EncoderConfig:
         heads = c["num_attention_heads"]
-        return cls(hidden=c["hidden_size"], ff=c["intermediate_size"],
-                   layers=c["num_hidden_layers"], heads=heads,
-                   kv_heads=c.get("num_key_value_heads") or heads,
-                   head_dim=c.get("head_dim") or c["hidden_size"] // heads)
+        return cls(
+            hidden=c["hidden_size"],
+            ff=c["intermediate_size"],
+            layers=c["num_hidden_layers"],
+            heads=heads,
+            kv_heads=c.get("num_key_value_heads") or heads,
+            head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+        )
 
 
 @dataclass(frozen=True)
@@ -76,28 +83,54 @@ def encoder(cfg: EncoderConfig, batch, image: int, queries: int, fused: bool):
         "encoder",
         op("queries", "elementwise", elems=t * h, fn="copy", n_inputs=1),  # cat([image; queries])
         op("mask_rope", "elementwise", elems=batch * s * s, fn="copy", kernels=8, keep=True),
-        repeat("layers", cfg.layers,
-               op("input_norm", "rms_norm", **norm),
-               seq("attn",
-                   op("q_proj", "linear", d_out=q_dim, **proj),
-                   op("k_proj", "linear", d_out=kv_dim, **proj),
-                   op("v_proj", "linear", d_out=kv_dim, **proj),
-                   op("rope", "elementwise", elems=t * (q_dim + kv_dim), fn="rope",
-                      kernels=1 if fused else _ROPE_APPLY_KERNELS, keep=True),
-                   op("repeat_kv", "elementwise", elems=2 * batch * cfg.heads * s * cfg.head_dim,
-                      fn="copy", kernels=2),
-                   op("attn_core", "sdpa", batch_heads=batch * cfg.heads, s_q=s, s_k=s,
-                      d_qk=cfg.head_dim, d_v=cfg.head_dim, mask_elems=batch * s * s),
-                   op("o_proj", "linear", tokens=t, d_in=q_dim, d_out=h, bias=False)),
-               op("residual1", "elementwise", elems=t * h, n_inputs=2, keep=True),
-               op("post_norm", "rms_norm", **norm),
-               seq("mlp",
-                   op("gate_proj", "linear", tokens=t, d_in=h, d_out=cfg.ff, bias=False, keep=True),
-                   op("up_proj", "linear", tokens=t, d_in=h, d_out=cfg.ff, bias=False, keep=True),
-                   op("silu", "elementwise", elems=t * cfg.ff, fn="silu"),
-                   op("mul", "elementwise", elems=t * cfg.ff, fn="mul", n_inputs=2),
-                   op("down_proj", "linear", tokens=t, d_in=cfg.ff, d_out=h, bias=False)),
-               op("residual2", "elementwise", elems=t * h, n_inputs=2)),
+        repeat(
+            "layers",
+            cfg.layers,
+            op("input_norm", "rms_norm", **norm),
+            seq(
+                "attn",
+                op("q_proj", "linear", d_out=q_dim, **proj),
+                op("k_proj", "linear", d_out=kv_dim, **proj),
+                op("v_proj", "linear", d_out=kv_dim, **proj),
+                op(
+                    "rope",
+                    "elementwise",
+                    elems=t * (q_dim + kv_dim),
+                    fn="rope",
+                    kernels=1 if fused else _ROPE_APPLY_KERNELS,
+                    keep=True,
+                ),
+                op(
+                    "repeat_kv",
+                    "elementwise",
+                    elems=2 * batch * cfg.heads * s * cfg.head_dim,
+                    fn="copy",
+                    kernels=2,
+                ),
+                op(
+                    "attn_core",
+                    "sdpa",
+                    batch_heads=batch * cfg.heads,
+                    s_q=s,
+                    s_k=s,
+                    d_qk=cfg.head_dim,
+                    d_v=cfg.head_dim,
+                    mask_elems=batch * s * s,
+                ),
+                op("o_proj", "linear", tokens=t, d_in=q_dim, d_out=h, bias=False),
+            ),
+            op("residual1", "elementwise", elems=t * h, n_inputs=2, keep=True),
+            op("post_norm", "rms_norm", **norm),
+            seq(
+                "mlp",
+                op("gate_proj", "linear", tokens=t, d_in=h, d_out=cfg.ff, bias=False, keep=True),
+                op("up_proj", "linear", tokens=t, d_in=h, d_out=cfg.ff, bias=False, keep=True),
+                op("silu", "elementwise", elems=t * cfg.ff, fn="silu"),
+                op("mul", "elementwise", elems=t * cfg.ff, fn="mul", n_inputs=2),
+                op("down_proj", "linear", tokens=t, d_in=cfg.ff, d_out=h, bias=False),
+            ),
+            op("residual2", "elementwise", elems=t * h, n_inputs=2),
+        ),
         op("final_norm", "rms_norm", **norm),
     )
 
@@ -105,15 +138,18 @@ def encoder(cfg: EncoderConfig, batch, image: int, queries: int, fused: bool):
 def view(cfg: VisionConfig, name: str, batch, px: int, fused: bool, keep: bool = False):
     """One tower call on ``batch`` views of ``px`` x ``px``: SAM, encoder, projector."""
     tokens = cfg.sam.grid(px) ** 2
-    return seq(name,
-               sam(cfg.sam, batch, px),
-               encoder(cfg.encoder, batch, tokens, tokens, fused),
-               op("projector", "linear", tokens=batch * tokens, d_in=cfg.encoder.hidden,
-                  d_out=cfg.llm_hidden),
-               keep=keep)
+    return seq(
+        name,
+        sam(cfg.sam, batch, px),
+        encoder(cfg.encoder, batch, tokens, tokens, fused),
+        op("projector", "linear", tokens=batch * tokens, d_in=cfg.encoder.hidden, d_out=cfg.llm_hidden),
+        keep=keep,
+    )
 
 
 def query_params(cfg: VisionConfig):
     """The learned query tables (one per view size) and the encoder's weights, as parameters."""
-    return [op(f"query_{side * 64}_resolution", "parameter", elems=side * side * cfg.encoder.hidden)
-            for side in cfg.query_sides]
+    return [
+        op(f"query_{side * 64}_resolution", "parameter", elems=side * side * cfg.encoder.hidden)
+        for side in cfg.query_sides
+    ]

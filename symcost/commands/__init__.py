@@ -1,5 +1,6 @@
 """The ``symcost`` commands: each module has ``HELP``, ``add_arguments(parser, family)`` and
 ``run(args, family) -> exit code``."""
+
 from __future__ import annotations
 
 COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "validate")

@@ -5,6 +5,7 @@ header shows only what all rows share. Images with the same layout outcome (e.g.
 cost the same, so the numeric model runs once per outcome and configuration and the other
 images copy its numbers: exact, and fast for thousands of images.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,21 +36,26 @@ def add_arguments(p, family):
     add_convention(p)
     add_precision(p)
     add_hardware(p, repeatable=True)
-    p.add_argument("--json", action="store_true",
-                   help="a JSON list of records, one per row: exact integers, per-component "
-                        "FLOPs, every input, layout output and named quantity (null where the "
-                        "stage does not use it). Default: a table")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON list of records, one per row: exact integers, per-component "
+        "FLOPs, every input, layout output and named quantity (null where the "
+        "stage does not use it). Default: a table",
+    )
 
 
 def _combinations(args, family) -> list[dict]:
-    lists = {o.name: list(dict.fromkeys(getattr(args, o.name)))
-             for o in family.options if getattr(args, o.name)}
+    lists = {
+        o.name: list(dict.fromkeys(getattr(args, o.name))) for o in family.options if getattr(args, o.name)
+    }
     return [dict(zip(lists, values)) for values in itertools.product(*lists.values())] or [{}]
 
 
 def records(args, family) -> tuple[list[dict], list]:
     """One record per (options, hardware, image); every input checked before any work."""
     from ..hardware import get_hardware
+
     stage = args.stage or family.default_stage
     inputs = given_inputs(args, family)
     models = [load_model(family, c) for c in _combinations(args, family)]  # options checked here
@@ -67,13 +73,28 @@ def records(args, family) -> tuple[list[dict], list]:
     out = []
     for model in models:
         for hw in hardware:
-            kw = dict(stage=stage, convention=args.convention, dtype=args.dtype,
-                      kv_dtype=args.kv_dtype, hardware=hw, **(efficiency if hw else {}))
-            head = {"family": family.name, **model.options, "stage": stage,
-                    "convention": args.convention, "dtype": args.dtype,
-                    "kv_dtype": args.kv_dtype or args.dtype, "hardware": hw,
-                    **({k: efficiency.get(k, 1.0) for k in ("compute_efficiency",
-                                                              "bandwidth_efficiency")} if hw else {})}
+            kw = dict(
+                stage=stage,
+                convention=args.convention,
+                dtype=args.dtype,
+                kv_dtype=args.kv_dtype,
+                hardware=hw,
+                **(efficiency if hw else {}),
+            )
+            head = {
+                "family": family.name,
+                **model.options,
+                "stage": stage,
+                "convention": args.convention,
+                "dtype": args.dtype,
+                "kv_dtype": args.kv_dtype or args.dtype,
+                "hardware": hw,
+                **(
+                    {k: efficiency.get(k, 1.0) for k in ("compute_efficiency", "bandwidth_efficiency")}
+                    if hw
+                    else {}
+                ),
+            }
             out += [{**head, **r} for r in _evaluate(model, images, inputs, kw, args.json)]
     return out, models
 
@@ -88,11 +109,13 @@ def _evaluate(model, images, inputs, kw, with_components: bool) -> list[dict]:
     names = model.family.image or ()
     stage = kw["stage"]
     read = {i.name: inputs.get(i.name, i.default) for i in model.stage_inputs(stage)}
-    blank = {i.name: None for i in model.family.inputs} | \
-        {str(s): None for s in (*model.layout.outputs, *model.named)}
+    blank = {i.name: None for i in model.family.inputs} | {
+        str(s): None for s in (*model.layout.outputs, *model.named)
+    }
     if not images:
         return [_record(model.evaluate(**inputs, **kw), blank | read, with_components)]
     import numpy as np
+
     grids = np.stack(model.tile_grid(*(np.array(c, dtype=np.int64) for c in zip(*images))), axis=1)
     first: dict = {}  # layout outcome -> the numbers of its first image
     recs = []
@@ -119,6 +142,7 @@ def run(args, family) -> int:
     from ..dtypes import precision
     from ..hardware import get_hardware
     from ..report import applies, holds_kv, settings_lines, table, time_line
+
     recs, models = records(args, family)
     if args.json:  # strict JSON: a non-finite number is a bug, never printed as NaN/Infinity
         print(json.dumps(recs, indent=1, allow_nan=False))
@@ -131,7 +155,7 @@ def run(args, family) -> int:
     varying = [k for k in keys if len({s.get(k) for s in settings}) > 1 and applies(model, k, stage)]
     per_model = len(recs) // len(models)  # records come model by model, as many for each
     for k, m in enumerate(models):
-        for r in recs[k * per_model:(k + 1) * per_model]:
+        for r in recs[k * per_model : (k + 1) * per_model]:
             r.update({c: m.options.get(c) if c in dict(m.settings) else None for c in varying})
             if family.image:
                 r["image"] = _image(r, family)
@@ -141,10 +165,15 @@ def run(args, family) -> int:
         columns.append("image")
     columns += [str(s) for s in model.layout.outputs if recs[0].get(str(s)) is not None]
     columns += [q for q in model.stage_quantities(stage) if recs[0].get(q) is not None]
-    columns += ["flops", "io_bytes", "activation_bytes", "memory_bytes",
-                *(["kv_bytes"] if holds_kv(model, stage) else []), "arithmetic_intensity"]
-    columns += [t for t in ("time_s", *(t.name for t in model.stage(stage).timings), "bound")
-                if t in recs[0]]
+    columns += [
+        "flops",
+        "io_bytes",
+        "activation_bytes",
+        "memory_bytes",
+        *(["kv_bytes"] if holds_kv(model, stage) else []),
+        "arithmetic_intensity",
+    ]
+    columns += [t for t in ("time_s", *(t.name for t in model.stage(stage).timings), "bound") if t in recs[0]]
     image = set(family.image or ())
     inputs = {i.name: recs[0][i.name] for i in model.stage_inputs(stage) if i.name not in image}
     prec = precision(args.dtype, args.kv_dtype)
@@ -152,10 +181,19 @@ def run(args, family) -> int:
     if hardware:
         efficiency = hardware_settings(args)
         lines += dict.fromkeys(  # one line per hardware and runtime: launch floors differ
-            time_line(m, get_hardware(h), prec, efficiency.get("compute_efficiency", 1.0),
-                      efficiency.get("bandwidth_efficiency", 1.0)) for h in hardware for m in models)
-        lines.append("# bound: the resource that sets most of the stage's time (compute, memory "
-                     "or kernel launches)")
+            time_line(
+                m,
+                get_hardware(h),
+                prec,
+                efficiency.get("compute_efficiency", 1.0),
+                efficiency.get("bandwidth_efficiency", 1.0),
+            )
+            for h in hardware
+            for m in models
+        )
+        lines.append(
+            "# bound: the resource that sets most of the stage's time (compute, memory or kernel launches)"
+        )
     print("\n".join(lines))
     print(table(recs, columns))
     return 0

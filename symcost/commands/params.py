@@ -1,4 +1,5 @@
 """symcost params FAMILY: parameter counts per module."""
+
 from __future__ import annotations
 
 from ..args import add_model_options, int_in, load_model, single
@@ -8,15 +9,18 @@ HELP = "parameter counts per module"
 
 def add_arguments(p, family):
     add_model_options(p, family)
-    p.add_argument("--depth", type=int_in(0, 12), default=3,
-                   help="module levels below the root, in [0, 12]. Default: 3")
+    p.add_argument(
+        "--depth", type=int_in(0, 12), default=3, help="module levels below the root, in [0, 12]. Default: 3"
+    )
 
 
 def run(args, family) -> int:
     from ..report import settings_lines
+
     model = load_model(family, single(args, family))
-    rows = [{"component": k, "params": v} for k, v in model.parameters().items()
-            if k.count(".") <= args.depth]
+    rows = [
+        {"component": k, "params": v} for k, v in model.parameters().items() if k.count(".") <= args.depth
+    ]
     print("\n".join(settings_lines(model)))
     print("# parameters: every module once (all experts), exact counts")
     print(_params_table(rows))

@@ -1,4 +1,5 @@
 """symcost validate FAMILY: measure the family's reference modules and compare per component."""
+
 from __future__ import annotations
 
 import json
@@ -17,25 +18,30 @@ def add_arguments(p, family):
     add_model_options(p, family)
     add_stage(p, family, stages=tuple(s for s in family.stage_names if s != "request"))
     add_inputs(p, family)
-    p.add_argument("--counter", type=choice(COUNTERS), default="torch",
-                   help="the FLOP counter that measures the real modules. Choices: torch: "
-                        "FlopCounterMode with SDPA counted (meta device); torch-cpu: "
-                        "FlopCounterMode out of the box on CPU; fvcore: FlopCountAnalysis with an "
-                        "SDPA handle (real CPU tensors, small cases); fvcore-default: fvcore out "
-                        "of the box. Default: torch")
-    p.add_argument("--json", action="store_true",
-                   help="print the cases as JSON. Default: a table per case")
+    p.add_argument(
+        "--counter",
+        type=choice(COUNTERS),
+        default="torch",
+        help="the FLOP counter that measures the real modules. Choices: torch: "
+        "FlopCounterMode with SDPA counted (meta device); torch-cpu: "
+        "FlopCounterMode out of the box on CPU; fvcore: FlopCountAnalysis with an "
+        "SDPA handle (real CPU tensors, small cases); fvcore-default: fvcore out "
+        "of the box. Default: torch",
+    )
+    p.add_argument("--json", action="store_true", help="print the cases as JSON. Default: a table per case")
 
 
 def run(args, family) -> int:
     from ..report import table
+
     if family.validation is None:
         raise SymcostError(f"validate: {family.name} has no reference modules")
     needed = ("torch", "transformers") + (("fvcore",) if args.counter.startswith("fvcore") else ())
     missing = [name for name in needed if find_spec(name) is None]
     if missing:  # said before any work; torch itself is imported only when measuring
-        raise SymcostError(f"validate: needs {', '.join(needed)} ({missing[0]} missing); "
-                           "pip install 'symcost[validation]'")
+        raise SymcostError(
+            f"validate: needs {', '.join(needed)} ({missing[0]} missing); pip install 'symcost[validation]'"
+        )
     module, _, fn = family.validation.partition(":")
     validate_case = getattr(import_module(module), fn)
     model = load_model(family, single(args, family))
@@ -44,8 +50,10 @@ def run(args, family) -> int:
     images: list[tuple[int, int] | None]
     if model.uses_layout(stage):
         from ..args import parse_image
-        images = [parse_image(t, *(family.input(n) for n in family.image))
-                  for t in (args.image or ["1280x720"])]
+
+        images = [
+            parse_image(t, *(family.input(n) for n in family.image)) for t in (args.image or ["1280x720"])
+        ]
     elif args.image:
         raise SymcostError(f"--image: stage {stage} does not read the image")
     else:
@@ -64,6 +72,5 @@ def run(args, family) -> int:
     else:
         for case in cases:
             print(f"# {case['title']}: {'all match' if case['ok'] else 'MISMATCH'}")
-            print(table(case["rows"], ["component", "analytic", "measured", "abs_diff",
-                                       "rel_diff", "ok"]))
+            print(table(case["rows"], ["component", "analytic", "measured", "abs_diff", "rel_diff", "ok"]))
     return 0 if all(c["ok"] for c in cases) else 1
