@@ -44,6 +44,7 @@ def run():
     return smoke()
 
 
+@pytest.mark.slow
 def test_smoke_passes_and_says_so(run):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.rstrip().endswith("result: pass")
@@ -69,6 +70,7 @@ def test_each_agreement_check_ran_and_passed(run, check):
     assert int(line.group(1)) >= 1 and line.group(2) == "pass"
 
 
+@pytest.mark.slow
 def test_a_disagreement_fails_the_run():
     bad = smoke("--perturb")
     assert bad.returncode == 1, bad.stdout + bad.stderr

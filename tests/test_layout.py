@@ -129,6 +129,7 @@ def test_integer_comparisons_stay_integer():
             assert not isinstance(atom, (sp.Float, sp.Rational)) or isinstance(atom, sp.Integer)
 
 
+@pytest.mark.slow
 def test_exhaustive_8192_squared():
     """All 67,108,864 pairs in [1, 8192]^2: evaluator == an independent array walk."""
     n = 8192

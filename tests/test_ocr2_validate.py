@@ -358,6 +358,7 @@ def test_tile_grid_on_the_tie_rays():
     assert [ocr2.tile_grid(a, b) for a, b in pairs] == list(zip(cols.tolist(), rows.tolist()))
 
 
+@pytest.mark.slow
 def test_tile_grid_exhaustive():
     """All 16.8 M (W, H) in [1, 4096]^2: symcost's vectorised tile_grid == the processor's own rule
     (get_optimal_tiled_canvas behind the max(W, H) > 768 shortcut)."""

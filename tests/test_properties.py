@@ -2,15 +2,17 @@
 
 from functools import cache
 
+import pytest
 import sympy as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import symcost
+from derivations.common.vlm import STAGE_NAMES
 from derivations.deepseek_ocr import PRESETS, VISION_MODES
 from symcost.metrics import INT_METRICS
 
-STAGES = ("vision", "prefill", "decode", "request")
+STAGES = STAGE_NAMES
 CROP_PRESETS = [p for p, spec in PRESETS.items() if spec.crop_mode]
 FAMILIES = [("deepseek-ocr", dict(preset=p, vision_mode=m)) for p in PRESETS for m in VISION_MODES] + [
     ("deepseek-ocr2", dict(vision_mode=m)) for m in ("crops", "nocrop")
@@ -51,6 +53,7 @@ POOL = dict(
 
 
 @settings(max_examples=max(500, settings.default.max_examples))  # "long" profile: 1000
+@pytest.mark.slow
 @given(
     fam=st.sampled_from(FAMILIES),
     stage=st.sampled_from(STAGES),

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import symcost
 from derivations.common.decoder import activated_params_per_token
+from derivations.common.vlm import STAGE_NAMES
 from derivations.deepseek_ocr import DECODER, VENDOR
 
 PARAMS = json.load(
@@ -127,7 +128,7 @@ def test_prefill_is_not_monotone_in_image_size(gundam):
     kv=st.integers(0, 8000),
     new=st.integers(1, 50),
     batch=st.integers(1, 8),
-    stage=st.sampled_from(["vision", "prefill", "decode", "request"]),
+    stage=st.sampled_from(STAGE_NAMES),
 )
 def test_fused_attention_never_moves_more_than_eager(w, h, prompt, kv, new, batch, stage):
     values = dict(prompt_tokens=prompt, kv_len=kv, new_tokens=new, batch=batch, width=w, height=h)

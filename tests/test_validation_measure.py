@@ -213,12 +213,14 @@ def test_vision_real_cpu_run_equals_meta_run(vision_cpu):
     assert on_cpu == measure_vision(512, None, 0, "torch")
 
 
+@pytest.mark.slow
 def test_fvcore_decoder_prefill_one_token_equals_reference(language_model_cpu):
     pytest.importorskip("fvcore")
     got = measure_decoder(1, 0, "fvcore", model=language_model_cpu)
     assert got == expected_decoder(decoder_row(1, 0, "fvcore"))
 
 
+@pytest.mark.slow
 def test_decoder_real_cpu_run_equals_reference(language_model_cpu):
     got = measure_decoder(1, 0, "torch", model=language_model_cpu)
     assert got == expected_decoder(decoder_row(1, 0, "FlopCounterMode"))
