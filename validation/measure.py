@@ -47,7 +47,7 @@ _VIEW_COLUMNS = (
     "clip_norms",
     "proj_total",
 )
-_LAYER_PARTS = (
+LAYER_PARTS = (
     "total",
     "attn",
     "attn_proj",
@@ -293,11 +293,11 @@ def measure_decoder(s_new: int, l_past: int, counter: str, *, model=None) -> dic
     n_layers = len(model.model.layers)
     embeds = torch.randn(1, s_new, param.shape[-1], device=param.device, dtype=param.dtype)
     inputs = (embeds, _past(model.model.config, l_past, param.device, param.dtype)) if l_past else (embeds,)
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in _LAYER_PARTS]
+    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
     names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
     cols = _attribute(_count(model, inputs, counter), _decoder_columns, names)
-    out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in _LAYER_PARTS if not p.startswith("moe_")}
-    out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in _LAYER_PARTS}
+    out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in LAYER_PARTS if not p.startswith("moe_")}
+    out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in LAYER_PARTS}
     moe_totals = [cols[f"L{i}_total"] for i in range(1, n_layers)]
     out |= {"moe_layers_min": min(moe_totals), "moe_layers_max": max(moe_totals)}
     out |= {k: cols[k] for k in names[-3:]}

@@ -49,7 +49,7 @@ import re
 from pathlib import Path
 
 # FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
-from validation.measure import _attribute, _exclusive, _op_kind, _torch_counts
+from validation.measure import LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
 COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
@@ -101,18 +101,6 @@ VIEW_COLUMNS = (
     "encoder_attn_core",
     "encoder_rope",
     "proj_total",
-)
-LAYER_PARTS = (
-    "total",
-    "attn",
-    "attn_proj",
-    "rope",
-    "attn_core",
-    "mlp",
-    "moe_gate",
-    "moe_shared",
-    "moe_routed",
-    "moe_other",
 )
 _SAM = "model.vision_tower.sam_encoder."
 _ENCODER = "model.vision_tower.vision_encoder."
