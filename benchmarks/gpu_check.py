@@ -79,6 +79,7 @@ def timed(make, device, warmup: int, repeat: int) -> tuple[float, int]:
     times = []
     for _ in range(repeat):
         run, pre = make()
+        del pre  # held, it would keep the input cache alive past the HF cache's concatenation
         if cuda:
             torch.cuda.synchronize()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -91,9 +92,10 @@ def timed(make, device, warmup: int, repeat: int) -> tuple[float, int]:
             t0 = time.perf_counter()
             out = run()
             times.append(time.perf_counter() - t0)
-        del out, run, pre
+        del out, run
     run, pre = make()
     if cuda:
+        del pre
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -103,10 +105,12 @@ def timed(make, device, warmup: int, repeat: int) -> tuple[float, int]:
     else:  # no allocator statistics on CPU: the live-tensor tracker
         from validation.memory import LiveBytes
 
-        with LiveBytes(preexisting=pre) as tracker:
+        tracker = LiveBytes(preexisting=pre)
+        del pre
+        with tracker:
             out = run()
         peak = tracker.peak_bytes
-    del out, run, pre
+    del out, run
     return statistics.median(times), peak
 
 
