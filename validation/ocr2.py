@@ -49,10 +49,9 @@ import re
 from pathlib import Path
 
 # FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
-from validation.measure import LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
+from validation.measure import COUNTERS, LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
-COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 ATTENTIONS = ("sdpa", "eager")  # decoder attention implementations that run on CPU and meta
 PARAM_COMPONENTS = (
     "sam",

@@ -29,6 +29,7 @@ import sys
 from symcost import SymcostError
 
 from .compare import STAGES, compare
+from .measure import COUNTERS
 
 __all__ = [
     "COUNTERS",
@@ -42,7 +43,6 @@ __all__ = [
     "validate_params",
 ]
 
-COUNTERS = ("torch", "torch-cpu", "fvcore", "fvcore-default")
 # fvcore traces real CPU tensors: refuse cases whose analytic memory (weights + activation peak)
 # is over this. A 1024x1024 image (4 tiles) is 1.5 GB by that estimate and peaked at 4.5 GB RSS
 # with 6 tiles (interpreter, libraries and tracing included); the decoder alone is 5.9 GB.
