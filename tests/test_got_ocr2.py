@@ -120,7 +120,10 @@ def test_vision_batch_and_torch_cpu():
     [
         ({"logits": "all"}, {"width": 995, "height": 1288, "prompt_tokens": 40}),
         ({"logits": "last"}, {"width": 995, "height": 1288, "prompt_tokens": 40}),
-        ({"vision_mode": "crops", "attention": "eager"}, {"width": 500, "height": 300, "prompt_tokens": 9, "batch": 3}),
+        (
+            {"vision_mode": "crops", "attention": "eager"},
+            {"width": 500, "height": 300, "prompt_tokens": 9, "batch": 3},
+        ),
     ],
     ids=["all", "last", "crops-eager-batch3"],
 )
@@ -170,7 +173,9 @@ def test_tile_grid_on_the_tie_rays():
     w, h = np.array(sorted(pairs)).T
     cols, rows = model.tile_grid(w, h)
     assert len(pairs) > 10_000
-    assert [got.tile_grid(a, b) for a, b in zip(w.tolist(), h.tolist())] == list(zip(cols.tolist(), rows.tolist()))
+    assert [got.tile_grid(a, b) for a, b in zip(w.tolist(), h.tolist())] == list(
+        zip(cols.tolist(), rows.tolist())
+    )
 
 
 def test_lifted_canvas_equals_the_scalar_calls():
@@ -181,7 +186,9 @@ def test_lifted_canvas_equals_the_scalar_calls():
     w = np.concatenate([rng.integers(1, 4097, 3000), np.arange(1, 4097), 3 * np.arange(1, 1366)])
     h = np.concatenate([rng.integers(1, 4097, 3000), np.arange(1, 4097), 4 * np.arange(1, 1366)])
     grid = lifted(fn, (h, w), tile, lo, hi)
-    assert [tuple(g) for g in grid.tolist()] == [fn((b, a), tile, lo, hi) for a, b in zip(w.tolist(), h.tolist())]
+    assert [tuple(g) for g in grid.tolist()] == [
+        fn((b, a), tile, lo, hi) for a, b in zip(w.tolist(), h.tolist())
+    ]
 
 
 def test_lifted_refuses_what_it_cannot_run():
@@ -288,7 +295,9 @@ def test_fvcore_vision_all_columns_match():
     real = ("model.vision_tower", "model.multi_modal_projector")
     model = got.build_model("cpu", torch.float32, config=got.hf_config(image_size=512), real=real)
     measured = got.measure_vision(2, "fvcore", model=model)
-    analytic = got.tower_columns(tower(VisionConfig.from_hf({"image_size": 512}, DECODER.hidden), 2), "fvcore")
+    analytic = got.tower_columns(
+        tower(VisionConfig.from_hf({"image_size": 512}, DECODER.hidden), 2), "fvcore"
+    )
     assert {k: measured[k] for k in analytic} == analytic
     assert measured["sam_norms"] > 0 and measured["sam_relpos"] > 0 and measured["sam_attn_core"] > 0
 
@@ -327,3 +336,43 @@ def test_peak_memory_within_tolerance(name):
 def test_meta_allocates_what_cpu_does(name):
     """On the meta device the module makes every allocation a real CPU run makes, byte for byte."""
     assert gotmem.measured(name, device="meta") == gotmem.measured(name)
+
+
+# --------------------------------------------------------------------------- every engine path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options", [{}, {"vision_mode": "crops", "runtime": "vllm"}], ids=["global-hf", "crops-vllm"]
+)
+def test_compiled_equals_sympy_and_numeric(options):
+    """Every stage, every integer metric: compiled NumPy == the numeric model == the closed form with
+    the layout rule substituted, at random points (fvcore: its rounded einsums included)."""
+    import sympy as sp
+
+    from derivations.common.vlm import STAGE_NAMES
+    from symcost.metrics import INT_METRICS
+
+    m = load(**options)
+    rng = np.random.default_rng(1)
+    pool = dict(
+        width=rng.integers(1, 10_000, 8),
+        height=rng.integers(1, 10_000, 8),
+        prompt_tokens=rng.integers(0, 4000, 8),
+        kv_len=rng.integers(0, 20_000, 8),
+        new_tokens=rng.integers(1, 64, 8),
+        batch=rng.integers(1, 16, 8),
+    )
+    for stage in STAGE_NAMES:
+        names = [i.name for i in m.stage_inputs(stage)]
+        got = m.compile(stage, INT_METRICS, "fvcore")(**{n: pool[n] for n in names})
+        exprs = m.expressions(stage, "fvcore")
+        for k in range(8):
+            point = {n: int(pool[n][k]) for n in names}
+            ref = m.evaluate(stage=stage, convention="fvcore", **point)
+            subs = {m.family.input(n).symbol: sp.Integer(v) for n, v in point.items()}
+            if m.uses_layout(stage):
+                image = {i.symbol: subs[i.symbol] for i in m.layout.inputs}
+                subs |= {o: e.xreplace(image) for o, e in zip(m.layout.outputs, m.layout.expressions)}
+            for name in INT_METRICS:
+                assert int(got[name][k]) == ref[name] == int(exprs[name].xreplace(subs)), (stage, name, point)

@@ -304,7 +304,11 @@ def measure_vision(views: int, counter: str = "torch", model=None) -> dict[str, 
     total = cols["sam_total"] + cols["proj_total"]
     if total != sum(counts.values()):
         raise RuntimeError("vision columns do not add up to the counted total")
-    return {**{k: int(v) for k, v in cols.items()}, "vision_total": int(total), "image_features": wrapper.rows}
+    return {
+        **{k: int(v) for k, v in cols.items()},
+        "vision_total": int(total),
+        "image_features": wrapper.rows,
+    }
 
 
 # --------------------------------------------------------------------------- decoder
@@ -476,7 +480,11 @@ def _canvas():
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
 
     ip = _image_processor()
-    return get_optimal_tiled_canvas.__wrapped__, ((ip.size.height, ip.size.width), ip.min_patches, ip.max_patches)
+    return get_optimal_tiled_canvas.__wrapped__, (
+        (ip.size.height, ip.size.width),
+        ip.min_patches,
+        ip.max_patches,
+    )
 
 
 def tile_grid(width: int, height: int, *, crop_to_patches: bool = True) -> tuple[int, int]:
@@ -489,12 +497,14 @@ def tile_grid(width: int, height: int, *, crop_to_patches: bool = True) -> tuple
 
 @functools.lru_cache(maxsize=1)
 def processor():
-    """``GotOcr2Processor`` (PIL image processor) with a word-level tokenizer that knows its special tokens."""
+    """``GotOcr2Processor`` (PIL image processor), a word-level tokenizer that knows its special tokens."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GotOcr2Processor, PreTrainedTokenizerFast
 
     specials = ["<imgpad>", "<img>", "</img>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.WordLevel({"<unk>": 0} | {s: i for i, s in enumerate(specials, 1)}, unk_token="<unk>"))
+    tok = Tokenizer(
+        models.WordLevel({"<unk>": 0} | {s: i for i, s in enumerate(specials, 1)}, unk_token="<unk>")
+    )
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
@@ -522,7 +532,8 @@ def run_processor(width: int, height: int, **kwargs) -> dict:
     return {
         "image_tokens": tokens,
         "views": len(out["pixel_values"]),
-        "wrapped": ids.count(start) == ids.count(end) == 1 and ids.index(end) - ids.index(start) == tokens + 1,
+        "wrapped": ids.count(start) == ids.count(end) == 1
+        and ids.index(end) - ids.index(start) == tokens + 1,
         "view_shape": tuple(out["pixel_values"][0].shape),
     }
 
@@ -610,7 +621,7 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
         w, h = values["width"], values["height"]
         layout = _layout(w, h, opts["vision_mode"] == "crops")
         views = layout["n_crops"] + 1
-        grid = f"tiles {layout['w_tiles']}x{layout['h_tiles']}, {views} views"
+        grid = f"tiles {layout['w_tiles']}x{layout['h_tiles']}, {views} view{'s' if views > 1 else ''}"
         if stage == "vision":
             analytic = vision_columns(model, values, counter)
             measured = layout | measure_vision(batch * views, counter)
@@ -622,7 +633,9 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
             analytic = decoder_columns(model, stage, values, counter)
             s_new = values["prompt_tokens"] + layout["image_tokens"]
             measured = layout | {"prefill_tokens": s_new}
-            measured |= measure_decoder(s_new, 0, counter, opts["logits"], batch=batch, attention=opts["attention"])
+            measured |= measure_decoder(
+                s_new, 0, counter, opts["logits"], batch=batch, attention=opts["attention"]
+            )
             case |= {"s_new": s_new, "l_past": 0, "logits": opts["logits"], "attention": opts["attention"]}
             case["title"] = (
                 f"got-ocr2 {opts['vision_mode']} {w}x{h} prefill S={s_new} (P={values['prompt_tokens']} + "
@@ -705,9 +718,64 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
         "pairs": int(cols.size),
         "mismatches": len(bad),
         "first": [
-            (int(widths[i]), int(heights[j]), (int(cols[i, j]), int(rows[i, j])), (int(ref_cols[i, j]), int(ref_rows[i, j])))
+            (
+                int(widths[i]),
+                int(heights[j]),
+                (int(cols[i, j]), int(rows[i, j])),
+                (int(ref_cols[i, j]), int(ref_rows[i, j])),
+            )
             for i, j in bad[:show]
         ],
         "analytic_s": analytic_s,
         "processor_s": processor_s,
     }
+
+
+def main(argv=None) -> int:
+    """``python -m validation.got_ocr2 params | grid [N] | memory``: the parameter table, the tile grid
+    against the processor on every (W, H) in [1, N]^2 (default 4096), or the peak-memory cases."""
+    import sys
+
+    import symcost
+    from symcost.report import table
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["params"]:
+        case = validate_params(symcost.load("got-ocr2"))
+        print(f"# {case['title']}: {'all match' if case['ok'] else 'MISMATCH'}")
+        print(table(case["rows"], ["component", "analytic", "measured", "abs_diff", "ok"]))
+        return 0 if case["ok"] else 1
+    if argv[:1] == ["grid"]:
+        n = int(argv[1]) if len(argv) > 1 else 4096
+        sides = range(1, n + 1)
+        got = grid_mismatches(symcost.load("got-ocr2", vision_mode="crops"), sides, sides, os.cpu_count())
+        print(
+            f"tile grid on [1, {n}]^2: {got['pairs']} pairs, {got['mismatches']} mismatches {got['first']}; "
+            f"symcost {got['analytic_s']:.1f} s, processor {got['processor_s']:.1f} s on {os.cpu_count()} "
+            "processes"
+        )
+        return 0 if got["mismatches"] == 0 else 1
+    if argv[:1] == ["memory"]:
+        from . import got_ocr2_memory as mem
+
+        rows = []
+        for name, (_, device, dtype, reduced, _) in mem.CASES.items():
+            want, measured = mem.analytic(name), mem.measured(name)
+            rows.append(
+                {
+                    "case": name,
+                    "device, dtype": f"{device}, {dtype}",
+                    "reduced": json.dumps(reduced) if reduced else "-",
+                    "analytic (B)": f"{want:,}",
+                    "measured (B)": f"{measured:,}",
+                    "ratio": f"{want / measured:.4f}",
+                }
+            )
+        print(table(rows, list(rows[0])))
+        return 0
+    print("usage: python -m validation.got_ocr2 params | grid [N] | memory", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

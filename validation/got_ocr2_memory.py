@@ -49,8 +49,8 @@ def _split(reduced: dict) -> tuple[dict, int | None]:
 
 
 class Runner:
-    """The (reduced) module on a device, with ``validation.memory.measure``'s case methods: each returns
-    ``(run, preexisting tensors)``."""
+    """The (reduced) module on a device; each case method returns ``(run, preexisting tensors)``, as
+    ``validation.memory.measure`` takes them."""
 
     def __init__(self, device: str, dtype: str, reduced: dict):
         import torch
@@ -62,7 +62,11 @@ class Runner:
             config.text_config.layer_types = config.text_config.layer_types[:layers]
         self.device = device
         self.dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-        part = ("model.vision_tower", "model.multi_modal_projector") if layers is None else ("model.language_model",)
+        part = (
+            ("model.vision_tower", "model.multi_modal_projector")
+            if layers is None
+            else ("model.language_model",)
+        )
         self.model = got.build_model(device, self.dtype, config=config, real=part)
 
     def _randn(self, *shape, seed: int):
@@ -79,9 +83,11 @@ class Runner:
 
     def _forward(self, embeds, cache, logits):
         keep = 0 if logits == "all" else 1
-        return lambda: self.model(
-            inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=keep
-        ).logits
+        return lambda: (
+            self.model(
+                inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=keep
+            ).logits
+        )
 
     def prefill_case(self, seq: int, logits: str):
         embeds = self._randn(1, seq, self.model.config.text_config.hidden_size, seed=2)
@@ -104,16 +110,23 @@ def runner(device: str, dtype: str, reduced: str) -> Runner:
 
 def measured(name: str, device: str | None = None) -> int:
     """The live-tensor peak (bytes) of a case, on its (reduced) module, on its device or ``device``."""
+    import gc
+
     import torch
 
     from .measure import _cpu_sdpa_on_meta
 
     kind, case_device, dtype, reduced, params = CASES[name]
     device = device or case_device
-    run = runner(device, dtype, json.dumps(reduced, sort_keys=True))
+    r = runner(device, dtype, json.dumps(reduced, sort_keys=True))
+    run, pre = {"vision": r.case, "prefill": r.prefill_case, "decode": r.decode_case}[kind](**params)
+    tracker = memory.LiveBytes(preexisting=pre)
+    del pre  # an input cache the run replaces is freed during it, as in serving
+    gc.collect()
     sdpa = _cpu_sdpa_on_meta() if device == "meta" else contextlib.nullcontext()
-    with torch.no_grad(), sdpa:
-        return memory.measure(run, kind, params, allocator=False, warmup=False)["peak_bytes"]
+    with torch.no_grad(), sdpa, tracker:
+        run()
+    return tracker.peak_bytes
 
 
 def analytic(name: str) -> int:

@@ -12,9 +12,7 @@ GOT-OCR2's, ``(q * scale) @ k^T + bias``, softmax in fp32, ``@ v``). A config wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from symcost import SymcostError, current, op, repeat, seq, where
 from symcost.dtypes import FP32_BYTES, building
@@ -41,7 +39,9 @@ class SamConfig:
         if self.width % self.heads:
             raise SymcostError(f"sam hidden_size: {self.width} is not a multiple of {self.heads} heads")
         if len(self.downsample) not in (0, 2):
-            raise SymcostError(f"sam downsample_channels: {self.downsample} is not two channel counts or none")
+            raise SymcostError(
+                f"sam downsample_channels: {self.downsample} is not two channel counts or none"
+            )
 
     @classmethod
     def from_hf(cls, c: dict) -> SamConfig:

@@ -51,7 +51,17 @@ from ..common.vlm import (
 )
 from .vision import VisionConfig, tower
 
-__all__ = ["FAMILY", "load", "CONFIG", "PREPROCESSOR", "PROCESSOR", "DECODER", "VISION", "VISION_MODES", "CANDIDATES"]
+__all__ = [
+    "FAMILY",
+    "load",
+    "CONFIG",
+    "PREPROCESSOR",
+    "PROCESSOR",
+    "DECODER",
+    "VISION",
+    "VISION_MODES",
+    "CANDIDATES",
+]
 
 _HERE = Path(__file__).parent
 CONFIG = json.loads((_HERE / "config.json").read_text())
@@ -89,7 +99,9 @@ def _check_sizes():
     """The views must be the SAM's input size, and the processor's placeholders per view the
     tower's feature rows (else transformers' forward refuses the prompt)."""
     if VIEW_PX != PREPROCESSOR["size"]["width"] or VIEW_PX != VISION.px:
-        raise SymcostError(f"preprocessor size: {PREPROCESSOR['size']} is not the SAM's {VISION.px} px square")
+        raise SymcostError(
+            f"preprocessor size: {PREPROCESSOR['size']} is not the SAM's {VISION.px} px square"
+        )
     if VISION.tokens_per_view != PROCESSOR["num_image_tokens"]:
         raise SymcostError(
             f"num_image_tokens: the processor writes {PROCESSOR['num_image_tokens']} per view, "
@@ -130,7 +142,7 @@ def load(
             candidates=CANDIDATES,
             tile=VIEW_PX,
             shortcut=lambda w, h: w < 1,  # none: the processor tiles every size (W >= 1)
-            shortcut_text="never (every size is tiled)",
+            shortcut_text="no size (every image is tiled)",
         )
     else:
         layout_rule = FixedLayout(INPUTS[:2], (w_tiles, h_tiles), (1, 1), "one view in vision mode global")
@@ -157,7 +169,7 @@ def load(
 
 FAMILY = Family(
     name="got-ocr2",
-    summary="GOT-OCR2: SAM-B + 2 stride-2 convs + Linear (256 tokens per 1024-px view), Qwen2-0.5B-class decoder",
+    summary="GOT-OCR2: SAM-B + 2 stride-2 convs + Linear (256 tokens per 1024-px view), Qwen2-0.5B decoder",
     inputs=INPUTS,
     options=(Option("vision_mode", VISION_MODES, "global", "which views are encoded", IMAGE_STAGES),)
     + serving_options(HF.attention, HF.logits, moe=False),

@@ -86,8 +86,26 @@ def projector(cfg: VisionConfig, views):
     mid = 2 * cfg.sam.neck
     return seq(
         "projector",
-        op("conv_upsampler1", "conv2d", batch=views, c_in=cfg.sam.neck, c_out=mid, kernel=3, in_hw=g, out_hw=g2),
-        op("conv_upsampler2", "conv2d", batch=views, c_in=mid, c_out=cfg.text_hidden, kernel=3, in_hw=g2, out_hw=g4),
+        op(
+            "conv_upsampler1",
+            "conv2d",
+            batch=views,
+            c_in=cfg.sam.neck,
+            c_out=mid,
+            kernel=3,
+            in_hw=g,
+            out_hw=g2,
+        ),
+        op(
+            "conv_upsampler2",
+            "conv2d",
+            batch=views,
+            c_in=mid,
+            c_out=cfg.text_hidden,
+            kernel=3,
+            in_hw=g2,
+            out_hw=g4,
+        ),
         op(
             "multimodal_projector",
             "linear",
