@@ -213,7 +213,7 @@ def test_tile_grid_exhaustive():
     """All 16.8 M (W, H) in [1, 4096]^2: the family's vectorised tile grid == the processor's own
     get_optimal_tiled_canvas (run on arrays by validation.lifted)."""
     sides = np.arange(1, MAX_SIDE + 1)
-    result = got.grid_mismatches(load(vision_mode="crops"), sides, sides)
+    result = got.grid_mismatches(load(vision_mode="crops"), sides, sides, columns=got.grid_columns)
     assert result["pairs"] == MAX_SIDE**2
     assert result["mismatches"] == 0, result["first"]
 

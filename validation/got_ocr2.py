@@ -22,8 +22,8 @@ NB: GOT's SAM attention is eager: ``(q * scale) @ k^T`` and ``probs @ v`` are bm
 NB: ``tile_grid`` asks the image processor's own ``get_optimal_tiled_canvas`` (unwrapped from its
     ``lru_cache``) behind ``_preprocess``'s ``crop_to_patches and max_patches > 1``; ``run_processor`` runs
     ``GotOcr2Processor`` end to end on a blank image, with a word-level tokenizer built offline that knows
-    its special tokens; ``processor_grid`` runs ``get_optimal_tiled_canvas`` on every pair of a grid through
-    ``validation.lifted`` (the function's own code on arrays).
+    its special tokens; ``grid_columns`` runs ``get_optimal_tiled_canvas`` on every pair of a block through
+    ``validation.lifted`` (the function's own code on arrays), for ``ocr2_grid.grid_mismatches``.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ import functools
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 from symcost import SymcostError
 
 from .compare import compare
 from .measure import COUNTERS, LAYER_PARTS, _attribute
-from .ocr2 import _count, _decoder_columns, _decoder_wrapper
-from .ocr2_compare import _exact_div, _Tree
+from .ocr2 import ATTENTIONS, _count, decoder_counts
+from .ocr2_compare import _exact_div, _Tree, check_fvcore_memory, check_transformers_case
+from .ocr2_grid import grid_mismatches
 
 __all__ = [
     "COUNTERS",
@@ -57,17 +57,10 @@ __all__ = [
     "validate_params",
     "tile_grid",
     "run_processor",
-    "processor_grid",
-    "grid_mismatches",
+    "grid_columns",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "derivations" / "got_ocr2"
-ATTENTIONS = ("sdpa", "eager")  # text attention implementations that run on CPU and meta
-STAGES = ("vision", "prefill", "decode")
-# fvcore runs real CPU tensors (fp32): refuse a case whose analytic memory (weights + activations) is
-# over this (a 1024 view's eager global attention alone peaks at 4.9 GB in fp32)
-FVCORE_MAX_BYTES = 3 * 10**9
-_OUT_OF_THE_BOX = ("torch-cpu", "fvcore-default")
 _TOWER = "model.vision_tower."
 _PROJECTOR = "model.multi_modal_projector."
 _SAM_PARTS = ("patch_embed", "win_blocks", "glob_blocks", "neck")
@@ -323,40 +316,16 @@ def measure_decoder(
     batch: int = 1,
     attention: str = "sdpa",
 ) -> dict[str, int]:
-    """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (24 layers,
-    final norm, lm_head): layer 0 by part (``L0_*``, validation.measure.LAYER_PARTS without the MoE
-    ones), the smallest and largest layer total, lm_head, the rest, the total."""
-    import torch
-
-    _check_counter(counter)
-    if logits not in ("all", "last") or attention not in ATTENTIONS:
-        raise ValueError(f"logits must be all/last and attention one of {ATTENTIONS}")
-    if s_new < 1 or l_past < 0 or batch < 1:
-        raise ValueError(f"need s_new >= 1, l_past >= 0, batch >= 1, got {s_new}, {l_past}, {batch}")
-    if l_past and not counter.startswith("torch"):
-        raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
+    """Decoder FLOPs (``validation.ocr2.decoder_counts``) of the 24 layers, final norm and lm_head: layer
+    0 by part (``L0_*``, LAYER_PARTS without the MoE ones), the smallest and largest layer total,
+    lm_head, the rest, the total."""
     if model is None:
         model = meta_model() if counter.startswith("torch") else _fvcore_model(("model.language_model",))
-    text = model.config.text_config
-    param = model.lm_head.weight
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    n_layers = text.num_hidden_layers
-    parts = [p for p in LAYER_PARTS if not p.startswith("moe_")]
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
-    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    language_model, before = model.model.language_model, text._attn_implementation
-    language_model.set_attn_implementation(attention)  # the text model's only (the SAM's is always eager)
-    try:
-        counts = _count(_decoder_wrapper(model, l_past, 0 if logits == "all" else 1), (embeds,), counter)
-    finally:
-        language_model.set_attn_implementation(before)
-    cols = _attribute(counts, lambda p, o: _decoder_columns(p, o, set(range(n_layers))), names)
-    totals = [cols[f"L{i}_total"] for i in range(n_layers)]
-    out = {f"L0_{p}": cols[f"L0_{p}"] for p in parts}
+    cols = decoder_counts(model, s_new, l_past, counter, logits, batch, attention)
+    totals = [cols[f"L{i}_total"] for i in range(model.config.text_config.num_hidden_layers)]
+    out = {f"L0_{p}": cols[f"L0_{p}"] for p in LAYER_PARTS if not p.startswith("moe_")}
     out |= {"layers_min": min(totals), "layers_max": max(totals)}
-    out |= {k: cols[k] for k in names[-3:]}
+    out |= {k: cols[k] for k in ("lm_head", "other_outside_layers_and_lm_head", "total_full_depth")}
     return {k: int(v) for k, v in out.items()}
 
 
@@ -568,34 +537,10 @@ def _layout(width: int, height: int, crops: bool) -> dict[str, int]:
 
 
 def _check_case(model, stage: str, counter: str, values: dict):
-    """Refuse, in one line naming the parameter, what validate cannot measure."""
-    if model.family.name != "got-ocr2":
-        raise SymcostError(f"validate: {__name__} measures got-ocr2, not {model.family.name}")
-    if stage not in STAGES:
-        raise SymcostError(f"--stage: validate measures {', '.join(STAGES)}, not {stage!r}")
-    _check_counter(counter)
-    opts = model.options
-    if opts["runtime"] != "hf":
-        raise SymcostError(
-            f"--runtime: validate measures transformers' module, i.e. runtime hf, not {opts['runtime']!r}"
-        )
-    if stage != "vision" and opts["attention"] not in ATTENTIONS:
-        raise SymcostError(
-            f"--attention: {opts['attention']!r} does not run on CPU or meta; "
-            f"validate measures {' or '.join(ATTENTIONS)}"
-        )
-    if stage == "decode" and counter.startswith("fvcore"):
-        raise SymcostError(
-            "--counter: fvcore cannot trace a decode step (it needs a KV cache of real tensors); use torch"
-        )
-    if counter.startswith("fvcore"):  # its modules run in fp32 (see _fvcore_model)
-        need = model.evaluate(stage=stage, dtype="fp32", **values)["memory_bytes"]
-        if need > FVCORE_MAX_BYTES:
-            raise SymcostError(
-                f"--counter: {counter} runs on real CPU tensors and this {stage} case needs "
-                f"{need / 1e9:.1f} GB by the model's estimate (limit {FVCORE_MAX_BYTES / 1e9:g} GB); "
-                "use torch (meta device)"
-            )
+    """Refuse, in one line naming the parameter, what validate cannot measure (fvcore's modules run in
+    fp32: see _fvcore_model)."""
+    check_transformers_case(model, "got-ocr2", stage, counter, ATTENTIONS)
+    check_fvcore_memory(model, stage, counter, values, dtype="fp32")
 
 
 def validate_case(model, stage: str, counter: str, point: dict, check_only: bool = False) -> dict:
@@ -663,8 +608,10 @@ def validate_params(model, measured: dict[str, int] | None = None) -> dict:
 # --------------------------------------------------------------------------- the tile grid, exhaustively
 
 
-def _grid_block(args):
-    """(cols, rows) int8 arrays for a block of widths x all heights; runs in a worker process."""
+def grid_columns(args):
+    """(cols, rows) int8 arrays for a block of widths x heights in crop mode: the processor's
+    ``get_optimal_tiled_canvas`` on every pair, through ``validation.lifted`` (``ocr2_grid``'s
+    ``columns``: it runs in a worker process)."""
     import numpy as np
 
     from .lifted import lifted
@@ -672,63 +619,8 @@ def _grid_block(args):
     widths, heights = args
     fn, (tile, lo, hi) = _canvas()
     w, h = np.meshgrid(np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64), indexing="ij")
-    grid = lifted(fn, (h.ravel(), w.ravel()), tile, lo, hi).astype(np.int8)
-    return grid[:, 0].reshape(w.shape), grid[:, 1].reshape(w.shape)
-
-
-def processor_grid(widths, heights, processes=None):
-    """``(cols, rows)``: int8 arrays (len(widths), len(heights)), entry [i, j] the processor's tile grid
-    of a ``widths[i]`` x ``heights[j]`` image in crop mode: ``get_optimal_tiled_canvas`` on every pair,
-    through ``validation.lifted``, split over worker processes by width."""
-    import multiprocessing
-
-    import numpy as np
-
-    _canvas()  # import transformers here, once: forked workers inherit it
-    widths, heights = [int(w) for w in widths], [int(h) for h in heights]
-    processes = processes or os.cpu_count() or 1
-    blocks = max(1, min(len(widths), 8 * processes, -(-len(widths) * len(heights) // 2**20)))
-    chunks = [(widths[k::blocks], heights) for k in range(blocks)]  # interleaved: equal work per block
-    if processes == 1 or blocks == 1:
-        parts = [_grid_block(c) for c in chunks]
-    else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_grid_block, chunks)
-    cols = np.empty((len(widths), len(heights)), dtype=np.int8)
-    rows = np.empty_like(cols)
-    for k, (c, r) in enumerate(parts):
-        cols[k::blocks], rows[k::blocks] = c, r
-    return cols, rows
-
-
-def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
-    """The family's vectorised tile grid against ``processor_grid`` on every pair: pair count, mismatch
-    count, the first ``show`` mismatches ``(W, H, analytic, processor)``, each side's seconds."""
-    import numpy as np
-
-    widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
-    start = time.perf_counter()
-    cols, rows = model.tile_grid(widths[:, None], heights[None, :])
-    analytic_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref_cols, ref_rows = processor_grid(widths, heights, processes)
-    processor_s = time.perf_counter() - start
-    bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
-    return {
-        "pairs": int(cols.size),
-        "mismatches": len(bad),
-        "first": [
-            (
-                int(widths[i]),
-                int(heights[j]),
-                (int(cols[i, j]), int(rows[i, j])),
-                (int(ref_cols[i, j]), int(ref_rows[i, j])),
-            )
-            for i, j in bad[:show]
-        ],
-        "analytic_s": analytic_s,
-        "processor_s": processor_s,
-    }
+    grid = lifted(fn, (h.ravel(), w.ravel()), tile, lo, hi).reshape(*w.shape, 2).astype(np.int8)
+    return grid[..., 0], grid[..., 1]
 
 
 def main(argv=None) -> int:
@@ -748,7 +640,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["grid"]:
         n = int(argv[1]) if len(argv) > 1 else 4096
         sides = range(1, n + 1)
-        got = grid_mismatches(symcost.load("got-ocr2", vision_mode="crops"), sides, sides, os.cpu_count())
+        model = symcost.load("got-ocr2", vision_mode="crops")
+        got = grid_mismatches(model, sides, sides, os.cpu_count(), columns=grid_columns)
         print(
             f"tile grid on [1, {n}]^2: {got['pairs']} pairs, {got['mismatches']} mismatches {got['first']}; "
             f"symcost {got['analytic_s']:.1f} s, processor {got['processor_s']:.1f} s on {os.cpu_count()} "

@@ -121,7 +121,7 @@ def lifted(fn, *args, **kwargs) -> np.ndarray:
     if n and max(int(np.abs(a).max()) for a in flat) >= _EXACT:
         raise ValueError("lifted: values from 2**53 up do not compare with floats as Python's ints do")
     out = None
-    jobs = [np.arange(n)]
+    jobs = [np.arange(n)] if n else []
     while jobs:
         idx = jobs.pop()
         try:

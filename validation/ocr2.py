@@ -442,23 +442,15 @@ def _decoder_columns(path, op, dense):
     return (layer + "total", *(layer + p for p in parts), "total_full_depth")
 
 
-def measure_decoder(
-    s_new: int,
-    l_past: int,
-    counter: str = "torch",
-    logits: str = "all",
-    model=None,
-    batch: int = 1,
-    attention: str = "sdpa",
-) -> dict[str, int]:
-    """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (12 layers,
-    final norm, lm_head).
-
-    ``logits="all"``: lm_head on every new position (a plain forward); ``"last"``: on the last one only
-    (``logits_to_keep=1``, as ``generate()`` runs prefill). ``attention``: the text model's attention
-    implementation for this call (the model is restored after). Columns as
-    validation.measure.measure_decoder.
-    """
+def decoder_counts(
+    model, s_new: int, l_past: int, counter: str, logits: str, batch: int, attention: str
+) -> dict:
+    """Columns ``L<i>_<part>`` (validation.measure.LAYER_PARTS), lm_head, the rest and the total of one
+    forward of the model's own code: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached
+    ones, with ``inputs_embeds`` (no placeholder mask). ``logits="all"``: lm_head on every new position
+    (a plain forward); ``"last"``: on the last one only (``logits_to_keep=1``, as ``generate()`` runs
+    prefill). ``attention``: the text model's attention implementation for this call (restored after).
+    Layers without ``mlp_layer_types`` are dense."""
     import torch
 
     _check(counter)
@@ -470,6 +462,38 @@ def measure_decoder(
         raise ValueError(f"need s_new >= 1, l_past >= 0, batch >= 1, got {s_new}, {l_past}, {batch}")
     if l_past and not counter.startswith("torch"):
         raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
+    text = model.config.text_config
+    n_layers = text.num_hidden_layers
+    types = getattr(text, "mlp_layer_types", None) or ["dense"] * n_layers
+    dense = {i for i, t in enumerate(types) if t == "dense"}
+    param = model.lm_head.weight
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
+    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
+    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
+    language_model, before = model.model.language_model, text._attn_implementation
+    language_model.set_attn_implementation(attention)  # the text model's only
+    try:
+        counts = _count(wrapper, (embeds,), counter)
+    finally:
+        language_model.set_attn_implementation(before)
+    return _attribute(counts, lambda p, o: _decoder_columns(p, o, dense), names)
+
+
+def measure_decoder(
+    s_new: int,
+    l_past: int,
+    counter: str = "torch",
+    logits: str = "all",
+    model=None,
+    batch: int = 1,
+    attention: str = "sdpa",
+) -> dict[str, int]:
+    """Decoder FLOPs (``decoder_counts``) of the 12 layers, final norm and lm_head, keyed as
+    validation.measure.measure_decoder: dense layer 0 and MoE layer 1 by part, the MoE layer totals'
+    range, lm_head, the rest, the total."""
     if model is None:
         model = (
             meta_model()
@@ -480,26 +504,12 @@ def measure_decoder(
     dense = {i for i, t in enumerate(text.mlp_layer_types) if t == "dense"}
     if dense != {0} or text.mlp_layer_types[1] != "sparse":
         raise ValueError("expected layer 0 dense and layer 1 MoE")
-    param = model.lm_head.weight
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
-    n_layers = text.num_hidden_layers
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
-    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    before = text._attn_implementation
-    model.set_attn_implementation({"text_config": attention})
-    try:
-        counts = _count(wrapper, (embeds,), counter)
-    finally:
-        model.set_attn_implementation({"text_config": before})
-    cols = _attribute(counts, lambda p, o: _decoder_columns(p, o, dense), names)
+    cols = decoder_counts(model, s_new, l_past, counter, logits, batch, attention)
     out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in LAYER_PARTS if not p.startswith("moe_")}
     out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in LAYER_PARTS}
-    moe_totals = [cols[f"L{i}_total"] for i in range(n_layers) if i not in dense]
+    moe_totals = [cols[f"L{i}_total"] for i in range(text.num_hidden_layers) if i not in dense]
     out |= {"moe_layers_min": min(moe_totals), "moe_layers_max": max(moe_totals)}
-    out |= {k: cols[k] for k in names[-3:]}
+    out |= {k: cols[k] for k in ("lm_head", "other_outside_layers_and_lm_head", "total_full_depth")}
     return {k: int(v) for k, v in out.items()}
 
 

@@ -33,25 +33,26 @@ def _columns(args):
     return cols, rows
 
 
-def processor_grid(widths, heights, processes=None):
+def processor_grid(widths, heights, processes=None, columns=_columns):
     """``(cols, rows)``: int8 arrays of shape (len(widths), len(heights)); entry [i, j] is the tile grid
-    of a ``widths[i]`` x ``heights[j]`` image ((1, 1) = no tiles), as ``tile_grid`` would return it."""
+    of a ``widths[i]`` x ``heights[j]`` image ((1, 1) = no tiles), as ``tile_grid`` would return it.
+
+    ``columns((widths, heights)) -> (cols, rows)``: one block's grid, run in a worker process (a
+    module-level function); another family's processor rule goes here."""
     import multiprocessing
 
     import numpy as np
 
-    from validation.ocr2 import _tiled_canvas
-
-    _tiled_canvas()  # import transformers here, once: forked workers inherit it
+    columns(([], []))  # import transformers here, once: forked workers inherit it
     widths, heights = [int(w) for w in widths], [int(h) for h in heights]
     processes = processes or os.cpu_count() or 1
     blocks = max(1, min(len(widths), 8 * processes))
     chunks = [(widths[k::blocks], heights) for k in range(blocks)]  # interleaved: equal work per block
     if processes == 1:
-        parts = [_columns(c) for c in chunks]
+        parts = [columns(c) for c in chunks]
     else:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_columns, chunks)
+            parts = pool.map(columns, chunks)
     cols = np.empty((len(widths), len(heights)), dtype=np.int8)
     rows = np.empty_like(cols)
     for k, (c, r) in enumerate(parts):
@@ -59,9 +60,9 @@ def processor_grid(widths, heights, processes=None):
     return cols, rows
 
 
-def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
-    """``model.tile_grid`` (the family's vectorised rule) against ``processor_grid`` on every pair of
-    ``widths`` x ``heights``: pair count, mismatch count, the first ``show`` mismatches as
+def grid_mismatches(model, widths, heights, processes=None, show: int = 10, columns=_columns) -> dict:
+    """``model.tile_grid`` (the family's vectorised rule) against ``processor_grid`` (with ``columns``) on
+    every pair of ``widths`` x ``heights``: pair count, mismatch count, the first ``show`` mismatches as
     ``(W, H, analytic, processor)``, and the seconds each side took."""
     import numpy as np
 
@@ -70,7 +71,7 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
     cols, rows = model.tile_grid(widths[:, None], heights[None, :])
     analytic_s = time.perf_counter() - start
     start = time.perf_counter()
-    ref_cols, ref_rows = processor_grid(widths, heights, processes)
+    ref_cols, ref_rows = processor_grid(widths, heights, processes, columns)
     processor_s = time.perf_counter() - start
     bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
     return {
