@@ -1,0 +1,100 @@
+"""LightOnOCR's image layout: the Pixtral resize rule, as each runtime's processor runs it.
+
+transformers 5.23, ``get_resize_output_image_size`` (``models/pixtral/image_processing_pil_pixtral.py``;
+the copies in ``image_processing_pixtral.py`` and ``models/lighton_ocr/processing_lighton_ocr.py`` are
+the same code), for an image of H x W px, ``longest_edge`` L and a rounding unit u::
+
+    ratio = max(H / L, W / L)                     # IEEE doubles
+    if ratio > 1: H, W = floor(H / ratio), floor(W / ratio)   # never upscaled
+    H', W' = ((H - 1) // u + 1) * u, ((W - 1) // u + 1) * u   # each side up to a multiple of u
+
+The vision tower then sees (H'/14) x (W'/14) patches, merged 2 x 2 into (H'/14 // 2) x (W'/14 // 2)
+image tokens. The unit u is where the runtimes differ:
+- ``hf``: ``LightOnOcrProcessor`` calls the image processor with its ``patch_size`` 14, so u = 14 and
+  an odd patch count loses its last row or column in the merger (``unfold``, stride 2).
+- ``vllm``: vLLM builds LightOnOCR inputs with transformers' ``PixtralProcessor``
+  (``Mistral3ProcessingInfo.get_hf_processor``), which passes ``patch_size * spatial_merge_size``:
+  u = 28, every patch count even, and its token count ``PixtralHFEncoderInfo.get_patch_grid_size``
+  (ceil(side / 28)) agrees.
+A side that resizes to 0 px (an aspect ratio beyond L : 1) makes the image processor raise; so does
+the rule here, naming ``--image``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from symcost import ComputedLayout, Input, SymcostError
+
+__all__ = ["ResizeConfig", "resized", "rounded", "resize_layout"]
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    longest_edge: int  # px: neither side exceeds it after the resize
+    patch: int  # px per vision patch
+    unit: int  # px each side is rounded up to a multiple of (patch, or patch x merge)
+
+    @classmethod
+    def from_hf(cls, preprocessor: dict, unit_patches: int = 1) -> ResizeConfig:
+        """From the image processor's ``preprocessor_config.json``; ``unit_patches`` patches per
+        rounding unit (the spatial merge size where the processor passes it, else 1)."""
+        patch = preprocessor["patch_size"]
+        patch = patch if isinstance(patch, int) else patch["height"]
+        return cls(preprocessor["size"]["longest_edge"], patch, patch * unit_patches)
+
+
+def resized(cfg: ResizeConfig, width: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(W, H) after the scale-down, before rounding: the processor's float steps, in the same order
+    (0 where a side vanishes; the processor then refuses the image)."""
+    w, h = width.astype(np.float64), height.astype(np.float64)
+    ratio = np.maximum(h / cfg.longest_edge, w / cfg.longest_edge)
+    ratio = np.where(ratio > 1, ratio, 1.0)  # x / 1.0 == x: the sides the processor leaves alone
+    return np.floor(w / ratio).astype(np.int64), np.floor(h / ratio).astype(np.int64)
+
+
+def rounded(cfg: ResizeConfig, side: np.ndarray) -> np.ndarray:
+    """Patches along a resized side: rounded up to whole units of ``cfg.unit`` px."""
+    return (-(-side // cfg.unit)) * (cfg.unit // cfg.patch)
+
+
+def _side(cfg: ResizeConfig, side, other):
+    """The closed form of one side's patches (the float steps as their real-valued counterparts)."""
+    longest = sp.Max(side, other)
+    scaled = sp.Piecewise((sp.floor(cfg.longest_edge * side / longest), longest > cfg.longest_edge), (side, True))
+    return (cfg.unit // cfg.patch) * sp.ceiling(scaled / cfg.unit)
+
+
+def resize_layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple[sp.Symbol, sp.Symbol]):
+    """The rule as a :class:`symcost.ComputedLayout` over ``(width, height)`` setting
+    ``(patches across, patches down)``."""
+    w_sym, h_sym = (i.symbol for i in inputs)
+    top = -(-cfg.longest_edge // cfg.unit) * (cfg.unit // cfg.patch)  # no side exceeds L after the resize
+
+    def rule(width, height):
+        w_r, h_r = resized(cfg, width, height)
+        bad = np.flatnonzero((w_r == 0) | (h_r == 0))
+        if bad.size:
+            i = bad[0]
+            w, h = int(np.ravel(width)[i]), int(np.ravel(height)[i])
+            raise SymcostError(
+                f"--image: {w}x{h} resizes to {int(np.ravel(w_r)[i])}x{int(np.ravel(h_r)[i])} px "
+                f"(longest edge {cfg.longest_edge}); the image processor refuses a 0-px side"
+            )
+        return rounded(cfg, w_r), rounded(cfg, h_r)
+
+    return ComputedLayout(
+        inputs=inputs,
+        outputs=outputs,
+        rule=rule,
+        expressions=(_side(cfg, w_sym, h_sym), _side(cfg, h_sym, w_sym)),
+        maxima=(top, top),
+        text=(
+            f"scale down (never up) so that max(W, H) <= {cfg.longest_edge} (floor of IEEE-double "
+            f"divisions, as the processor), round each side up to a multiple of {cfg.unit} px; "
+            f"{cfg.patch}-px patches, at most {top} a side"
+        ),
+    )
