@@ -351,6 +351,13 @@ def image_processor():
     return PixtralImageProcessorPil(**{k: pp[k] for k in keys})
 
 
+def patch_px() -> int:
+    """The image processor's patch side, px (what its ``_preprocess`` rounds to)."""
+    from transformers.image_processing_utils import get_size_dict
+
+    return get_size_dict(image_processor().patch_size, default_to_square=True)["height"]
+
+
 @functools.lru_cache(maxsize=2)
 def processor(runtime: str = "hf"):
     """The processor a runtime runs: transformers' ``LightOnOcrProcessor`` (``hf``) or ``PixtralProcessor``
@@ -425,7 +432,7 @@ def resize_function():
     from transformers.models.pixtral.image_processing_pil_pixtral import get_resize_output_image_size
 
     ip = image_processor()
-    longest, patch = (ip.size["longest_edge"],) * 2, (ip.patch_size["height"], ip.patch_size["width"])
+    longest, patch = (ip.size["longest_edge"],) * 2, (patch_px(),) * 2
     last = ChannelDimension.LAST
 
     class Shape:

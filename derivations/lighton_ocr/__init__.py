@@ -31,6 +31,7 @@ from ..common.vlm import (
     STAGE_NAMES,
     HfCode,
     execution,
+    image_tokens,
     prefill_tokens,
     serving_options,
     stages,
@@ -53,13 +54,12 @@ HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, clone_logits=F
 w_patches = sp.Symbol("w_patches", integer=True, positive=True)  # 14-px patches across
 h_patches = sp.Symbol("h_patches", integer=True, positive=True)  # 14-px patches down
 patches = sp.Symbol("patches", integer=True, positive=True)  # patches per image
-image_tokens = sp.Symbol("image_tokens", integer=True, nonnegative=True)  # 0 below 28 px a side
 
 
 def resize_config(runtime: str) -> ResizeConfig:
     """The resize each runtime's processor runs: sides to multiples of one patch (transformers'
     LightOnOcrProcessor) or of merge x merge patches (PixtralProcessor, which vLLM runs)."""
-    return ResizeConfig.from_hf(PREPROCESSOR, VISION.merge if runtime == "vllm" else 1)
+    return ResizeConfig.from_hf(PREPROCESSOR, VISION.merge, VISION.merge if runtime == "vllm" else 1)
 
 
 def load(runtime: str = "hf", attention: str | None = None, logits: str | None = None) -> Model:

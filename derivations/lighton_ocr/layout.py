@@ -16,8 +16,10 @@ image tokens. The unit u is where the runtimes differ:
   (``Mistral3ProcessingInfo.get_hf_processor``), which passes ``patch_size * spatial_merge_size``:
   u = 28, every patch count even, and its token count ``PixtralHFEncoderInfo.get_patch_grid_size``
   (ceil(side / 28)) agrees.
-A side that resizes to 0 px (an aspect ratio beyond L : 1) makes the image processor raise; so does
-the rule here, naming ``--image``.
+A side that resizes to 0 px (an aspect ratio beyond L : 1) makes the image processor raise, and a side
+of fewer than 2 patches (at most 14 px, possible with u = 14 only) makes the model raise: the merger's
+``unfold`` finds no 2 x 2 block (the processor wrote 0 image tokens). The rule refuses both, naming
+``--image``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sympy as sp
 
 from symcost import ComputedLayout, Input, SymcostError
 
-__all__ = ["ResizeConfig", "resized", "rounded", "resize_layout"]
+__all__ = ["ResizeConfig", "resized", "patch_sides", "resize_layout"]
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,15 @@ class ResizeConfig:
     longest_edge: int  # px: neither side exceeds it after the resize
     patch: int  # px per vision patch
     unit: int  # px each side is rounded up to a multiple of (patch, or patch x merge)
+    min_patches: int  # patches a side needs for the model to run (the merge size)
 
     @classmethod
-    def from_hf(cls, preprocessor: dict, unit_patches: int = 1) -> ResizeConfig:
-        """From the image processor's ``preprocessor_config.json``; ``unit_patches`` patches per
-        rounding unit (the spatial merge size where the processor passes it, else 1)."""
+    def from_hf(cls, preprocessor: dict, merge: int, unit_patches: int) -> ResizeConfig:
+        """From the image processor's ``preprocessor_config.json``, the spatial ``merge`` size and
+        ``unit_patches`` patches per rounding unit (the merge size where the processor passes it)."""
         patch = preprocessor["patch_size"]
         patch = patch if isinstance(patch, int) else patch["height"]
-        return cls(preprocessor["size"]["longest_edge"], patch, patch * unit_patches)
+        return cls(preprocessor["size"]["longest_edge"], patch, patch * unit_patches, merge)
 
 
 def resized(cfg: ResizeConfig, width: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +59,10 @@ def resized(cfg: ResizeConfig, width: np.ndarray, height: np.ndarray) -> tuple[n
     return np.floor(w / ratio).astype(np.int64), np.floor(h / ratio).astype(np.int64)
 
 
-def rounded(cfg: ResizeConfig, side: np.ndarray) -> np.ndarray:
-    """Patches along a resized side: rounded up to whole units of ``cfg.unit`` px."""
-    return (-(-side // cfg.unit)) * (cfg.unit // cfg.patch)
+def patch_sides(cfg: ResizeConfig, width: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(patches across, patches down): each resized side rounded up to whole units of ``cfg.unit`` px
+    (0 on a side that vanished)."""
+    return tuple((-(-side // cfg.unit)) * (cfg.unit // cfg.patch) for side in resized(cfg, width, height))  # type: ignore[return-value]
 
 
 def _side(cfg: ResizeConfig, side, other):
@@ -75,16 +79,22 @@ def resize_layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple
     top = -(-cfg.longest_edge // cfg.unit) * (cfg.unit // cfg.patch)  # no side exceeds L after the resize
 
     def rule(width, height):
-        w_r, h_r = resized(cfg, width, height)
-        bad = np.flatnonzero((w_r == 0) | (h_r == 0))
+        w_p, h_p = patch_sides(cfg, width, height)
+        bad = np.flatnonzero(np.minimum(w_p, h_p) < cfg.min_patches)
         if bad.size:
-            i = bad[0]
-            w, h = int(np.ravel(width)[i]), int(np.ravel(height)[i])
-            raise SymcostError(
-                f"--image: {w}x{h} resizes to {int(np.ravel(w_r)[i])}x{int(np.ravel(h_r)[i])} px "
-                f"(longest edge {cfg.longest_edge}); the image processor refuses a 0-px side"
+            w, h = (int(np.ravel(a)[bad[0]]) for a in (width, height))
+            w_r, h_r = (int(x[0]) for x in resized(cfg, np.array([w]), np.array([h])))
+            why = (
+                "the image processor refuses a 0-px side"
+                if min(w_r, h_r) == 0
+                else f"a side of fewer than {cfg.min_patches} patches, which the model's patch merger cannot "
+                "unfold (transformers raises)"
             )
-        return rounded(cfg, w_r), rounded(cfg, h_r)
+            raise SymcostError(
+                f"--image: {w}x{h} resizes to {w_r}x{h_r} px (longest edge {cfg.longest_edge}, sides to "
+                f"{cfg.unit} px): {why}"
+            )
+        return w_p, h_p
 
     return ComputedLayout(
         inputs=inputs,
