@@ -139,8 +139,8 @@ def bench_family(
             rate,
             "points/s",
             (ABOVE, target),
-            f"{n_points} random (W, H) in [1, 8192]^2{drawn(family)} in {t_ev * 1e3:.1f} ms, best of {repeat} "
-            f"after 2 warm-up calls; compiled once in {compile_s:.1f} s",
+            f"{n_points} random (W, H) in [1, 8192]^2{drawn(family)} in {t_ev * 1e3:.1f} ms, best of "
+            f"{repeat} after 2 warm-up calls; compiled once in {compile_s:.1f} s",
         )
     )
 

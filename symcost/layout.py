@@ -387,7 +387,9 @@ class ComputedLayout:
         got = self.at(*arrays)
         for g, m in zip(got, self.maxima):  # a rule beyond its declared range would gather wrong rows
             if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
-                raise ValueError(f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}")
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
         code = np.empty(got[0].shape, dtype=np.intp) if out is None else out
         code[...] = got[0]
         for n, g in zip(self._radix[1:], got[1:]):

@@ -177,6 +177,8 @@ def test_a_computed_layout_runs_per_point(monkeypatch, cap):
         assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))
     if layout.outcomes is not None:  # each point's code names its row of the table
         assert (layout.outcomes[layout.codes(ws, hs)] == np.stack(rule(ws, hs), axis=1)).all()
-        wrong = ComputedLayout((w, h), (gw, gh), rule, layout.expressions, (cap - 1, cap), "too small a maximum")
+        wrong = ComputedLayout(
+            (w, h), (gw, gh), rule, layout.expressions, (cap - 1, cap), "too small a maximum"
+        )
         with pytest.raises(ValueError, match="outside"):
             wrong.codes(ws, hs)

@@ -192,8 +192,9 @@ def test_layout_exhaustive():
     sides = range(1, 4097)
     got = grid_mismatches(sides, sides, processes=2)
     print(
-        f"resize grid: {got['pairs']} pairs, mismatches hf {got['mismatches_hf']} vllm {got['mismatches_vllm']}, "
-        f"{got['refused']} refused; symcost {got['analytic_s']:.1f} s, processor {got['processor_s']:.1f} s"
+        f"resize grid: {got['pairs']} pairs, mismatches hf {got['mismatches_hf']} vllm "
+        f"{got['mismatches_vllm']}, {got['refused']} refused; symcost {got['analytic_s']:.1f} s, "
+        f"processor {got['processor_s']:.1f} s"
     )
     assert got["pairs"] == 4096 * 4096
     assert got["mismatches_hf"] == got["mismatches_vllm"] == 0, got["first"]

@@ -215,7 +215,9 @@ def _image_features_wrapper(model, image_sizes):
     return ImageFeatures()
 
 
-def measure_vision(height: int, width: int, counter: str = "torch", batch: int = 1, model=None) -> dict[str, int]:
+def measure_vision(
+    height: int, width: int, counter: str = "torch", batch: int = 1, model=None
+) -> dict[str, int]:
     """Vision FLOPs for ``batch`` images resized to ``height`` x ``width`` px (multiples of 14, as the
     processor hands them over): patch conv, each encoder layer's attention projections / SDPA / MLP
     (reported as layer 0 and the min / max layer total), the tower, the projector's linear layers, the
@@ -224,14 +226,23 @@ def measure_vision(height: int, width: int, counter: str = "torch", batch: int =
 
     _check(counter)
     if batch < 1 or height % 14 or width % 14 or min(height, width) < 14:
-        raise ValidationError(f"need batch >= 1 and sides that are multiples of 14, got {batch}, {height}x{width}")
+        raise ValidationError(
+            f"need batch >= 1 and sides that are multiples of 14, got {batch}, {height}x{width}"
+        )
     model = model or meta_model()
     param = model.model.vision_projection.linear_1.weight
     n_layers = len(model.model.vision_encoder.transformer.layers)
     pixels = torch.zeros(batch, 3, height, width, device=param.device, dtype=param.dtype)
     wrapper = _image_features_wrapper(model, [(height, width)] * batch)
     names = [f"V{i}_{p}" for i in range(n_layers) for p in VISION_PARTS]
-    names += ["patch_conv", "tower_total", "proj_merging_layer", "proj_linear_1", "proj_linear_2", "proj_total"]
+    names += [
+        "patch_conv",
+        "tower_total",
+        "proj_merging_layer",
+        "proj_linear_1",
+        "proj_linear_2",
+        "proj_total",
+    ]
     cols = _attribute(_count(wrapper, (pixels,), counter), _vision_columns, names)
     totals = [cols[f"V{i}_total"] for i in range(n_layers)]
     out = {f"layer0_{p}": cols[f"V0_{p}"] for p in VISION_PARTS}
@@ -273,7 +284,10 @@ def _decoder_wrapper(model, l_past, logits_to_keep):
         def forward(self, inputs_embeds):
             cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
             out = self.m(
-                inputs_embeds=inputs_embeds, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep
+                inputs_embeds=inputs_embeds,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=logits_to_keep,
             )
             return out.logits
 
@@ -370,12 +384,18 @@ def processor(runtime: str = "hf"):
     vocab = {t: i for i, t in enumerate(["<unk>", *IMAGE_TOKENS.values()])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", extra_special_tokens=IMAGE_TOKENS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", extra_special_tokens=IMAGE_TOKENS
+    )
     config = load_config()
-    sizes = dict(patch_size=config["vision_config"]["patch_size"], spatial_merge_size=config["spatial_merge_size"])
+    sizes = dict(
+        patch_size=config["vision_config"]["patch_size"], spatial_merge_size=config["spatial_merge_size"]
+    )
     if runtime == "hf":
         return LightOnOcrProcessor(image_processor=image_processor(), tokenizer=tokenizer, **sizes)
-    return _pixtral_processor_class()(image_processor=image_processor(), tokenizer=tokenizer, **sizes, **IMAGE_TOKENS)
+    return _pixtral_processor_class()(
+        image_processor=image_processor(), tokenizer=tokenizer, **sizes, **IMAGE_TOKENS
+    )
 
 
 def _pixtral_processor_class():
@@ -392,7 +412,9 @@ def _pixtral_processor_class():
     except ImportError:
         from transformers.models.pixtral import image_processing_pil_pixtral as pil
 
-        sys.modules[name] = types.SimpleNamespace(get_resize_output_image_size=pil.get_resize_output_image_size)  # type: ignore[assignment]
+        sys.modules[name] = types.SimpleNamespace(
+            get_resize_output_image_size=pil.get_resize_output_image_size
+        )  # type: ignore[assignment]
         try:
             return importlib.import_module("transformers.models.pixtral.processing_pixtral").PixtralProcessor
         finally:

@@ -219,7 +219,9 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
         kv_len = values["kv_len"]
         measured = lo.measure_decoder(1, kv_len, counter, "last", batch, opts["attention"])
         case |= {"s_new": 1, "l_past": kv_len, "attention": opts["attention"]}
-        case["title"] = f"lighton-ocr decode L={kv_len}, batch {batch}, attention {opts['attention']}, counter {counter}"
+        case["title"] = (
+            f"lighton-ocr decode L={kv_len}, batch {batch}, attention {opts['attention']}, counter {counter}"
+        )
     else:
         w, h = values["width"], values["height"]
         grid = f"{layout['w_patches']}x{layout['h_patches']} patches, {layout['image_tokens']} image tokens"
@@ -310,7 +312,13 @@ def grid_mismatches(widths, heights, processes=None, show: int = 10) -> dict:
         bad = np.argwhere((aw != pw) | (ah != ph))
         out[f"mismatches_{runtime}"] = len(bad)
         out["first"] += [
-            (runtime, int(widths[i]), int(heights[j]), (int(aw[i, j]), int(ah[i, j])), (int(pw[i, j]), int(ph[i, j])))
+            (
+                runtime,
+                int(widths[i]),
+                int(heights[j]),
+                (int(aw[i, j]), int(ah[i, j])),
+                (int(pw[i, j]), int(ph[i, j])),
+            )
             for i, j in bad[:show]
         ]
     out["refused"] = int(np.count_nonzero((ref_w == 0) | (ref_h == 0)))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from symcost import Family, Model, get_runtime, op, seq
+from symcost import Family, Model, get_runtime, seq
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
@@ -37,7 +37,7 @@ from ..common.vlm import (
     stages,
 )
 from .layout import ResizeConfig, resize_layout
-from .vision import VisionConfig, projector, tower, vision_weights
+from .vision import VisionConfig, vision, vision_weights
 
 __all__ = ["FAMILY", "load", "CONFIG", "PREPROCESSOR", "DECODER", "VISION", "resize_config"]
 
@@ -66,24 +66,21 @@ def load(runtime: str = "hf", attention: str | None = None, logits: str | None =
     """The LightOnOCR cost model for a runtime."""
     ex, serving = execution(runtime, attention, logits, "expected", HF)
     del serving["experts"]  # a dense decoder reads every weight
-    fused = packed = runtime == "vllm"
+    packed = runtime == "vllm"
     resize = resize_config(runtime)
 
-    def vision(v):
+    def vision_stage(v):
         # transformers: get_image_features runs every image of the batch in one tower call;
         # vLLM: every image the scheduler batches, in one packed call (PixtralHFVisionModel)
-        return seq(
-            "vision",
-            tower(VISION.encoder, v.batch, v.patches, fused, packed, keep=True),
-            projector(VISION, v.batch, v.patches, v.image_tokens, fused),
-            # torch.cat of the per-image features into the image block
-            op("features", "elementwise", elems=v.batch * v.image_tokens * VISION.text_hidden, fn="copy"),
-        )
+        return vision(VISION, v.batch, v.patches, v.image_tokens, packed)
 
     def weights():
         return seq("model", vision_weights(VISION), decoder(DECODER, ex, 1, 1, 0))
 
-    settings = [("family", "lighton-ocr"), ("resize", f"longest edge {resize.longest_edge} px, sides to {resize.unit} px")]
+    settings = [
+        ("family", "lighton-ocr"),
+        ("resize", f"longest edge {resize.longest_edge} px, sides to {resize.unit} px"),
+    ]
     settings += [(k, str(x)) for k, x in serving.items()]
     summary = "all images in one Pixtral call, " + (
         "attention per image (packed)" if packed else "SDPA over the whole sequence (block-diagonal mask)"
@@ -98,7 +95,7 @@ def load(runtime: str = "hf", attention: str | None = None, logits: str | None =
             image_tokens: lambda v: sp.floor(v.w_patches / merge) * sp.floor(v.h_patches / merge),
             prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens,
         },
-        stages=stages(DECODER, ex, vision, summary),
+        stages=stages(DECODER, ex, vision_stage, summary),
         weights=weights,
         kv_elems_per_token=DECODER.kv_elems_per_token,
         runtime=get_runtime(runtime),
@@ -108,7 +105,8 @@ def load(runtime: str = "hf", attention: str | None = None, logits: str | None =
 
 FAMILY = Family(
     name="lighton-ocr",
-    summary="LightOnOCR-1B: Pixtral encoder (longest edge 1540, never upscaled), 2x2 patch merger, Qwen3 decoder",
+    summary="LightOnOCR-1B: Pixtral encoder (longest edge 1540, never upscaled), 2x2 patch merger, "
+    "Qwen3 decoder",
     inputs=INPUTS,
     options=serving_options(HF.attention, HF.logits, moe=False),
     stage_names=STAGE_NAMES,

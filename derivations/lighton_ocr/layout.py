@@ -68,7 +68,9 @@ def patch_sides(cfg: ResizeConfig, width: np.ndarray, height: np.ndarray) -> tup
 def _side(cfg: ResizeConfig, side, other):
     """The closed form of one side's patches (the float steps as their real-valued counterparts)."""
     longest = sp.Max(side, other)
-    scaled = sp.Piecewise((sp.floor(cfg.longest_edge * side / longest), longest > cfg.longest_edge), (side, True))
+    scaled = sp.Piecewise(
+        (sp.floor(cfg.longest_edge * side / longest), longest > cfg.longest_edge), (side, True)
+    )
     return (cfg.unit // cfg.patch) * sp.ceiling(scaled / cfg.unit)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from symcost import SymcostError, op, repeat, seq
 
-__all__ = ["PixtralConfig", "VisionConfig", "tower", "projector", "vision_weights"]
+__all__ = ["PixtralConfig", "VisionConfig", "tower", "projector", "vision", "vision_weights"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,11 @@ class VisionConfig:
     @classmethod
     def from_hf(cls, c: dict) -> VisionConfig:
         """From a LightOnOCR config dict (``vision_config``, ``text_config``, ``spatial_merge_size``)."""
-        return cls(PixtralConfig.from_hf(c["vision_config"]), c["spatial_merge_size"], c["text_config"]["hidden_size"])
+        return cls(
+            PixtralConfig.from_hf(c["vision_config"]),
+            c["spatial_merge_size"],
+            c["text_config"]["hidden_size"],
+        )
 
 
 # Kernels per op in eager PyTorch (transformers): RMSNorm 8 (see derivations.common.decoder); RoPE
@@ -78,9 +82,26 @@ def _attention(e: PixtralConfig, batch, patches, fused: bool, packed: bool):
     t = batch * patches
     proj = dict(tokens=t, d_in=e.hidden, d_out=e.hidden, bias=False)
     if packed:  # per image: batch x heads independent (N x N) problems, no mask
-        core = op("attn_core", "sdpa", batch_heads=batch * e.heads, s_q=patches, s_k=patches, d_qk=e.head_dim, d_v=e.head_dim)
+        core = op(
+            "attn_core",
+            "sdpa",
+            batch_heads=batch * e.heads,
+            s_q=patches,
+            s_k=patches,
+            d_qk=e.head_dim,
+            d_v=e.head_dim,
+        )
     else:  # one (B*N x B*N) problem per head, masked to the diagonal blocks
-        core = op("attn_core", "sdpa", batch_heads=e.heads, s_q=t, s_k=t, d_qk=e.head_dim, d_v=e.head_dim, mask_elems=t * t)
+        core = op(
+            "attn_core",
+            "sdpa",
+            batch_heads=e.heads,
+            s_q=t,
+            s_k=t,
+            d_qk=e.head_dim,
+            d_v=e.head_dim,
+            mask_elems=t * t,
+        )
     return seq(
         "attn",
         op("q_proj", "linear", **proj, keep=True),
@@ -178,6 +199,18 @@ def projector(cfg: VisionConfig, batch, patches, tokens, fused: bool):
         op("linear_1", "linear", tokens=rows, d_in=h, d_out=cfg.text_hidden, bias=False),
         op("act", "elementwise", elems=rows * cfg.text_hidden, fn="gelu"),
         op("linear_2", "linear", tokens=rows, d_in=cfg.text_hidden, d_out=cfg.text_hidden, bias=False),
+    )
+
+
+def vision(cfg: VisionConfig, batch, patches, tokens, packed: bool):
+    """The vision stage: every image of the batch in one tower call, the projector, and the
+    ``torch.cat`` of the per-image features into the image block. ``packed`` (vLLM): attention per
+    image and fused norms/RoPE; else transformers' block-diagonal mask and eager ops."""
+    return seq(
+        "vision",
+        tower(cfg.encoder, batch, patches, packed, packed, keep=True),
+        projector(cfg, batch, patches, tokens, packed),
+        op("features", "elementwise", elems=batch * tokens * cfg.text_hidden, fn="copy"),
     )
 
 
