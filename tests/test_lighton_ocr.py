@@ -274,3 +274,77 @@ def test_compiled_equals_evaluate_and_the_closed_form(runtime):
         r = m.evaluate(int(w[k]), int(h[k]), "request", prompt_tokens=7, new_tokens=30)
         assert {x: int(out[x][k]) for x in metrics} == {x: r[x] for x in metrics}
         assert r["flops"] == closed.subs({W: int(w[k]), H: int(h[k]), P: 7, N: 30, B: 1})
+
+
+# --------------------------------------------------------------------------- peak memory
+
+MEMORY_TOLERANCE = 0.10
+
+
+@pytest.fixture(scope="module")
+def cpu_model():
+    """Real bf16 CPU tensors at the checkpoint's widths, 2 encoder and 2 decoder layers (uninitialised:
+    a peak reads no values)."""
+    return lo.build_model("cpu", vision_layers=2, text_layers=2, random=False)
+
+
+def _reduced(runtime="hf"):
+    """The family's trees at the measured depth (2 and 2 layers)."""
+    from dataclasses import replace
+
+    from derivations.common.vlm import execution
+    from derivations.lighton_ocr import DECODER, HF, VISION
+
+    ex, _ = execution(runtime, None, None, "expected", HF)
+    vis = replace(VISION, encoder=replace(VISION.encoder, layers=2))
+    return vis, replace(DECODER, layers=2, dense_layers=2), ex
+
+
+def _check_memory(analytic: int, measured: int):
+    print(f"analytic {analytic:,} B, measured {measured:,} B, ratio {analytic / measured:.4f}")
+    assert abs(analytic - measured) <= MEMORY_TOLERANCE * measured
+
+
+def _analytic_memory(stage, **p) -> int:
+    from derivations.common.decoder import decode_step, decoder, next_token
+    from derivations.lighton_ocr.vision import vision
+    from symcost.dtypes import building, precision
+
+    vis, dec, ex = _reduced()
+    with building(precision("bf16")):
+        if stage == "vision":
+            patches, tokens = (
+                (p["height"] // 14) * (p["width"] // 14),
+                (p["height"] // 28) * (p["width"] // 28),
+            )
+            tree = vision(vis, p["batch"], patches, tokens, packed=False)
+        elif stage == "prefill":
+            b = p["batch"]
+            tree = symcost.seq("prefill", decoder(dec, ex, b, p["seq"], 0), next_token(dec, ex, b, b))
+        else:
+            tree = decode_step(dec, ex, p["batch"], p["kv_len"])
+        return int(tree.cost.peak_bytes)
+
+
+@pytest.mark.parametrize(
+    "stage,params",
+    [
+        ("vision", {"height": 70, "width": 98, "batch": 2}),  # 5 x 7 patches each: mask over 70 x 70
+        ("prefill", {"seq": 64, "batch": 1}),
+        ("decode", {"kv_len": 500, "batch": 4}),
+        pytest.param("vision", {"height": 126, "width": 182, "batch": 1}, marks=pytest.mark.slow),
+        pytest.param("prefill", {"seq": 300, "batch": 2}, marks=pytest.mark.slow),
+        pytest.param("decode", {"kv_len": 2000, "batch": 8}, marks=pytest.mark.slow),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "-".join(f"{k}{v}" for k, v in x.items()),
+)
+def test_peak_memory(cpu_model, stage, params):
+    """activation_bytes (the liveness walk) within 10 % of the live-tensor peak of transformers' code on
+    real CPU tensors (validation.memory.LiveBytes); the cases land within 1 %."""
+    _check_memory(_analytic_memory(stage, **params), lo.measure_memory(cpu_model, stage, **params))
+
+
+def test_vision_peak_does_not_depend_on_depth():
+    """The encoder's layers retain nothing, so the 2-layer tree's peak is the 24-layer stage's."""
+    r = load().evaluate(98, 70, "vision", batch=2)
+    assert r["activation_bytes"] == _analytic_memory("vision", height=70, width=98, batch=2)

@@ -91,10 +91,11 @@ def _check(counter):
 # --------------------------------------------------------------------------- model
 
 
-def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=None):
+def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=None, random=True):
     """``LightOnOcrForConditionalGeneration`` from hf_config.json, tied, eval(), parameters in ``dtype``
-    (bf16). Off meta: random weights (normal(0, 0.02), seed 0). ``vision_layers`` / ``text_layers``
-    cut the depth (memory cases on real tensors); every other size is the checkpoint's."""
+    (bf16). Off meta: random weights (normal(0, 0.02), seed 0), or left uninitialised with
+    ``random=False`` (a memory peak does not read values). ``vision_layers`` / ``text_layers`` cut the
+    depth (memory cases on real tensors); every other size is the checkpoint's."""
     import torch
     from transformers import LightOnOcrConfig, LightOnOcrForConditionalGeneration
     from transformers.initialization import no_init_weights
@@ -115,7 +116,7 @@ def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=No
     finally:
         torch.set_default_dtype(previous)
     model.tie_weights()  # no_init_weights skips it; from_pretrained ties lm_head to the embedding
-    if device != "meta":
+    if device != "meta" and random:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
             for p in model.parameters():
@@ -503,3 +504,43 @@ def resize_grid(widths, heights, processes=None):
     for k, part in enumerate(parts):
         out[k::blocks] = part
     return out[..., 0], out[..., 1]
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def measure_memory(model, stage: str, *, height=0, width=0, batch=1, seq=0, kv_len=0) -> int:
+    """Peak live tensor bytes above the start (``validation.memory.LiveBytes``) of one stage of ``model``
+    (a ``build_model("cpu", ...)`` model: real bf16 tensors, no_grad), as transformers runs it:
+
+    vision   ``get_image_features`` on ``batch`` images resized to ``height`` x ``width``, then the
+             ``torch.cat`` of the features that the forward does (pixels pre-existing)
+    prefill  the forward on ``batch`` x ``seq`` token ids, a fresh DynamicCache, ``logits_to_keep=1``
+             (``generate()``), then the next token's fp32 logits
+    decode   the forward on ``batch`` x 1 ids after ``kv_len`` cached tokens (pre-existing, so the
+             frees of the old cache by concatenation count), then the next token's fp32 logits
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from validation.memory import LiveBytes
+
+    with torch.no_grad():
+        if stage == "vision":
+            pixels = torch.zeros(batch, 3, height, width, dtype=torch.bfloat16)
+            with LiveBytes(preexisting=[pixels]) as live:
+                out = model.model.get_image_features(pixels, [(height, width)] * batch)
+                torch.cat(out.pooler_output)
+            return live.peak_bytes
+        text = model.config.text_config
+        ids = torch.ones(batch, 1 if stage == "decode" else seq, dtype=torch.long)
+        cache = DynamicCache(config=text)
+        pre = [ids]
+        if stage == "decode":
+            cache = _cache(text, kv_len, torch.zeros(batch, 1, dtype=torch.bfloat16))
+            pre += [t for layer in cache.layers for t in (layer.keys, layer.values)]
+        with LiveBytes(preexisting=pre) as live:
+            del pre
+            logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+            logits[:, -1, :].to(copy=True, dtype=torch.float32)  # generate()'s next-token logits
+        return live.peak_bytes
