@@ -292,13 +292,6 @@ def grid_mismatches(widths, heights, processes=None, show: int = 10) -> dict:
 
     widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
     start = time.perf_counter()
-    ours = {}
-    for runtime in ("hf", "vllm"):
-        cfg = resize_config(runtime)
-        w_p, h_p = patch_sides(cfg, widths[:, None], heights[None, :])
-        ours[runtime] = (w_p * cfg.patch, h_p * cfg.patch)
-    analytic_s = time.perf_counter() - start
-    start = time.perf_counter()
     ref_h, ref_w = resize_grid(widths, heights, processes)
     unit = resize_config("vllm").unit
     sides = np.unique(np.concatenate([ref_h.ravel(), ref_w.ravel()]))
@@ -306,21 +299,24 @@ def grid_mismatches(widths, heights, processes=None, show: int = 10) -> dict:
     table[sides] = [_num_image_tokens((int(s), int(s)), (unit, unit))[0] * unit for s in sides]
     ref = {"hf": (ref_w, ref_h), "vllm": (table[ref_w], table[ref_h])}
     processor_s = time.perf_counter() - start
-    out: dict = {"pairs": int(ref_w.size), "first": [], "analytic_s": analytic_s, "processor_s": processor_s}
+    out: dict = {"pairs": int(ref_w.size), "first": [], "processor_s": processor_s}
+    start = time.perf_counter()
     for runtime in ("hf", "vllm"):
-        (aw, ah), (pw, ph) = ours[runtime], ref[runtime]
-        bad = np.argwhere((aw != pw) | (ah != ph))
-        out[f"mismatches_{runtime}"] = len(bad)
-        out["first"] += [
-            (
-                runtime,
-                int(widths[i]),
-                int(heights[j]),
-                (int(aw[i, j]), int(ah[i, j])),
-                (int(pw[i, j]), int(ph[i, j])),
-            )
-            for i, j in bad[:show]
-        ]
+        cfg = resize_config(runtime)
+        n_bad, bad = 0, []
+        for i in range(0, len(widths), 256):  # blocks of widths: bounded temporaries
+            w_p, h_p = patch_sides(cfg, widths[i : i + 256, None], heights[None, :])
+            pw, ph = (r[i : i + 256] for r in ref[runtime])
+            wrong = (w_p * cfg.patch != pw) | (h_p * cfg.patch != ph)
+            n_bad += int(np.count_nonzero(wrong))
+            bad += [(i + a, b) for a, b in np.argwhere(wrong)[: show - len(bad)]]
+        out[f"mismatches_{runtime}"] = n_bad
+        for i, j in bad:
+            w_p, h_p = (int(x[0]) for x in patch_sides(cfg, widths[i : i + 1], heights[j : j + 1]))
+            analytic = (w_p * cfg.patch, h_p * cfg.patch)
+            processor = (int(ref[runtime][0][i, j]), int(ref[runtime][1][i, j]))
+            out["first"].append((runtime, int(widths[i]), int(heights[j]), analytic, processor))
+    out["analytic_s"] = time.perf_counter() - start
     out["refused"] = int(np.count_nonzero((ref_w == 0) | (ref_h == 0)))
     return out
 
