@@ -174,15 +174,33 @@ def test_layout_on_sampled_and_edge_sizes():
         assert (14 * h_p == -(-want[:, 0] // unit) * unit).all()
 
 
-def test_grid_function_counts_mismatches():
+def test_grid_function_counts_mismatches(monkeypatch):
     """The grid comparison itself (the slow test's engine) on a small block, with and without a bug."""
-    from derivations.lighton_ocr.layout import resized
+    from derivations.lighton_ocr import layout
 
     widths, heights = np.arange(1, 200, 7), np.arange(1500, 1700, 3)
     got = grid_mismatches(widths, heights, processes=1)
     assert got["mismatches_hf"] == got["mismatches_vllm"] == 0 and got["pairs"] == 29 * 67
-    w_r, h_r = resized(resize_config("hf"), widths[:, None], heights[None, :])
+    w_r, h_r = layout.resized(resize_config("hf"), widths[:, None], heights[None, :])
     assert got["refused"] == np.count_nonzero((w_r == 0) | (h_r == 0)) > 0  # width 1 above 1540 px high
+    right = layout.patch_sides
+
+    def off_by_one_at_99(cfg, w, h):  # one patch too many on every 99-px-wide image
+        w_p, h_p = right(cfg, w, h)
+        return w_p + (w == 99), h_p
+
+    monkeypatch.setattr(layout, "patch_sides", off_by_one_at_99)
+    got = grid_mismatches(widths, heights, processes=1, show=3)
+    assert got["mismatches_hf"] == got["mismatches_vllm"] == 67
+    assert [(r, w, h) for r, w, h, _, _ in got["first"]] == [
+        ("hf", 99, 1500),
+        ("hf", 99, 1503),
+        ("hf", 99, 1506),
+    ] + [
+        ("vllm", 99, 1500),
+        ("vllm", 99, 1503),
+        ("vllm", 99, 1506),
+    ]
 
 
 @pytest.mark.slow
