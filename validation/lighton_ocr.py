@@ -34,6 +34,7 @@ from pathlib import Path
 
 from validation import ValidationError
 from validation.measure import _attribute, _exclusive, _op_kind, _torch_counts
+from validation.ocr2 import _cache, _decoder_wrapper  # the model-agnostic forward with a cache
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "lighton_ocr" / "hf_config.json"
 PREPROCESSOR_PATH = CONFIG_PATH.with_name("preprocessor_config.json")
@@ -257,42 +258,6 @@ def measure_vision(
 
 
 # --------------------------------------------------------------------------- decoder
-
-
-def _cache(text, l_past, like):
-    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for i in range(text.num_hidden_layers):
-        shape = (like.shape[0], text.num_key_value_heads, l_past, text.head_dim)
-        kv = torch.zeros(shape, device=like.device, dtype=like.dtype)
-        cache.update(kv, kv.clone(), i)
-    return cache
-
-
-def _decoder_wrapper(model, l_past, logits_to_keep):
-    from torch import nn
-
-    class Decoder(nn.Module):
-        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, inputs_embeds):
-            cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
-            out = self.m(
-                inputs_embeds=inputs_embeds,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=logits_to_keep,
-            )
-            return out.logits
-
-    return Decoder()
 
 
 def _decoder_columns(path, op):
