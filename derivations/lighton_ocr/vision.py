@@ -78,7 +78,7 @@ _ROPE_TABLE_KERNELS = 12
 _POSITION_KERNELS_PER_IMAGE = 5
 
 
-def _attention(e: PixtralConfig, batch, patches, fused: bool, packed: bool):
+def _attention(e: PixtralConfig, batch, patches, packed: bool):
     t = batch * patches
     proj = dict(tokens=t, d_in=e.hidden, d_out=e.hidden, bias=False)
     if packed:  # per image: batch x heads independent (N x N) problems, no mask
@@ -112,7 +112,7 @@ def _attention(e: PixtralConfig, batch, patches, fused: bool, packed: bool):
             "elementwise",
             elems=2 * t * e.hidden,
             fn="rope",
-            kernels=1 if fused else _ROPE_APPLY_KERNELS,
+            kernels=1 if packed else _ROPE_APPLY_KERNELS,
             keep=True,
         ),
         core,
@@ -120,12 +120,13 @@ def _attention(e: PixtralConfig, batch, patches, fused: bool, packed: bool):
     )
 
 
-def tower(e: PixtralConfig, batch, patches, fused: bool, packed: bool, keep: bool = False):
-    """The encoder over ``batch`` images of ``patches`` patches each, in one call. The position
-    table and the mask come first here (they read only shapes) and live through every layer; the
-    conv output does too (the per-image views of it are kept for the positions)."""
+def tower(e: PixtralConfig, batch, patches, packed: bool, keep: bool = False):
+    """The encoder over ``batch`` images of ``patches`` patches each, in one call; ``packed``: as vLLM
+    runs it (attention per image, fused norms and RoPE, a conv per image), else as transformers does.
+    The position table and the mask come first here (they read only shapes) and live through every
+    layer; the conv output does too (the per-image views of it are kept for the positions)."""
     t, h = batch * patches, e.hidden
-    norm = dict(tokens=t, dim=h, fused=fused)
+    norm = dict(tokens=t, dim=h, fused=packed)
     parts = [
         op(
             "rope_table",
@@ -141,7 +142,8 @@ def tower(e: PixtralConfig, batch, patches, fused: bool, packed: bool, keep: boo
             op("block_mask", "elementwise", elems=t * t, fn="copy", n_inputs=0, kernels=1 + batch, keep=True)
         )
     parts += [
-        # a stride = kernel conv is one patch-sized dot product per output: t outputs of 1 x 1
+        # a stride = kernel conv is one patch-sized dot product per output: t outputs of 1 x 1;
+        # transformers convolves the padded batch at once, vLLM each image on its own
         op(
             "patch_conv",
             "conv2d",
@@ -153,6 +155,7 @@ def tower(e: PixtralConfig, batch, patches, fused: bool, packed: bool, keep: boo
             out_hw=1,
             bias=False,
             keep=True,
+            kernels=batch if packed else 1,
         ),
         op("flatten", "elementwise", elems=t * h, fn="copy"),  # torch.cat of the per-image [N, h] maps
         op("ln_pre", "rms_norm", **norm),
@@ -160,7 +163,7 @@ def tower(e: PixtralConfig, batch, patches, fused: bool, packed: bool, keep: boo
             "layers",
             e.layers,
             op("attention_norm", "rms_norm", **norm),
-            _attention(e, batch, patches, fused, packed),
+            _attention(e, batch, patches, packed),
             op("residual1", "elementwise", elems=t * h, n_inputs=2, keep=True),
             op("ffn_norm", "rms_norm", **norm),
             seq(
@@ -208,7 +211,7 @@ def vision(cfg: VisionConfig, batch, patches, tokens, packed: bool):
     image and fused norms/RoPE; else transformers' block-diagonal mask and eager ops."""
     return seq(
         "vision",
-        tower(cfg.encoder, batch, patches, packed, packed, keep=True),
+        tower(cfg.encoder, batch, patches, packed, keep=True),
         projector(cfg, batch, patches, tokens, packed),
         op("features", "elementwise", elems=batch * tokens * cfg.text_hidden, fn="copy"),
     )
@@ -218,6 +221,6 @@ def vision_weights(cfg: VisionConfig):
     """The vision modules once, for parameter counts."""
     return seq(
         "vision",
-        tower(cfg.encoder, 1, 1, fused=False, packed=True),
+        tower(cfg.encoder, 1, 1, packed=True),
         projector(cfg, 1, cfg.merge * cfg.merge, 1, fused=False),
     )
