@@ -43,11 +43,8 @@ __all__ = ["FAMILY", "load", "CONFIG", "PREPROCESSOR", "DECODER", "VISION", "res
 
 CONFIG = json.loads(Path(__file__).with_name("hf_config.json").read_text())
 PREPROCESSOR = json.loads(Path(__file__).with_name("preprocessor_config.json").read_text())
-# Qwen3: q_norm / k_norm per head; RoPE cos/sin once per forward by broadcasting (uncounted); the
-# MLP's temporaries as transformers frees them
-DECODER = DecoderConfig.from_hf(
-    CONFIG["text_config"], rope_matmul_per_layer=False, qk_norm=True, mlp_frees_early=True
-)
+# Qwen3: q_norm / k_norm per head; RoPE cos/sin once per forward by broadcasting (uncounted)
+DECODER = DecoderConfig.from_hf(CONFIG["text_config"], rope_matmul_per_layer=False, qk_norm=True)
 VISION = VisionConfig.from_hf(CONFIG)
 # transformers 5.23: SDPA attention (decoder and encoder), generate() keeps the last position's
 # logits, no upcast in the forward
