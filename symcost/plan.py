@@ -31,13 +31,13 @@ day (:func:`for_throughput`).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .checks import check_positive, shown
+from .checks import check_int, check_positive, shown
 from .errors import SymcostError
 from .hardware import Hardware, get_hardware
 from .metrics import INT_METRICS, UNITS
@@ -172,10 +172,8 @@ def _wave(model: Model, hw: Hardware, mix: Mix, batch: int, kw: dict, steps: boo
     shares = mix.shares(batch)
     held = [(n, p) for n, p in zip(shares.tolist(), mix.points) if n]
     n = [k for k, _ in held]
-    rs = [
-        model.evaluate(**p, **{s.batch: batch}, stage=s.stage, hardware=hw, steps=steps, **kw)
-        for _, p in held
-    ]
+    inputs: list[dict[str, Any]] = [{**p, s.batch: batch} for _, p in held]
+    rs = [model.evaluate(stage=s.stage, hardware=hw, steps=steps, **kw, **i) for i in inputs]
     time_s = _mean([r["time_s"] for r in rs], n, batch)
     tokens = sum(k * p[s.new_tokens] for k, p in held)
     out = {
@@ -326,16 +324,9 @@ class BudgetUnmet(SymcostError):
 
 
 def _check_aspect(aspect) -> tuple[int, int]:
-    ok = (
-        isinstance(aspect, (tuple, list))
-        and len(aspect) == 2
-        and all(
-            isinstance(x, numbers.Integral) and not isinstance(x, bool) and 1 <= x <= 65_535 for x in aspect
-        )
-    )
-    if not ok:
+    if not isinstance(aspect, (tuple, list)) or len(aspect) != 2:
         raise SymcostError(f"aspect: {shown(aspect)} is not (width, height) with integers in [1, 65535]")
-    a, b = (int(x) for x in aspect)
+    a, b = (check_int("aspect", x, 1, 65_535) for x in aspect)
     g = math.gcd(a, b)
     return a // g, b // g
 
@@ -419,8 +410,7 @@ def largest_image(
         j = int(changes[-1]) + 1 if changes.size else 0
         constant_from = [int(w[j]), int(h[j])]
     return {
-        "width": int(w[k]),
-        "height": int(h[k]),
+        **{name: int(side[k]) for name, side in zip(names, (w, h))},
         "metric": metric,
         "value": values[k].item(),
         "budget": budget,

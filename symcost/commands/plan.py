@@ -115,7 +115,7 @@ def run(args, family) -> int:
     points = [{**dict(zip(family.image, img)), **inputs} for img in images]
     for point in points:
         model.check_inputs(s.stage, {**point, s.batch: batch or 1})
-    aspect = _aspect(args, images) if inverse else None
+    aspect = _aspect(args, images) if inverse else (1, 1)
     out: dict = {
         "family": family.name,
         **model.options,
@@ -126,8 +126,7 @@ def run(args, family) -> int:
     }
     if points:
         out.update(plan(model, args.hardware, points, batch, convention=args.convention, **kw))
-        for share in out["mix"]:
-            share["image"] = _label(share.pop("point"), family)
+        out["mix"] = [{"image": _label(m["point"], family), "requests": m["requests"]} for m in out["mix"]]
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         if asked[flag] is None:
             continue
@@ -232,11 +231,11 @@ def _text(model, out: dict, args) -> str:
         value = out.get(f"largest_image_{flag[6:].replace('-', '_')}")
         if value is None:
             continue
-        grid = f", tiles {value['w_tiles']}x{value['h_tiles']}" if "w_tiles" in value else ""
+        grid = "".join(f", {o} {value[str(o)]}" for o in model.layout.outputs if str(o) in value)
         size = (
             f"any size (cost constant past {value['constant_from'][0]}x{value['constant_from'][1]})"
             if value["constant_from"]
-            else f"{value['width']}x{value['height']} px{grid}"
+            else f"{_label(value, model.family)} px{grid}"
         )
         lines.append(
             f"{'largest image':>24}  {size} at {s.batch} {value[s.batch]} ({flag}: {metric} "
