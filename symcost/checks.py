@@ -9,7 +9,15 @@ import numpy as np
 
 from .errors import SymcostError
 
-__all__ = ["check_int", "check_ints", "check_shapes", "check_fraction", "check_positive", "shown"]
+__all__ = [
+    "check_int",
+    "check_ints",
+    "check_shapes",
+    "check_fraction",
+    "check_positive",
+    "shown",
+    "printable",
+]
 
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
@@ -108,3 +116,9 @@ def shown(value) -> str:
     except ValueError:  # e.g. an object array holding such an integer
         text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (a newline in a file name shows as
+    ``\\n``, never breaks the line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

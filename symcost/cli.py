@@ -145,7 +145,9 @@ def _as_flag(message: str, argv) -> str:
 
 def _one_line(text: str) -> str:
     """Non-printable characters escaped (argparse echoes raw arguments), at most 500 characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    from .checks import printable
+
+    text = printable(text)
     return text if len(text) <= 500 else text[:497] + "..."
 
 
