@@ -24,7 +24,7 @@ _SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if
 def build_parser():
     from importlib import import_module
 
-    from .args import Parser
+    from .args import NUMBERS, Parser
     from .commands import COMMANDS
     from .family import families, get_family
 
@@ -33,7 +33,7 @@ def build_parser():
         prog="symcost",
         description="Exact closed-form costs of models: FLOPs, "
         "bytes, memory, time, capacity. Families: " + ", ".join(names) + ".",
-        epilog="Run `symcost COMMAND FAMILY --help` for a command's options.",
+        epilog=f"Run `symcost COMMAND FAMILY --help` for a command's options. Flags: {NUMBERS}.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     for name in COMMANDS:

@@ -44,15 +44,15 @@ def add_arguments(p, family):
     )
     what = {
         "--max-flops": "request FLOPs (--convention)",
-        "--max-ttft-ms": "time to first token, in ms",
-        "--max-memory-gb": "device memory, in GB (1e9 B)",
+        "--max-ttft-ms": "time to first token",
+        "--max-memory-gb": "device memory (GB = 1e9 B)",
     }
     for flag, (_, unit, _, (lo, hi)) in QUESTIONS.items():
         g.add_argument(
             flag,
             type=real_in(lo, hi, unit),
             default=None,
-            help=f"largest image whose {what[flag]} stays within this; a number of {unit} in "
+            help=f"the largest image whose {what[flag]} stays within this many {unit}; a number in "
             f"[{lo:g}, {hi:g}]. Default: none",
         )
     g.add_argument(
