@@ -142,8 +142,8 @@ def _wave_memory(mix: Mix, memory: list[np.ndarray], batches: np.ndarray) -> np.
 def max_batch(
     model: Model, hardware, points, dtype: str = "bf16", kv_dtype: str | None = None
 ) -> tuple[int, int]:
-    """``(largest batch B such that waves of B and of every smaller batch fit, memory_bytes of a
-    wave of one)``; 0 when one request does not fit. The compiled ``memory_bytes`` is evaluated
+    """``(largest batch B such that waves of B and of every smaller batch fit, memory_bytes of the
+    smallest wave)``; 0 when the smallest wave does not fit. The compiled ``memory_bytes`` is evaluated
     at every batch at once."""
     mix, memory = _mix(model, points, dtype, kv_dtype)
     return _max_batch(model, get_hardware(hardware), mix, memory)
@@ -152,9 +152,10 @@ def max_batch(
 def _max_batch(model: Model, hw: Hardware, mix: Mix, memory: list[np.ndarray]) -> tuple[int, int]:
     limit = model.family.input(_serving(model).batch)
     batches = np.arange(limit.lo, limit.hi + 1)
-    fits = _wave_memory(mix, memory, batches) <= capacity_bytes(model, hw) * batches.astype(object)
+    wave = _wave_memory(mix, memory, batches)
+    fits = wave <= capacity_bytes(model, hw) * batches.astype(object)
     first_over = int(np.argmin(fits)) if not fits.all() else len(batches)
-    return (int(batches[first_over - 1]) if first_over else 0), int(memory[0][0])
+    return (int(batches[first_over - 1]) if first_over else 0), -(-int(wave[0]) // int(batches[0]))
 
 
 def _ceil_mean(values, shares, batch: int) -> int:
@@ -191,14 +192,16 @@ def _wave(model: Model, hw: Hardware, mix: Mix, batch: int, kw: dict, steps: boo
         "pages_per_day": batch / time_s * DAY_S,
     }
     if steps:
-        out.update(_wave_steps(rs, n, batch, out["weight_bytes"], out["memory_bytes"]))
+        out.update(_wave_steps(rs, shares.tolist(), batch, out["weight_bytes"], out["memory_bytes"]))
     return out
 
 
-def _wave_steps(rs: list[dict], n: list[int], batch: int, weight_bytes: int, memory_bytes: int) -> dict:
+def _wave_steps(rs: list[dict], shares: list[int], batch: int, weight_bytes: int, memory_bytes: int) -> dict:
     """Per step of the request: the wave's time and bound; and the memory parts at the peak (the
-    step where each shape's memory peaks: the KV cache held when that step ends, weights, and
-    other live bytes, which adds up to ``memory_bytes``)."""
+    step where each shape's memory peaks, one per mix entry, None for a shape the wave does not
+    hold: the KV cache held when that step ends, weights, and other live bytes, which add up to
+    ``memory_bytes``). ``rs``: the evaluations of the shapes the wave holds."""
+    n = [k for k in shares if k]
     names = list(rs[0]["steps"])
     bound = {}
     for step in names:
@@ -206,10 +209,11 @@ def _wave_steps(rs: list[dict], n: list[int], batch: int, weight_bytes: int, mem
         bound[step] = max(seconds, key=lambda b: seconds[b])
     peaks = [max(names, key=lambda k: r["steps"][k]["memory_bytes"]) for r in rs]
     kv = _ceil_mean([r["steps"][p]["kv_bytes"] for r, p in zip(rs, peaks)], n, batch)
+    at = iter(peaks)
     return {
         "bound": bound,
         "peak": {
-            "steps": peaks,
+            "steps": [next(at) if k else None for k in shares],
             "weight_bytes": weight_bytes,
             "kv_bytes": kv,
             "other_bytes": memory_bytes - weight_bytes - kv,

@@ -388,7 +388,7 @@ def test_readme_main_job_is_one_runtime_and_plan_prints_the_requests_flops(model
 
 def test_a_request_past_the_stages_own_bounds_is_answered(models):
     """prefill + N/2 passed kv_len's bound (2^20) though no stage of the request reads kv_len."""
-    m = models("deepseek-ocr2")
+    m = vllm(models)
     out = plan(m, "h200", {"width": 1654, "height": 2339, "prompt_tokens": 1_000_000, "new_tokens": 200_000})
     assert out["batch"] == out["max_batch"] == 1 and set(out["bound"]) == STEPS
 

@@ -80,6 +80,10 @@ def _label(point: dict, family) -> str:
     return "x".join(str(point[n]) for n in family.image)
 
 
+def _requests(n: int) -> str:
+    return f"{n:,} request" + ("" if n == 1 else "s")
+
+
 def _aspect(args, images) -> tuple[int, int]:
     from ..sweep import parse_aspect
 
@@ -192,11 +196,12 @@ def _text(model, out: dict, args) -> str:
                 else ""
             )
         )
-        peak, steps = out["peak"], sorted(set(out["peak"]["steps"]))
+        peak = out["peak"]
+        held = [(step, share["image"]) for step, share in zip(peak["steps"], out["mix"]) if step]
         at = (
-            steps[0]
-            if len(steps) == 1
-            else ", ".join(f"{step} for {share['image']}" for step, share in zip(peak["steps"], out["mix"]))
+            held[0][0]
+            if len({step for step, _ in held}) == 1
+            else ", ".join(f"{step} for {image}" for step, image in held)
         )
         fits = "" if out["fits"] else f": DOES NOT FIT (the largest batch that fits is {out['max_batch']:,})"
         rows = [
@@ -204,8 +209,8 @@ def _text(model, out: dict, args) -> str:
                 "image" if len(out["mix"]) == 1 else "images",
                 ", ".join(f"{m['image']} x {m['requests']:,}" for m in out["mix"]),
             ),
-            ("largest batch that fits", f"{out['max_batch']:,} requests ({out['max_batch_bound']})"),
-            ("batch", f"{batch:,} requests"),
+            ("largest batch that fits", f"{_requests(out['max_batch'])} ({out['max_batch_bound']})"),
+            ("batch", _requests(batch)),
             (
                 "FLOPs",
                 f"{human(out['flops'] / 1e12)} TFLOP for the wave, {human(out['flops'] / batch / 1e12)} "
