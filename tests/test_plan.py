@@ -239,6 +239,25 @@ def test_memory_parts_are_those_of_the_step_where_it_peaks(models):
         assert sum(p["peak"][k] for k in ("weight_bytes", "kv_bytes", "other_bytes")) == p["memory_bytes"]
 
 
+@pytest.mark.parametrize(
+    "family,runtime", [("deepseek-ocr", "hf"), ("deepseek-ocr", "vllm"), ("deepseek-ocr2", "hf")]
+)
+def test_the_steps_of_a_request_are_its_parts(models, family, runtime):
+    """Per step (vision, prefill, next token, decode): the largest memory is the request's, the
+    cache after the last step is the request's, the cache never exceeds what the step holds
+    beyond weights, and the steps' times add up to the request's."""
+    m = models(family, runtime=runtime)
+    r = m.evaluate(
+        1654, 2339, "request", prompt_tokens=12, new_tokens=300, batch=7, hardware="h200", steps=True
+    )
+    steps = r["steps"]
+    assert set(steps) == STEPS
+    assert max(s["memory_bytes"] for s in steps.values()) == r["memory_bytes"]
+    assert steps["decode"]["kv_bytes"] == r["kv_bytes"] and steps["vision"]["kv_bytes"] == 0
+    assert all(s["memory_bytes"] >= r["weight_bytes"] + s["kv_bytes"] for s in steps.values())
+    assert sum(s["time_s"] for s in steps.values()) == pytest.approx(r["time_s"], rel=1e-12)
+
+
 @pytest.mark.parametrize("stage", ["vision", "prefill", "decode", "request"])
 def test_eval_memory_columns_add_up(stage, capsys):
     """weights + kv in + activations = memory, in JSON and in the table's titles."""
