@@ -218,9 +218,9 @@ def _text(model, out: dict, args) -> str:
             ),
             ("memory", f"{gb(out['memory_bytes'])} of {gb(cap)}{fits}"),
             (
-                f"peak in {at}",
+                "at the peak",
                 f"weights {gb(peak['weight_bytes'])} + KV cache {gb(peak['kv_bytes'])} + other "
-                f"activations {gb(peak['other_bytes'])}",
+                f"activations {gb(peak['other_bytes'])}, in {at}",
             ),
             ("time to first token", f"{human(out['ttft_s'] * 1e3)} ms"),
             ("time per output token", f"{human(out['tpot_s'] * 1e3)} ms"),
