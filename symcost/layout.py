@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2
+from math import ceil, log2
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -63,8 +63,6 @@ class Layout(Protocol):
     def pieces(self) -> tuple[tuple[object, tuple[int, ...]], ...]: ...  # ordered conditions
 
     def describe(self) -> str: ...
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]: ...  # see AspectTiler.breaks
 
 
 def by_tile_count(candidates: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -109,9 +107,6 @@ class FixedLayout:
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
         return f"({names}) = {self.values}: {self.reason}"
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        return []
 
 
 @dataclass(frozen=True)
@@ -213,24 +208,6 @@ class AspectTiler:
             f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
             f"above {self._tie}^2*i*j/2 px"
         )
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        """Scales k after which the grid of ``(a*k, b*k)`` may change, for k in [1, k_max].
-
-        Along the ray the aspect ratio is fixed, so only the shortcut (assumed to hold for small
-        images only: its last k is found by bisection) and the area bins (``a*b*k^2`` against
-        each tie threshold) can change the outcome.
-        """
-        out = set()
-        if self.shortcut(a, b):
-            lo, hi = 1, k_max + 1  # shortcut(lo) holds; hi is past the end
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if self.shortcut(a * mid, b * mid) else (lo, mid)
-            out.add(lo)
-        for t in self.thresholds:  # largest k with a*b*k^2 <= t
-            out.add(isqrt(t // (a * b)))
-        return sorted(k for k in out if 1 <= k < k_max)
 
     # -- numeric --------------------------------------------------------------------------
     @cached_property
@@ -398,9 +375,6 @@ class ComputedLayout:
 
     def describe(self) -> str:
         return self.text
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        raise TypeError("a computed layout has no breakpoints; evaluate along the ray")
 
 
 def dense_table(maxima: Sequence[int]) -> tuple[np.ndarray, Callable[..., np.ndarray]]:
