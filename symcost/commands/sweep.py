@@ -25,6 +25,7 @@ from ..args import (
     int_in,
     single,
 )
+from ..checks import printable
 from ..errors import SymcostError
 from ..metrics import METRICS
 
@@ -430,5 +431,5 @@ def _line_plot(args, family, sweep, modes, measured) -> int:
 
 
 def _say(args, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr)
+    if not args.quiet:  # a file name may hold a newline: escaped, one line
+        print(printable(text), file=sys.stderr)
