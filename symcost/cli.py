@@ -18,8 +18,6 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
-
 
 def build_parser():
     from importlib import import_module
@@ -48,16 +46,16 @@ def build_parser():
     return parser
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
-    saved = _handle(_SIGNALS, _interrupt)
+    saved: list = []
+    interrupted = False
     # Output is kept until the command succeeds: an error leaves stdout empty, and a stdout that
     # cannot take it (closed, full disk) is reported once, at the one place it is written.
     stdout, sys.stdout = sys.stdout, io.StringIO()
     try:
+        from .files import handle, raise_once
+
+        saved = handle(raise_once)
         from .errors import SymcostError
 
         try:
@@ -76,7 +74,8 @@ def main(argv=None) -> int:
         text, sys.stdout = sys.stdout.getvalue(), stdout
         return _write_stdout(text, code)
     except KeyboardInterrupt:
-        _print_error("symcost: interrupted")
+        interrupted = True  # the process is ending: signals stay ignored (a second Ctrl-C
+        _print_error("symcost: interrupted")  # must not turn this line into a traceback)
         return 130
     except Exception as e:  # a bug, not bad input: still one line, no traceback
         if os.environ.get("SYMCOST_DEBUG") == "1":
@@ -88,16 +87,8 @@ def main(argv=None) -> int:
         return 70
     finally:
         sys.stdout = stdout
-        for s, old in saved:
+        for s, old in saved if not interrupted else ():
             signal.signal(s, old)
-
-
-def _handle(signals, handler) -> list:
-    """Install ``handler``; returns what to restore (nothing outside the main thread)."""
-    try:
-        return [(s, signal.signal(s, handler)) for s in signals]
-    except ValueError:
-        return []
 
 
 def _write_stdout(text: str, code: int) -> int:

@@ -19,17 +19,17 @@ program over every input's declared range fits in int64, else decimal128(38, 0)
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import multiprocessing
 import os
 import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from math import prod
 from typing import TYPE_CHECKING
@@ -38,7 +38,17 @@ import numpy as np
 
 from .compile import CompiledFunction
 from .errors import SymcostError
-from .files import atomic_write, check_target, interrupts_as_keyboard
+from .files import (
+    INTERRUPTS,
+    atomic_write,
+    check_target,
+    interrupts_as_keyboard,
+    locked_temp,
+    raise_once,
+    remove_leftovers,
+    shielded,
+    umask,
+)
 from .hardware import Hardware, get_hardware
 from .inputs import Input
 from .metrics import INT_METRICS
@@ -77,6 +87,7 @@ _FORMAT_ROWS = 1 << 14  # rows turned into Python objects at a time while format
 _SPEC = re.compile(r"0*([0-9]{1,18})(?::0*([0-9]{1,18})(?::0*([0-9]{1,18}))?)?")
 _RATIO = re.compile(r"0*([0-9]{1,5}):0*([0-9]{1,5})")
 _PART = re.compile(r"part-[0-9]{6,}\.parquet")
+_PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 # named aspect ratios, width:height
 ASPECTS = {
     "square": (1, 1),
@@ -474,37 +485,137 @@ def require_pyarrow(param: str) -> None:
         raise SymcostError(f"{param}: .parquet needs pyarrow (pip install 'symcost[parquet]')") from None
 
 
-def _worker_init() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies (even by SIGKILL); elsewhere
+    the end of the task pipe tells an idle worker, a failed send a busy one."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def _work(conn, inherited, parent: int, sweep: Sweep, fmt: str) -> None:
+    """A worker: (start, stop) tasks in, ("ok", payload) or ("error", exception) out, in order."""
+    for s in INTERRUPTS:  # Ctrl-C goes to the whole group: the parent handles it; others kill
+        signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+    _die_with_parent(parent)
+    for c in inherited:  # other workers' pipe ends: their EOF must not wait for this process
+        c.close()
     from . import compile as compiled
 
     compiled.WORKERS = 1  # the processes are the parallelism: no thread pool inside each
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    for s in ("SIGTERM", "SIGHUP", "SIGQUIT"):
-        if hasattr(signal, s):
-            signal.signal(getattr(signal, s), signal.SIG_DFL)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the parent closed the pipe or died
+            os._exit(0)
+        if task is None:
+            os._exit(0)
+        try:
+            answer = ("ok", _payload(sweep, fmt, *task))
+        except Exception as e:  # a bug or a refused value: the parent raises it
+            answer = ("error", e)
+        try:
+            conn.send(answer)
+        except OSError:  # the parent died
+            os._exit(0)
+        except Exception as e:  # an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+class _Workers:
+    """``jobs`` forked processes computing chunk payloads, which come back in the order asked:
+    chunk k goes to worker k % jobs, which answers in order; at most two chunks per worker are
+    in flight (the memory bound). Workers die with this process; on any exit from the block
+    they are stopped and reaped, with interrupts ignored until that is done."""
+
+    def __init__(self, jobs: int, sweep: Sweep, fmt: str):
+        self.jobs, self.sweep, self.fmt = jobs, sweep, fmt
+        self.conns: list = []
+        self.procs: list = []
+
+    def __enter__(self) -> _Workers:
+        ctx = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        # blocked across fork: a signal must not reach a worker before its handlers are set
+        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+        try:
+            for _ in range(self.jobs):
+                mine, theirs = ctx.Pipe()
+                args = (theirs, [*self.conns, mine], parent, self.sweep, self.fmt)
+                proc = ctx.Process(target=_work, args=args, daemon=True)
+                proc.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
+        except BaseException as e:
+            self.__exit__(type(e), e, None)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        with shielded():
+            for conn in self.conns:
+                conn.close()  # idle workers see the end of the pipe and exit
+            for proc in self.procs:
+                if kind is not None:
+                    proc.kill()
+                proc.join(10)
+                if proc.exitcode is None:
+                    proc.kill()
+                    proc.join()
+
+    def results(self, ranges: Iterator) -> Iterator:
+        """(points, payload) of every range, in order."""
+        flight: deque = deque()
+        order = itertools.count()
+
+        def submit() -> None:
+            r = next(ranges, None)
+            if r is not None:
+                worker = next(order) % self.jobs
+                self.conns[worker].send(r)
+                flight.append((r[1] - r[0], worker))
+
+        for _ in range(2 * self.jobs):
+            submit()
+        while flight:
+            n, worker = flight.popleft()
+            try:
+                kind, value = self.conns[worker].recv()
+            except (EOFError, OSError):
+                self._died(worker)
+            if kind == "error":
+                raise value
+            submit()
+            yield n, value
+
+    def _died(self, worker: int):
+        proc = self.procs[worker]
+        proc.join(10)
+        code = proc.exitcode
+        if code is not None and -code in INTERRUPTS:  # the signal went to the whole group
+            raise_once(-code, None)
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        raise SymcostError(
+            f"--jobs: worker process {proc.pid} ended ({how}, out of memory?); fewer --jobs need less memory"
+        )
 
 
 def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
-    """Chunk payloads in order; with ``jobs > 1`` computed by forked workers, at most
-    ``2 * jobs`` chunks in flight (the memory bound)."""
-    if jobs <= 1:
+    """Chunk payloads in order, computed here or, with ``jobs > 1``, by forked workers."""
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         for s, e in ranges:
             yield e - s, _payload(sweep, fmt, s, e)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
-    try:
-        window: deque = deque()
-        for s, e in ranges:
-            window.append((e - s, pool.submit(_payload, sweep, fmt, s, e)))
-            if len(window) >= 2 * jobs:
-                n, fut = window.popleft()
-                yield n, fut.result()
-        while window:
-            n, fut = window.popleft()
-            yield n, fut.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with _Workers(jobs, sweep, fmt) as workers:
+        yield from workers.results(iter(ranges))
 
 
 def default_jobs() -> int:
@@ -586,15 +697,18 @@ def check_dataset_target(path: str, force: bool = False, param: str = "--out") -
         return
     if not force:
         raise SymcostError(f"{param}: {path[:200]!r} exists; pass --force to replace it")
-    if (
-        os.path.islink(path)
-        or not os.path.isdir(path)
-        or not all(_PART.fullmatch(n) for n in os.listdir(path))
-    ):
+    if os.path.islink(path) or not os.path.isdir(path) or not _only_parts(path):
         raise SymcostError(
             f"{param}: {path[:200]!r} exists and is not a dataset symcost wrote "
             "(only part-*.parquet files); remove it yourself"
         )
+
+
+def _only_parts(folder: str) -> bool:
+    """Whether ``folder`` holds nothing but regular files named like part files (kinds checked,
+    not only names: a folder or link named ``part-000000.parquet`` is not ours)."""
+    with os.scandir(folder) as entries:
+        return all(_PART.fullmatch(e.name) and e.is_file(follow_symlinks=False) for e in entries)
 
 
 def write_dataset(
@@ -620,8 +734,10 @@ def write_dataset(
     digits = max(6, len(str(len(ranges) - 1)))
     folder = os.path.dirname(os.path.abspath(path))
     with interrupts_as_keyboard():
+        remove_leftovers(folder)
         try:
-            tmp = tempfile.mkdtemp(prefix=".symcost-", suffix=".part", dir=folder)
+            lock, tmp = locked_temp(folder, directory=True)
+            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the usual mode, as the files get
         except OSError as e:
             raise SymcostError(f"--out: cannot write in {folder[:200]!r} ({e.strerror})") from None
         futures = []
@@ -642,10 +758,12 @@ def write_dataset(
             _rename_folder(tmp, path, force)
             return rows
         except BaseException:
-            client.cancel(futures)
-            shutil.rmtree(tmp, ignore_errors=True)
+            with shielded():
+                client.cancel(futures)
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
+            os.close(lock)
             if progress:
                 progress.close()
 
