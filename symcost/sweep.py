@@ -77,6 +77,11 @@ __all__ = [
     "FORMATS",
     "ASPECTS",
     "CHUNK_POINTS",
+    "Limits",
+    "LIMITS",
+    "Estimate",
+    "estimate",
+    "check_estimate",
 ]
 
 FORMATS = ("csv", "json", "parquet")
@@ -616,6 +621,86 @@ def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
         return
     with _Workers(jobs, sweep, fmt) as workers:
         yield from workers.results(iter(ranges))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a sweep may cost before it is refused (``--allow-huge`` runs it anyway): its
+    estimated time, and its estimated output size against the free space of the output's
+    folder. Sweeps under ``min_points`` are not estimated (seconds to minutes; a full disk is
+    still one clean error)."""
+
+    max_hours: float = 24.0
+    min_points: int = 1 << 22
+    sample_points: int = 1 << 16  # evaluated and encoded once, at the sweep's end (its largest
+    # numbers: the longest rows)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    points: int
+    sampled: int  # points evaluated and encoded to measure
+    processes: int  # processes the time is divided among
+    seconds: float
+    bytes: int
+
+    def describe(self, fmt: str) -> str:
+        return (
+            f"{self.points:.3e} points would take about {_duration(self.seconds)} on "
+            f"{self.processes} process{'es' if self.processes > 1 else ''} and write about "
+            f"{_bytes(self.bytes)} of {fmt.upper()} (measured on {self.sampled:,} of its points)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:,.3g} {unit}"
+    return f"{n:,.0f} B"
+
+
+LIMITS = Limits()  # what the command line applies
+
+
+def estimate(sweep: Sweep, fmt: str, processes: int, limits: Limits = LIMITS) -> Estimate:
+    """Time and output size of the whole sweep, from its last ``limits.sample_points`` points
+    evaluated and encoded here, spread over ``processes``."""
+    n = min(limits.sample_points, sweep.size)
+    start = time.perf_counter()
+    payload = _payload(sweep, fmt, sweep.size - n, sweep.size)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_batches([payload]), sink)
+        size = sink.getvalue().size
+    else:
+        size = len(payload)
+    seconds = (time.perf_counter() - start) * sweep.size / n / processes
+    return Estimate(sweep.size, n, processes, seconds, sweep.size * size // n)
+
+
+def check_estimate(sweep: Sweep, path: str, fmt: str, processes: int, limits: Limits = LIMITS) -> None:
+    """Refuse a sweep estimated to run over ``limits.max_hours`` or to outgrow the free space
+    of ``path``'s folder, saying its estimated size and time."""
+    if sweep.size < limits.min_points:
+        return
+    est = estimate(sweep, fmt, processes, limits)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if est.seconds > limits.max_hours * 3600 or est.bytes > free:
+        raise SymcostError(
+            f"sweep: {est.describe(fmt)}; refused above {limits.max_hours:g} hours or beyond the "
+            f"{_bytes(free)} free for --out: narrow or thin the ranges (A:B:STEP), or pass "
+            "--allow-huge to run it anyway"
+        )
 
 
 def default_jobs() -> int:

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -464,3 +466,52 @@ def test_cli_dask_engine(tmp_path, files):
     assert main(VISION + ["--engine", "dask", "--jobs", "1", "--out", str(out), "--quiet"]) == 0
     joined = pa.concat_tables(pq.read_table(out / p) for p in sorted(os.listdir(out)))
     assert joined.equals(pq.read_table(files / "g.parquet"))
+
+
+# -- sweeps that would not finish ------------------------------------------------------------
+HUGE = ["sweep", "deepseek-ocr", "--stage", "prefill", "--width", "1:8192", "--height", "1:8192"]
+HUGE += ["--prompt-tokens", "1:8192", "--batch", "1:8", "--out", "huge.csv"]  # 4.4e12 points
+
+
+def test_a_sweep_that_would_not_finish_is_refused_with_its_estimate(tmp_path):
+    """A subprocess with a deadline: before the refusal existed, this streamed for years."""
+    run = subprocess.run(
+        [sys.executable, "-m", "symcost.cli", *HUGE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1, run.stderr
+    for fragment in ("4.398e+12 points", "would take about", "write about", "TB of CSV", "--allow-huge"):
+        assert fragment in run.stderr, (fragment, run.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_estimate_checks_time_and_free_space(tmp_path, monkeypatch):
+    s = make_sweep(GUNDAM, [Range("width", 1, 400), Range("height", 1, 300)])
+    out = str(tmp_path / "t.csv")
+    est = sw.estimate(s, "csv", 2, sw.Limits(sample_points=4096))
+    assert est.points == 120_000 and est.sampled == 4096 and est.processes == 2 and est.seconds > 0
+    width = len(sw._text(s.evaluate(s.size - 4096, s.size), "csv")) / 4096
+    assert est.bytes == int(120_000 * width)
+    sw.check_estimate(s, out, "csv", 2, sw.Limits(min_points=0))  # seconds, a few MB: fine
+    with pytest.raises(
+        SymcostError, match=r"1\.200e\+05 points would take about .* refused above 1e-09 hours"
+    ):
+        sw.check_estimate(s, out, "csv", 2, sw.Limits(max_hours=1e-9, min_points=0))
+    monkeypatch.setattr(
+        sw.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12 - 1000, 1000)
+    )
+    with pytest.raises(SymcostError, match="beyond the 1,000 B free for --out"):
+        sw.check_estimate(s, out, "parquet", 1, sw.Limits(min_points=0))
+    sw.check_estimate(s, out, "csv", 2, sw.Limits())  # under min_points: not estimated
+
+
+def test_allow_huge_writes_anyway(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sw, "LIMITS", sw.Limits(max_hours=1e-12, min_points=0))
+    assert main(S + ["--out", "t.csv"]) == 2
+    assert "--allow-huge" in capsys.readouterr().err and os.listdir(tmp_path) == []
+    assert main(S + ["--out", "t.csv", "--allow-huge", "--quiet"]) == 0
+    assert os.listdir(tmp_path) == ["t.csv"]

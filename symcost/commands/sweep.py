@@ -40,7 +40,7 @@ _SCHEDULER = re.compile(r"(tcp|tls|ws|wss|ucx|inproc)://[^\s]{1,200}")
 
 
 def add_arguments(p, family):
-    from ..sweep import ASPECTS, default_jobs
+    from ..sweep import ASPECTS, LIMITS, default_jobs
 
     add_model_options(p, family)
     add_stage(p, family)
@@ -135,6 +135,14 @@ def add_arguments(p, family):
         action="store_true",
         help="replace existing --out / --plot (a dataset folder only if it holds "
         "nothing but part files). Default: refuse",
+    )
+    g.add_argument(
+        "--allow-huge",
+        action="store_true",
+        help=f"write --out even when the sweep is estimated (from {LIMITS.sample_points:,} of "
+        f"its points, evaluated first when it has over {LIMITS.min_points:,}) to take over "
+        f"{LIMITS.max_hours:g} hours or to need more than the free space of --out's folder. "
+        "Default: refuse it, saying the estimated size and time",
     )
     g.add_argument(
         "--quiet",
@@ -337,6 +345,8 @@ def run(args, family) -> int:
             sweep, points, modes, hook, Progress(len(points) * len(modes), "measure", quiet=args.quiet)
         )
     if args.out:
+        if not args.allow_huge:
+            _check_size(args, sweep, jobs)
         start = time.perf_counter()
         _write_out(args, sweep, jobs)
         _say(
@@ -352,6 +362,15 @@ def run(args, family) -> int:
         draw_heat(heat_data(sweep), args.plot, force=args.force)
         _say(args, f"plotted {args.plot}")
     return 0
+
+
+def _check_size(args, sweep, jobs: int) -> None:
+    from ..sweep import LIMITS, check_estimate, default_jobs
+
+    fmt = "parquet" if args.engine == "dask" else args.out.rsplit(".", 1)[-1].lower()
+    # CSV/JSON run on --jobs processes (no faster than the CPUs), Parquet in one (Arrow's threads)
+    processes = 1 if fmt == "parquet" and args.engine == "local" else min(jobs, default_jobs())
+    check_estimate(sweep, args.out, fmt, processes, LIMITS)
 
 
 def _write_out(args, sweep, jobs: int) -> None:
