@@ -240,7 +240,7 @@ def _check_outputs(args) -> None:
             import distributed  # noqa: F401
         except ImportError:
             raise SymcostError(
-                "--engine: dask needs dask and distributed (pip install 'dask[distributed]')"
+                "--engine: dask needs dask and distributed (pip install 'symcost[dask]')"
             ) from None
     elif args.out and check_target(args.out, force=args.force, extensions=FORMATS) == "parquet":
         require_pyarrow("--out")
@@ -382,28 +382,34 @@ def _write_out(args, sweep, jobs: int) -> None:
         return
     import logging
 
-    from distributed import Client, LocalCluster
+    import distributed
 
     cluster = None
+    quiet = logging.getLogger("distributed")  # dask logs its start failures with tracebacks
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
     try:
         if args.scheduler:
-            client = Client(args.scheduler, timeout="10s")
+            client = distributed.Client(args.scheduler, timeout="10s")
         else:
-            cluster = LocalCluster(
+            cluster = distributed.LocalCluster(
                 n_workers=jobs,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,
             )
-            client = Client(cluster)
-    except (OSError, TimeoutError) as e:
+            client = distributed.Client(cluster)
+    except Exception as e:  # whatever dask raised: the user can act on the reason only
         what = (
             f"--scheduler: cannot reach {args.scheduler!r}"
             if args.scheduler
             else "--engine: cannot start a local dask cluster"
         )
-        raise SymcostError(f"{what} ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SymcostError(f"{what} ({reason})") from None
+    finally:
+        quiet.setLevel(level)
     try:
         write_dataset(sweep, args.out, client, force=args.force, progress=progress)
     finally:
