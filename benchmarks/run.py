@@ -155,18 +155,17 @@ def bench_family(
 
 def bench_torch(rates: dict, n_shapes: int, figures: list, checks: list) -> None:
     """Vision FLOPs by FlopCounterMode on the meta device, per shape, against compiled."""
-    try:
-        from validation import ocr2
-        from validation.measure import measure_vision
-        from validation.reference_model import build_vision
-    except ImportError as exc:  # a figure not measured fails the run like a missed one
-        checks.append(
-            (
-                "compiled vision flops == torch FlopCounterMode",
-                f"not measured: {exc}; pip install -e '.[validation]'",
-            )
-        )
+    try:  # the measuring modules import them lazily: ask before any figure needs them
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:  # a figure not measured fails the run like a missed one
+        why = f"not measured: {e.name} is not installed; pip install -e '.[validation]'"
+        checks.append(("compiled vision flops == torch FlopCounterMode", why))
         return
+    from validation import ocr2
+    from validation.measure import measure_vision
+    from validation.reference_model import build_vision
+
     v1 = symcost.load("deepseek-ocr", preset="gundam")
     measurers = {  # family -> (model, build the meta module, measure(module, n_crops))
         "deepseek-ocr": (
@@ -269,7 +268,7 @@ def main(argv=None) -> int:
     print()
     for what, diff in checks:
         print(f"agreement {what}: {'pass' if diff is None else 'FAIL (' + diff + ')'}")
-    failed = [what for what, diff in checks if diff is not None]
+    failed = [f"{what} ({diff})" for what, diff in checks if diff is not None]
     if not args.smoke:
         failed += [
             f"{f.name} {f.value:.3g} {f.unit} misses {f.target[0][0]} {f.target[1]:.3g}"

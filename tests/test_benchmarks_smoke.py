@@ -2,6 +2,7 @@
 check run and passed; a (test-only) perturbed value fails the run. No timing is checked."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -105,3 +106,33 @@ def test_gpu_check_smoke_measures_what_the_model_predicts(tmp_path):
         assert abs(predicted - measured) <= 0.10 * measured, r
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| ") == 4  # header + 3 cases
+
+
+_NO_TORCH = """
+import sys
+class _Absent:  # torch and transformers as if not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+@pytest.mark.slow
+def test_without_torch_the_figures_come_then_one_line_naming_the_extra(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout, done.stderr[-2000:]
+    for name in ("compiled deepseek-ocr", "compiled deepseek-ocr2", "cold symcost formulas deepseek-ocr"):
+        assert re.search(rf"^{re.escape(name)}: {NUMBER} ", done.stdout, re.M), name
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("result: FAIL: ") and "torch is not installed" in last
+    assert last.endswith("pip install -e '.[validation]')")
