@@ -55,3 +55,38 @@ def test_python_block_runs():
     assert (
         str(m.formula("vision", "flops", "torch", named=True)) == "B*(388149837824*n_crops + 1139967033344)"
     )
+
+
+# what needs an optional extra (pyproject's [project.optional-dependencies]) -> the extra
+NEEDS = {"--plot": "plot", "symcost validate": "validation", ".parquet": "parquet", "--engine dask": "dask"}
+NEEDS |= {"--measure ": "validation", "benchmarks/run.py": "validation"}
+
+
+def _examples(text: str):
+    """(command, its comments: on its line and the comment lines just above) of every bash block."""
+    out = []
+    for body in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        above: list[str] = []
+        for line in body.replace("\\\n", " ").splitlines():
+            if line.lstrip().startswith("#"):
+                above.append(line)
+                continue
+            command, _, comment = line.partition(" #")
+            out.append((command, " ".join(above + [comment])))
+            above = []
+    return out
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/sweeps.md"])
+def test_examples_that_need_an_extra_say_so(doc):
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    checked = 0
+    for command, comment in _examples(text):
+        if "pip install" in command:  # the setup commands install what they use
+            continue
+        said = {e for group in re.findall(r"\.\[([a-z,]+)\]", comment) for e in group.split(",")}
+        needed = {extra for feature, extra in NEEDS.items() if feature in command}
+        needed -= {"parquet"} if "dask" in needed else set()  # the dask extra brings pyarrow
+        assert needed <= said, f"{doc}: {command.strip()[:80]} needs {sorted(needed - said)}"
+        checked += bool(needed)
+    assert checked >= 3
