@@ -90,3 +90,19 @@ def test_examples_that_need_an_extra_say_so(doc):
         assert needed <= said, f"{doc}: {command.strip()[:80]} needs {sorted(needed - said)}"
         checked += bool(needed)
     assert checked >= 3
+
+
+def test_the_clone_folder_shadowing_the_package_is_explained(tmp_path):
+    """A script run next to a clone named ``symcost`` imports the folder (a namespace package)
+    instead of the installed package: the README says so, quoting the very error."""
+    import subprocess
+    import sys
+
+    (tmp_path / "symcost").symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
+    (tmp_path / "script.py").write_text('import symcost\nsymcost.load("deepseek-ocr")\n')
+    run = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True)
+    python = README[README.index("## Python") : README.index("## Validation")]
+    assert "clone named `symcost`" in python and "from any folder but the one that holds" in python
+    if run.returncode:  # an editable install (the README's): the folder wins
+        quoted = re.search(r"`(AttributeError: [^`]+)`", python)
+        assert quoted and run.stderr.rstrip().endswith(quoted.group(1)), run.stderr
