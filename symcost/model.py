@@ -34,7 +34,7 @@ __all__ = ["Model"]
 BREAKDOWNS = ("component", "kind")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Model:
     family: Family
     options: Mapping[str, object]  # every option as resolved (defaults filled in)
@@ -46,6 +46,11 @@ class Model:
     runtime: Runtime
     settings: tuple[tuple[str, str], ...]  # what this configuration is, for headers
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        """One line: the family and its declared options as resolved."""
+        options = ", ".join(f"{o.name}={self.options.get(o.name)!r}" for o in self.family.options)
+        return f"<Model {self.family.name}: {options}>"
 
     def _memo(self, key, make):
         if key not in self._cache:

@@ -6,6 +6,7 @@ import re
 import tokenize
 from pathlib import Path
 
+import pytest
 import sympy as sp
 
 import symcost
@@ -103,3 +104,13 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert r["tiles"] == want and r["flops"] == 2 * 3 * want * 10 * 8 * 4
         got = m.compile("encode", ["flops"])(width, height, batch=3)
         assert int(got["flops"]) == r["flops"]
+
+
+@pytest.mark.parametrize("family", symcost.families())
+def test_a_model_prints_on_one_line(family):
+    """The family and its declared options, as ``load`` resolved them; nothing else."""
+    model = symcost.load(family)
+    text = repr(model)
+    assert "\n" not in text and len(text) < 300, text
+    options = ", ".join(f"{o.name}={model.options[o.name]!r}" for o in model.family.options)
+    assert text == f"<Model {family}: {options}>"
