@@ -23,7 +23,7 @@ from .errors import SymcostError
 from .family import families, get_family
 from .files import atomic_write, check_target, read_small_file
 from .metrics import UNITS
-from .sweep import Ray, Sweep, model_of
+from .sweep import Images, Range, Ray, Sweep, model_of
 
 __all__ = [
     "Measured",
@@ -37,6 +37,7 @@ __all__ = [
     "line_data",
     "heat_data",
     "title_lines",
+    "plotted",
     "draw_lines",
     "draw_heat",
     "PLOT_FORMATS",
@@ -305,10 +306,21 @@ def title_lines(sweep: Sweep, compare: str | None, modes, varied: str) -> str:
     return "\n".join(lines)
 
 
+def plotted(sweep: Sweep) -> tuple[Range | Ray, ...]:
+    """The sweep's varied axes, each numeric (listed images have no axis to plot along)."""
+    for a in sweep.varied:
+        if isinstance(a, Images):
+            raise SymcostError(
+                "--plot: draws along numeric inputs; --image lists images (give one, or vary "
+                "--width/--height or --aspect/--long-side)"
+            )
+    return tuple(a for a in sweep.varied if not isinstance(a, Images))
+
+
 def line_data(sweep: Sweep, modes, measured: list[Measured]) -> Lines:
     """Every mode's curve along the sweep's one varied axis, and the measured points on it
     (points off the family are left out) with the analytic value at each."""
-    axis = sweep.varied[0]
+    (axis,) = plotted(sweep)
     dense = axis.dense()
     fixed = sweep.fixed
     model = model_of(sweep.target)
@@ -362,7 +374,7 @@ class Heat:
 def heat_data(sweep: Sweep) -> Heat:
     """Metrics (and the layout) over the sweep's two varied axes, thinned to at most
     ``MAX_HEAT_SIDE`` of the sweep's own points per side."""
-    xa, ya = sweep.varied
+    xa, ya = plotted(sweep)
     thin = {id(a): replace(a, step=a.step * -(-a.size // MAX_HEAT_SIDE)) for a in (xa, ya)}
     small = sweep.with_axes(thin.get(id(a), a) for a in sweep.axes)
     tx, ty = thin[id(xa)], thin[id(ya)]

@@ -1,9 +1,11 @@
 """Sweeps: every point of a product of input axes through the compiled closed forms, streamed.
 
 A sweep is a :class:`Target` (family, options, stage, metrics, convention, precision,
-hardware) and its axes: a :class:`Range` of one input, or a :class:`Ray` of images of one
-aspect ratio with the long side varied. Its points are the product of the axes, the first
-axis varying fastest (width, then height, then the other inputs in the family's order).
+hardware) and its axes: a :class:`Range` of one input, a :class:`Ray` of images of one
+aspect ratio with the long side varied, or listed :class:`Images`. Its points are the
+product of the axes, the first axis varying fastest (width, then height, then the other
+inputs in the family's order). :class:`Rows` are sweeps written one after the other to one
+file (one per curve of a plot).
 
 Points run in chunks of ``CHUNK_POINTS``; each chunk is evaluated, formatted and written
 before later ones are taken, so memory stays bounded whatever the size of the sweep (CSV,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -29,8 +32,9 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from math import prod
 from typing import TYPE_CHECKING
 
@@ -60,8 +64,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Range",
     "Ray",
+    "Images",
     "Target",
     "Sweep",
+    "Rows",
     "parse_range",
     "parse_aspect",
     "make_sweep",
@@ -190,7 +196,36 @@ class Ray:
         )
 
 
-Axis = Range | Ray
+@dataclass(frozen=True)
+class Images:
+    """Listed images, in the order given (``--image WxH``, repeatable)."""
+
+    names: tuple[str, str]  # (width input, height input)
+    sizes: tuple[tuple[int, int], ...]  # (W, H) each
+
+    @property
+    def size(self) -> int:
+        return len(self.sizes)
+
+    def values(self, k) -> tuple[np.ndarray, ...]:
+        table = np.array(self.sizes, dtype=np.int64)
+        return table[k, 0], table[k, 1]
+
+    def x(self, k) -> np.ndarray:
+        return np.asarray(k, dtype=np.int64)
+
+    def dense(self) -> Images:
+        return self
+
+    def locate(self, point: dict) -> int | None:
+        key = tuple(point.get(n) for n in self.names)
+        return self.sizes.index(key) if key in self.sizes else None
+
+    def describe(self) -> str:
+        return "images " + ", ".join(f"{w}x{h}" for w, h in self.sizes)
+
+
+Axis = Range | Ray | Images
 
 
 def parse_range(text: str, inp: Input, flag: str | None = None) -> Range:
@@ -344,7 +379,12 @@ class Sweep:
 
     @property
     def fixed(self) -> dict[str, int]:
-        return {a.name: a.start for a in self.axes if isinstance(a, Range) and a.size == 1}
+        """Inputs held at one value: unvaried ranges and a single listed image."""
+        out = {a.name: a.start for a in self.axes if isinstance(a, Range) and a.size == 1}
+        for a in self.axes:
+            if isinstance(a, Images) and a.size == 1:
+                out |= dict(zip(a.names, a.sizes[0]))
+        return out
 
     def with_axes(self, axes) -> Sweep:
         return Sweep(self.target, tuple(axes))
@@ -397,14 +437,14 @@ def make_sweep(target: Target, axes) -> Sweep:
     for axis in axes:
         for name in axis.names:
             inp = model.family.input(name)
+            flag = "--image" if isinstance(axis, Images) else inp.flag
             if name not in reads:
                 readers = [s for s in model.stages if name in model.stage(s).inputs]
                 raise SymcostError(
-                    f"{inp.flag}: stage {stage} does not read it (stages that do: "
-                    f"{', '.join(readers) or 'none'})"
+                    f"{flag}: stage {stage} does not read it (stages that do: {', '.join(readers) or 'none'})"
                 )
             if name in given:
-                raise SymcostError(f"{inp.flag}: given twice")
+                raise SymcostError(f"{flag}: given twice")
             last = axis.values(axis.size - 1)[axis.names.index(name)]
             first = axis.values(0)[axis.names.index(name)]
             for v in (int(first), int(last)):
@@ -426,6 +466,57 @@ def make_sweep(target: Target, axes) -> Sweep:
     return sweep
 
 
+_WIDTH = {"int64": 0, "decimal128": 1, "decimal256": 2, "float64": 0, "string": 0}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What one output holds: sweeps one after the other (as many as a plot draws curves). An
+    option whose value differs between them leads every row as a column; a column whose kind
+    differs between them takes the widest."""
+
+    sweeps: tuple[Sweep, ...]
+
+    @staticmethod
+    def of(sweeps: Sweep | Sequence[Sweep]) -> Rows:
+        return Rows((sweeps,) if isinstance(sweeps, Sweep) else tuple(sweeps))
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.sweeps)
+
+    @cached_property
+    def labels(self) -> dict[str, tuple]:
+        """Option -> its value per sweep, for the options whose values differ."""
+        models = [model_of(s.target) for s in self.sweeps]
+        return {
+            o.name: tuple(str(m.options.get(o.name)) for m in models)
+            for o in models[0].family.options
+            if len({str(m.options.get(o.name)) for m in models}) > 1
+        }
+
+    @cached_property
+    def columns(self) -> dict[str, str]:
+        out = dict.fromkeys(self.labels, "string")
+        for sweep in self.sweeps:
+            for name, kind in compiled(sweep.target).columns.items():
+                out[name] = max(out.get(name, kind), kind, key=_WIDTH.__getitem__)
+        return out
+
+    def tasks(self, chunk: int) -> Iterator[tuple[int, int, int]]:
+        """(sweep, start, stop) of every chunk, in row order."""
+        for k, sweep in enumerate(self.sweeps):
+            for start, stop in sweep.chunks(chunk):
+                yield k, start, stop
+
+    def evaluate(self, k: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        cols = self.sweeps[k].evaluate(start, stop)
+        labels = {
+            n: np.broadcast_to(np.array(v[k], dtype=object), (stop - start,)) for n, v in self.labels.items()
+        }
+        return labels | cols
+
+
 # -- formats ----------------------------------------------------------------------------------
 def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
     """CSV rows, or JSON records separated by ``,\\n``, of one chunk (exact ints, float repr)."""
@@ -436,10 +527,20 @@ def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
         row, sep = "{{" + ", ".join(f'"{k}": {{}}' for k in names) + "}}", ",\n"
     n = len(cols[names[0]])
     blocks = []
+    quote = json.dumps if fmt == "json" else _csv_cell
     for s in range(0, n, _FORMAT_ROWS):
-        lists = [c[s : s + _FORMAT_ROWS].tolist() for c in cols.values()]
+        lists = [
+            [quote(x) for x in c[s : s + _FORMAT_ROWS]]
+            if c.dtype == object and isinstance(c[0], str)
+            else c[s : s + _FORMAT_ROWS].tolist()
+            for c in cols.values()
+        ]
         blocks.append(sep.join(map(row.format, *lists)).encode())
     return sep.encode().join(blocks)
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n\r') else text
 
 
 def _arrow_type(kind: str):
@@ -450,6 +551,7 @@ def _arrow_type(kind: str):
         "float64": pa.float64(),
         "decimal128": pa.decimal128(38, 0),
         "decimal256": pa.decimal256(76, 0),
+        "string": pa.string(),
     }[kind]
 
 
@@ -466,7 +568,9 @@ def _record_batch(cols: dict[str, np.ndarray], columns: dict):
     arrays = []
     for name, kind in columns.items():
         v = cols[name]
-        if kind in ("int64", "float64"):  # object ints fit: the declared bound says so
+        if kind == "string":
+            arrays.append(pa.array(list(v), type=pa.string()))
+        elif kind in ("int64", "float64"):  # object ints fit: the declared bound says so
             arrays.append(pa.array(np.asarray(v, dtype=kind)))
         elif v.dtype == object:  # Python ints past int64
             arrays.append(pa.array(v, type=_arrow_type(kind)))
@@ -475,10 +579,10 @@ def _record_batch(cols: dict[str, np.ndarray], columns: dict):
     return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema(columns))
 
 
-def _payload(sweep: Sweep, fmt: str, start: int, stop: int):
-    cols = sweep.evaluate(start, stop)
+def _payload(rows: Rows, fmt: str, k: int, start: int, stop: int):
+    cols = rows.evaluate(k, start, stop)
     if fmt == "parquet":
-        return _record_batch(cols, compiled(sweep.target).columns)
+        return _record_batch(cols, rows.columns)
     return _text(cols, fmt)
 
 
@@ -502,8 +606,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _work(conn, inherited, parent: int, sweep: Sweep, fmt: str) -> None:
-    """A worker: (start, stop) tasks in, ("ok", payload) or ("error", exception) out, in order."""
+def _work(conn, inherited, parent: int, rows: Rows, fmt: str) -> None:
+    """A worker: (sweep, start, stop) tasks in, ("ok", payload) or ("error", exception) out, in order."""
     for s in INTERRUPTS:  # Ctrl-C goes to the whole group: the parent handles it; others kill
         signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
@@ -521,7 +625,7 @@ def _work(conn, inherited, parent: int, sweep: Sweep, fmt: str) -> None:
         if task is None:
             os._exit(0)
         try:
-            answer = ("ok", _payload(sweep, fmt, *task))
+            answer = ("ok", _payload(rows, fmt, *task))
         except Exception as e:  # a bug or a refused value: the parent raises it
             answer = ("error", e)
         try:
@@ -538,8 +642,8 @@ class _Workers:
     in flight (the memory bound). Workers die with this process; on any exit from the block
     they are stopped and reaped, with interrupts ignored until that is done."""
 
-    def __init__(self, jobs: int, sweep: Sweep, fmt: str):
-        self.jobs, self.sweep, self.fmt = jobs, sweep, fmt
+    def __init__(self, jobs: int, rows: Rows, fmt: str):
+        self.jobs, self.rows, self.fmt = jobs, rows, fmt
         self.conns: list = []
         self.procs: list = []
 
@@ -551,7 +655,7 @@ class _Workers:
         try:
             for _ in range(self.jobs):
                 mine, theirs = ctx.Pipe()
-                args = (theirs, [*self.conns, mine], parent, self.sweep, self.fmt)
+                args = (theirs, [*self.conns, mine], parent, self.rows, self.fmt)
                 proc = ctx.Process(target=_work, args=args, daemon=True)
                 proc.start()
                 theirs.close()
@@ -576,17 +680,17 @@ class _Workers:
                     proc.kill()
                     proc.join()
 
-    def results(self, ranges: Iterator) -> Iterator:
-        """(points, payload) of every range, in order."""
+    def results(self, tasks: Iterator) -> Iterator:
+        """(points, payload) of every task, in order."""
         flight: deque = deque()
         order = itertools.count()
 
         def submit() -> None:
-            r = next(ranges, None)
-            if r is not None:
+            task = next(tasks, None)
+            if task is not None:
                 worker = next(order) % self.jobs
-                self.conns[worker].send(r)
-                flight.append((r[1] - r[0], worker))
+                self.conns[worker].send(task)
+                flight.append((task[2] - task[1], worker))
 
         for _ in range(2 * self.jobs):
             submit()
@@ -613,14 +717,14 @@ class _Workers:
         )
 
 
-def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
+def _payloads(rows: Rows, fmt: str, tasks: Iterator, jobs: int) -> Iterator:
     """Chunk payloads in order, computed here or, with ``jobs > 1``, by forked workers."""
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for s, e in ranges:
-            yield e - s, _payload(sweep, fmt, s, e)
+        for k, s, e in tasks:
+            yield e - s, _payload(rows, fmt, k, s, e)
         return
-    with _Workers(jobs, sweep, fmt) as workers:
-        yield from workers.results(iter(ranges))
+    with _Workers(jobs, rows, fmt) as workers:
+        yield from workers.results(iter(tasks))
 
 
 @dataclass(frozen=True)
@@ -669,12 +773,14 @@ def _bytes(n: float) -> str:
 LIMITS = Limits()  # what the command line applies
 
 
-def estimate(sweep: Sweep, fmt: str, processes: int, limits: Limits = LIMITS) -> Estimate:
-    """Time and output size of the whole sweep, from its last ``limits.sample_points`` points
-    evaluated and encoded here, spread over ``processes``."""
-    n = min(limits.sample_points, sweep.size)
+def estimate(sweeps: Sweep | Sequence[Sweep], fmt: str, processes: int, limits: Limits = LIMITS) -> Estimate:
+    """Time and output size of the whole sweep (or sweeps written together), from the last
+    ``limits.sample_points`` points evaluated and encoded here, spread over ``processes``."""
+    rows = Rows.of(sweeps)
+    last = rows.sweeps[-1]
+    n = min(limits.sample_points, last.size)
     start = time.perf_counter()
-    payload = _payload(sweep, fmt, sweep.size - n, sweep.size)
+    payload = _payload(rows, fmt, len(rows.sweeps) - 1, last.size - n, last.size)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -684,16 +790,18 @@ def estimate(sweep: Sweep, fmt: str, processes: int, limits: Limits = LIMITS) ->
         size = sink.getvalue().size
     else:
         size = len(payload)
-    seconds = (time.perf_counter() - start) * sweep.size / n / processes
-    return Estimate(sweep.size, n, processes, seconds, sweep.size * size // n)
+    seconds = (time.perf_counter() - start) * rows.size / n / processes
+    return Estimate(rows.size, n, processes, seconds, rows.size * size // n)
 
 
-def check_estimate(sweep: Sweep, path: str, fmt: str, processes: int, limits: Limits = LIMITS) -> None:
+def check_estimate(
+    sweeps: Sweep | Sequence[Sweep], path: str, fmt: str, processes: int, limits: Limits = LIMITS
+) -> None:
     """Refuse a sweep estimated to run over ``limits.max_hours`` or to outgrow the free space
     of ``path``'s folder, saying its estimated size and time."""
-    if sweep.size < limits.min_points:
+    if Rows.of(sweeps).size < limits.min_points:
         return
-    est = estimate(sweep, fmt, processes, limits)
+    est = estimate(sweeps, fmt, processes, limits)
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     if est.seconds > limits.max_hours * 3600 or est.bytes > free:
         raise SymcostError(
@@ -709,7 +817,7 @@ def default_jobs() -> int:
 
 
 def write(
-    sweep: Sweep,
+    sweeps: Sweep | Sequence[Sweep],
     path: str,
     *,
     jobs: int = 1,
@@ -717,20 +825,22 @@ def write(
     progress: Progress | None = None,
     chunk: int = CHUNK_POINTS,
 ) -> None:
-    """Stream the sweep to ``path`` (.csv, .json or .parquet by extension), chunk by chunk,
-    whole or not at all. JSON is one list of records, written record by record. ``jobs``
-    worker processes format CSV and JSON chunks (the Python-bound part)."""
+    """Stream the sweep (or sweeps, one after the other: see :class:`Rows`) to ``path``
+    (.csv, .json or .parquet by extension), chunk by chunk, whole or not at all. JSON is one
+    list of records, written record by record. ``jobs`` worker processes format CSV and JSON
+    chunks (the Python-bound part)."""
     fmt = check_target(path, force=force, extensions=FORMATS)
     if fmt == "parquet":
         require_pyarrow("--out")
-    columns = compiled(sweep.target).columns
+    rows = Rows.of(sweeps)
+    columns = rows.columns
     # Parquet stays in this process: Arrow encodes columns on its own threads, and shipping
     # record batches between processes costs more CPU than it saves (measured: 3x)
-    workers = 1 if fmt == "parquet" or sweep.size <= chunk else jobs
+    workers = 1 if fmt == "parquet" or rows.size <= chunk else jobs
 
     def chunks(put):
         done = 0
-        for n, payload in _payloads(sweep, fmt, sweep.chunks(chunk), workers):
+        for n, payload in _payloads(rows, fmt, rows.tasks(chunk), workers):
             put(payload, done)
             done += n
             if progress:
@@ -756,11 +866,11 @@ def write(
 
 
 # -- dask: a Parquet dataset ------------------------------------------------------------------
-def _write_part(sweep: Sweep, start: int, stop: int, path: str) -> int:
+def _write_part(rows: Rows, k: int, start: int, stop: int, path: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_batches([_payload(sweep, "parquet", start, stop)]), path)
+    pq.write_table(pa.Table.from_batches([_payload(rows, "parquet", k, start, stop)]), path)
     return stop - start
 
 
@@ -797,7 +907,7 @@ def _only_parts(folder: str) -> bool:
 
 
 def write_dataset(
-    sweep: Sweep,
+    sweeps: Sweep | Sequence[Sweep],
     path: str,
     client,
     *,
@@ -814,9 +924,10 @@ def write_dataset(
     path = path.rstrip("/")
     check_dataset_target(path, force)
     require_pyarrow("--out")
-    compiled(sweep.target)
-    ranges = list(sweep.chunks(chunk))
-    digits = max(6, len(str(len(ranges) - 1)))
+    rows = Rows.of(sweeps)
+    rows.columns  # noqa: B018 (compiles every target here, once, before the workers need it)
+    tasks = list(rows.tasks(chunk))
+    digits = max(6, len(str(len(tasks) - 1)))
     folder = os.path.dirname(os.path.abspath(path))
     with interrupts_as_keyboard():
         remove_leftovers(folder)
@@ -829,19 +940,18 @@ def write_dataset(
         try:
             futures = client.map(
                 _write_part,
-                [sweep] * len(ranges),
-                [s for s, _ in ranges],
-                [e for _, e in ranges],
-                [os.path.join(tmp, f"part-{k:0{digits}d}.parquet") for k in range(len(ranges))],
+                [rows] * len(tasks),
+                *zip(*tasks),
+                [os.path.join(tmp, f"part-{k:0{digits}d}.parquet") for k in range(len(tasks))],
                 pure=False,
             )
-            rows = 0
+            done = 0
             for fut in as_completed(futures):
-                rows += fut.result()
+                done += fut.result()
                 if progress:
-                    progress.update(rows)
+                    progress.update(done)
             _rename_folder(tmp, path, force)
-            return rows
+            return done
         except BaseException:
             with shielded():
                 client.cancel(futures)

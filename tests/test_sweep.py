@@ -514,10 +514,10 @@ def test_dask_equals_single_process(tmp_path, client):
 def test_dask_failure_leaves_no_folder(tmp_path, client, monkeypatch):
     real = sw._write_part
 
-    def fail_late(sweep, start, stop, path):
+    def fail_late(rows, k, start, stop, path):
         if start >= 3000:
             raise OSError(28, "No space left on device")
-        return real(sweep, start, stop, path)
+        return real(rows, k, start, stop, path)
 
     monkeypatch.setattr(sw, "_write_part", fail_late)
     s = make_sweep(GUNDAM, [Range("width", 1, 100), Range("height", 1, 50)])

@@ -111,6 +111,11 @@ def load(
         raise SymcostError(
             "max_crops: applies only to the crop presets (gundam, gundam-m) in vision mode crops"
         )
+    if vision_mode == "nocrop-hf" and runtime != "hf":  # HF's infer(crop_mode=False) alone
+        raise SymcostError(
+            f"vision_mode: nocrop-hf is the HF code's path (infer(crop_mode=False)); runtime "
+            f"{runtime} builds crops or nocrop"
+        )
     max_crops = max_crops or 9
     ex, serving = execution(runtime, attention, logits, experts, HF)
     global_px = p.global_px(vision_mode)
