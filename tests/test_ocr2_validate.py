@@ -123,7 +123,7 @@ def test_vision_shapes(size, n_crops):
     case = validate_case(load(), "vision", "torch", {"width": size[0], "height": size[1]})
     assert_all_match(case)
     assert case["n_crops"] == case["measured"]["n_crops"] == n_crops
-    assert any(r["component"].startswith("crops_") for r in case["rows"]) == bool(n_crops)
+    assert any(r["component"].startswith("vision.crops.") for r in case["rows"]) == bool(n_crops)
 
 
 def test_vision_batch_nocrop_and_torch_cpu():
@@ -320,7 +320,9 @@ def test_cli_exit_1_on_a_difference(capsys, monkeypatch):
     monkeypatch.setattr(ocr2, "measure_decoder", off_by_one)
     code, (case,) = run_cli(capsys, "--stage", "decode", "--kv-len", "5")
     assert code == 1 and not case["ok"]
-    assert [r["component"] for r in case["rows"] if not r["ok"]] == ["lm_head"]
+    assert [(r["component"], r["column"]) for r in case["rows"] if not r["ok"]] == [
+        ("decode.decoder.lm_head", "lm_head")
+    ]
 
 
 def test_cli_refuses_in_one_line(capsys):
