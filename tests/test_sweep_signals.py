@@ -86,21 +86,25 @@ def _no_workers_left(pids):
     _wait(lambda: all(_state(p) is None for p in pids), "exit of every worker", timeout=30)
 
 
-def test_term_to_the_process_group_with_workers(tmp_path):
-    proc = _sweep(tmp_path, "--jobs", "4")
-    workers = _writing(tmp_path, proc, 4)
+def _term_to_the_group(proc) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
-    assert _finish(proc) == (130, "", "symcost: interrupted\n")
-    _no_workers_left(workers)
-    assert list(tmp_path.iterdir()) == []
 
 
-def test_two_ctrl_c_30_ms_apart(tmp_path):
-    proc = _sweep(tmp_path, "--jobs", "2")
-    workers = _writing(tmp_path, proc, 2)
+def _two_ctrl_c_30_ms_apart(proc) -> None:
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the foreground group
     time.sleep(0.03)
     os.killpg(proc.pid, signal.SIGINT)
+
+
+@pytest.mark.parametrize(
+    "jobs,send",
+    [(4, _term_to_the_group), (2, _two_ctrl_c_30_ms_apart)],
+    ids=lambda x: getattr(x, "__name__", x),
+)
+def test_an_interrupt_leaves_nothing(tmp_path, jobs, send):
+    proc = _sweep(tmp_path, "--jobs", str(jobs))
+    workers = _writing(tmp_path, proc, jobs)
+    send(proc)
     assert _finish(proc) == (130, "", "symcost: interrupted\n")
     _no_workers_left(workers)
     assert list(tmp_path.iterdir()) == []
