@@ -32,8 +32,8 @@ from ..errors import SymcostError
 from ..metrics import METRICS
 
 HELP = (
-    "evaluate a sweep (images of one aspect ratio, one side fixed, a W x H grid; token and "
-    "batch ranges) to a streamed file and a plot"
+    "evaluate a sweep (images of one aspect ratio, one side fixed, a W x H grid, listed images; "
+    "token and batch ranges) to a streamed file and a plot"
 )
 ENGINES = {
     "local": "this machine, --jobs worker processes, one file",
