@@ -37,6 +37,7 @@ _WHERE = {
     "Input": "inputs",
     "AspectTiler": "layout",
     "ComputedLayout": "layout",
+    "dense_table": "layout",
     "FixedLayout": "layout",
     "by_tile_count": "layout",
     "METRICS": "metrics",

@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser"]
 def build_parser():
     from importlib import import_module
 
-    from .args import Parser
+    from .args import NUMBERS, Parser
     from .commands import COMMANDS
     from .family import families, get_family
 
@@ -31,7 +31,7 @@ def build_parser():
         prog="symcost",
         description="Exact closed-form costs of models: FLOPs, "
         "bytes, memory, time, capacity. Families: " + ", ".join(names) + ".",
-        epilog="Run `symcost COMMAND FAMILY --help` for a command's options.",
+        epilog=f"Run `symcost COMMAND FAMILY --help` for a command's options. Flags: {NUMBERS}.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
     for name in COMMANDS:
@@ -136,7 +136,9 @@ def _as_flag(message: str, argv) -> str:
 
 def _one_line(text: str) -> str:
     """Non-printable characters escaped (argparse echoes raw arguments), at most 500 characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    from .checks import printable
+
+    text = printable(text)
     return text if len(text) <= 500 else text[:497] + "..."
 
 

@@ -22,7 +22,6 @@ from .errors import SymcostError
 from .inputs import Input
 
 if TYPE_CHECKING:
-    from .model import Model
     from .tree import Node
 
 __all__ = ["Option", "Stage", "Timing", "Serving", "Family", "families", "get_family"]
@@ -100,7 +99,7 @@ class Family:
     inputs: tuple[Input, ...]
     options: tuple[Option, ...]
     stage_names: tuple[str, ...]  # in the order a request runs them
-    load: Callable[..., Model]  # load(**options) -> Model
+    load: Callable[..., Any]  # load(**options) -> symcost.Model (model.py imports this module)
     image: tuple[str, str] | None = None  # inputs set by CLI --image WxH
     serving: Serving | None = None
     default_stage: str = ""

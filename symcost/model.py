@@ -27,11 +27,12 @@ from .layout import Layout
 from .metrics import INT_METRICS, check_metric, check_metrics
 from .render import tidy
 from .runtime import Runtime
-from .tree import Node, choose
+from .tree import Node, choose, live_before
 
 __all__ = ["Model"]
 
 BREAKDOWNS = ("component", "kind")
+BOUNDS = ("compute", "memory", "launch")  # what an op's time is bound by, in op_times' order
 
 
 @dataclass(eq=False, repr=False)
@@ -170,14 +171,16 @@ class Model:
         params = self.stage_params(stage)
         kv_per_token = self.kv_elems_per_token * prec.kv
         weight_bytes = prec.weight * params
+        kv_in = kv_per_token * spec.kv_in(v)
         return {
             "flops": get_convention(convention).flops(cost),
             "macs": cost.macs,
             "params": params,
             "weight_bytes": weight_bytes,
+            "kv_in_bytes": kv_in,
             "kv_bytes": kv_per_token * spec.kv_out(v),
             "activation_bytes": cost.peak_bytes,
-            "memory_bytes": weight_bytes + kv_per_token * spec.kv_in(v) + cost.peak_bytes,
+            "memory_bytes": weight_bytes + kv_in + cost.peak_bytes,
             "io_bytes": cost.io_bytes,
         }
 
@@ -247,7 +250,7 @@ class Model:
             return self._finish(
                 self._metrics(cost, stage, convention, prec, self.symbols())[metric], named, image
             )
-        if metric in ("params", "weight_bytes", "kv_bytes", "memory_bytes"):
+        if metric in ("params", "weight_bytes", "kv_in_bytes", "kv_bytes", "memory_bytes"):
             raise SymcostError(
                 f"metric: {shown(metric)} has no per-{by} breakdown; "
                 "use parameters() for per-module parameters"
@@ -325,12 +328,7 @@ class Model:
                 else (total / per if per >= 1 else 0.0)
             )
         if shares:
-            parts = dict.fromkeys(("compute", "memory", "launch"), 0.0)
-            for _, t in ops:
-                k = max(range(3), key=lambda i: t[i])
-                parts[("compute", "memory", "launch")[k]] += t[k]
-            out.update({f"{k}_bound_s": x for k, x in parts.items()})
-            out["bound"] = max(parts, key=lambda k: parts[k])
+            out.update(_bounds(t for _, t in ops))
         return out
 
     def time_expressions(
@@ -398,13 +396,16 @@ class Model:
         hardware=None,
         compute_efficiency: float = 1.0,
         bandwidth_efficiency: float = 1.0,
+        steps: bool = False,
         **inputs,
     ) -> dict:
         """The numeric model at one point, ``evaluate(*image, stage, **inputs)`` (image values in the
         family's ``image`` order, e.g. width and height): the cost tree built from plain ints.
 
         Returns the layout outputs, named quantities, every integer metric, ``components``
-        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times.
+        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times. ``steps=True``
+        adds ``steps``: per step of the stage (each child of its root, in order) the device memory
+        when it peaks, the KV cache when it ends and, with ``hardware``, its time and bound.
         NB: only the sum over decode steps touches SymPy (a one-variable power sum).
         """
         stage, image = self._parse_call(args, stage)
@@ -416,6 +417,8 @@ class Model:
         hw = get_hardware(hardware) if hardware is not None else None
         if hw is None and (ce != 1.0 or be != 1.0):
             raise SymcostError("compute_efficiency/bandwidth_efficiency: apply only with hardware")
+        if not isinstance(steps, bool):
+            raise SymcostError(f"steps: {shown(steps)} is not True or False")
         grid = (1,) * len(self.layout.outputs)
         out: dict = {}
         if self.uses_layout(stage):
@@ -432,6 +435,15 @@ class Model:
         if hw is not None:
             times = self._times(tree, stage, hw, prec, ce, be, v, shares=True)
             out.update({k: (t if isinstance(t, str) else float(t)) for k, t in times.items()})
+        if steps:
+            ops = (
+                []
+                if hw is None
+                else [(p, op_times(c, hw, prec, self.runtime, g, ce, be)) for p, c, g in tree.leaves()]
+            )
+            out["steps"] = _steps(
+                tree, out["weight_bytes"] + out["kv_in_bytes"], out["kv_in_bytes"], ops, hw is not None
+            )
         return out
 
     def compile(
@@ -467,3 +479,32 @@ class Model:
         return self._memo(
             key, lambda: Evaluator(self, stage, metrics, convention, prec, components, hw, ce, be)
         )
+
+
+def _bounds(times) -> dict:
+    """Seconds of the ops bound by compute, by memory and by launches (each op counted under the
+    largest of its three times), and ``bound``: the largest of those sums."""
+    parts = dict.fromkeys(BOUNDS, 0.0)
+    for t in times:
+        k = max(range(3), key=lambda i: t[i])
+        parts[BOUNDS[k]] += float(t[k])
+    return {**{f"{k}_bound_s": x for k, x in parts.items()}, "bound": max(parts, key=lambda k: parts[k])}
+
+
+def _steps(tree: Node, base_bytes: int, kv_in_bytes: int, ops: list, timed: bool) -> dict:
+    """Per child of a numeric stage tree's root (a plain ``seq``): ``memory_bytes`` when it peaks
+    (``base_bytes``, i.e. weights and the input cache, plus what the liveness walk holds), the
+    ``kv_bytes`` held when it ends (the input cache and the growth of it and earlier steps) and,
+    with times, its ``time_s`` and bound."""
+    out = {}
+    kv = kv_in_bytes
+    for child, live in live_before(tree.children):
+        kv += int(child.cost.retained_bytes)
+        step: dict = {"memory_bytes": int(base_bytes + live + child.cost.peak_bytes), "kv_bytes": kv}
+        if timed:
+            under = f"{tree.name}.{child.name}"
+            mine = [t for path, t in ops if path == under or path.startswith(under + ".")]
+            step["time_s"] = float(sum(max(t) for t in mine))
+            step.update(_bounds(mine))
+        out[child.name] = step
+    return out

@@ -17,6 +17,7 @@ __all__ = [
     "settings_lines",
     "applies",
     "holds_kv",
+    "reads_kv",
     "time_line",
     "formulas_text",
     "layout_text",
@@ -33,7 +34,8 @@ COLUMNS = {
     "macs": ("macs", "GMAC", 1e9),
     "params": ("params", "M", 1e6),
     "weight_bytes": ("weights", "GB", 1e9),
-    "kv_bytes": ("kv", "GB", 1e9),
+    "kv_in_bytes": ("kv in", "GB", 1e9),
+    "kv_bytes": ("kv after", "GB", 1e9),
     "activation_bytes": ("activations", "GB", 1e9),
     "memory_bytes": ("memory", "GB", 1e9),
     "io_bytes": ("io", "GB", 1e9),
@@ -126,6 +128,11 @@ def holds_kv(model: Model, stage: str) -> bool:
     return not (sp.sympify(spec.kv_in(v)) == 0 and sp.sympify(spec.kv_out(v)) == 0)
 
 
+def reads_kv(model: Model, stage: str) -> bool:
+    """Whether the stage starts with a KV cache (its ``kv_in_bytes`` can be other than 0)."""
+    return sp.sympify(model.stage(stage).kv_in(model.symbols())) != 0
+
+
 def _act_name(prec: Precision) -> str:
     return {4: "fp32", 2: "bf16" if prec.dtype in ("bf16", "fp8") else "fp16"}[prec.act]
 
@@ -191,7 +198,15 @@ _TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {
     "\\": r"\textbackslash{}",
 }
 # metrics whose numbers depend on dtypes (the others count work, not storage)
-_DTYPE_METRICS = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes", "time_s")
+_DTYPE_METRICS = (
+    "weight_bytes",
+    "kv_in_bytes",
+    "kv_bytes",
+    "activation_bytes",
+    "memory_bytes",
+    "io_bytes",
+    "time_s",
+)
 
 
 def _tex_text(text: str) -> str:
@@ -267,7 +282,7 @@ def formulas_text(
     else:
         total = model.formula(stage, metric, convention, named=True, dtype=dtype, kv_dtype=kv_dtype)
     body.append(_equation(_tex_text(metric) if latex else metric, total, latex))
-    if metric not in ("params", "weight_bytes", "kv_bytes", "memory_bytes", "time_s"):
+    if metric not in ("params", "weight_bytes", "kv_in_bytes", "kv_bytes", "memory_bytes", "time_s"):
         parts = model.formula(
             stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype
         )

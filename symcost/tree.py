@@ -30,7 +30,7 @@ from .cost import ADDITIVE_FIELDS, ZERO, Cost, Count
 from .errors import SymcostError
 from .ops import get_op
 
-__all__ = ["Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose"]
+__all__ = ["Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose", "live_before"]
 
 T = TypeVar("T")
 
@@ -111,17 +111,24 @@ def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
     )
 
 
-def _seq_cost(children: tuple[Node, ...]) -> Cost:
-    """Children in order: additive fields summed, liveness walked (see the module docstring)."""
-    total = {f: sum((getattr(c.cost, f) for c in children), 0) for f in ADDITIVE_FIELDS}
-    peak: Count = 0
+def live_before(children: tuple[Node, ...]) -> Iterator[tuple[Node, Count]]:
+    """Each child of a ``seq`` with the bytes live while it runs besides its own peak: the retained
+    bytes and kept outputs of earlier children, and its input (the previous child's output)."""
     held: Count = 0  # retained bytes and kept outputs of earlier children
     previous: Count = 0  # the previous child's output: this child's input
     for c in children:
         cost = c.cost
-        peak = smax(peak, held + previous + cost.peak_bytes)
+        yield c, held + previous
         held = held + cost.retained_bytes + (cost.out_bytes if c.keep else 0)
         previous = 0 if c.keep else cost.out_bytes
+
+
+def _seq_cost(children: tuple[Node, ...]) -> Cost:
+    """Children in order: additive fields summed, liveness walked (see the module docstring)."""
+    total = {f: sum((getattr(c.cost, f) for c in children), 0) for f in ADDITIVE_FIELDS}
+    peak: Count = 0
+    for c, live in live_before(children):
+        peak = smax(peak, live + c.cost.peak_bytes)
     retained = sum((c.cost.retained_bytes for c in children), 0)
     out = children[-1].cost.out_bytes if children else 0
     return Cost(**total, peak_bytes=peak, out_bytes=out, retained_bytes=retained)

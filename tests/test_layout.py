@@ -171,13 +171,3 @@ def test_sides_beyond_exact_floats_are_refused():
     big = np.array([2**50], dtype=np.int64)
     with pytest.raises(symcost.SymcostError, match="too large"):
         RULE.codes(big, big)
-
-
-def test_breaks_on_a_ray_are_where_the_grid_changes():
-    """Every change of grid along (a*k, b*k) happens right after a reported break."""
-    for a, b in [(1, 1), (16, 9), (210, 297), (3, 1), (1, 7)]:
-        k_max = 65_535 // max(a, b)
-        ks = np.arange(1, k_max + 1)
-        codes = RULE.codes(a * ks, b * ks)
-        changes = set((np.nonzero(np.diff(codes))[0] + 1).tolist())  # k after which it changes
-        assert changes <= set(RULE.breaks(a, b, k_max)), (a, b)

@@ -83,8 +83,6 @@ def test_curves_follow_the_swept_side_with_exact_steps():
     assert crops.layout["w_tiles"].tolist() == w.tolist()
     changes = [int(x) for x, a, b in zip(crops.x[1:], w[1:] * 10 + h[1:], w[:-1] * 10 + h[:-1]) if a != b]
     assert lines.steps == changes and len(changes) >= 2
-    # the layout's own breaks on the ray (a, b) = (1, 1): a change follows a listed scale
-    assert set(changes) <= {k + 1 for k in m.layout.breaks(1, 1, 3000)}
     ev = m.compile("vision", ("flops", "activation_bytes"))
     assert crops.values["flops"].tolist() == ev(crops.x, crops.x)["flops"].tolist()
     nocrop_hf = symcost.load("deepseek-ocr", preset="gundam", vision_mode="nocrop-hf")

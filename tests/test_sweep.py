@@ -457,9 +457,8 @@ def test_the_estimate_checks_time_and_free_space(tmp_path, monkeypatch):
         SymcostError, match=r"1\.200e\+05 points would take about .* refused above 1e-09 hours"
     ):
         sw.check_estimate(s, out, "csv", 2, sw.Limits(max_hours=1e-9, min_points=0))
-    monkeypatch.setattr(
-        sw.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12 - 1000, 1000)
-    )
+    full = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr(sw.shutil, "disk_usage", lambda p: full)
     with pytest.raises(SymcostError, match="beyond the 1,000 B free for --out"):
         sw.check_estimate(s, out, "parquet", 1, sw.Limits(min_points=0))
     sw.check_estimate(s, out, "csv", 2, sw.Limits())  # under min_points: not estimated

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import symcost
-from validation import ocr2_compare
+from validation import lighton_ocr_compare, ocr2_compare
 from validation.analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 from validation.compare import component_name, namer
 from validation.measure import _VIEW_COLUMNS, LAYER_PARTS
@@ -102,14 +102,14 @@ def test_deepseek_ocr_decoder_names(stage, values):
 V2 = symcost.load("deepseek-ocr2")
 
 
-@pytest.mark.parametrize(
-    "stage,values",
-    [
-        ("vision", {"width": 1600, "height": 900}),
-        ("prefill", {"width": 1600, "height": 900, "prompt_tokens": 12}),
-        ("decode", {"kv_len": 100}),
-    ],
-)
+STAGE_POINTS = [
+    ("vision", {"width": 1600, "height": 900}),
+    ("prefill", {"width": 1600, "height": 900, "prompt_tokens": 12}),
+    ("decode", {"kv_len": 100}),
+]
+
+
+@pytest.mark.parametrize("stage,values", STAGE_POINTS)
 def test_deepseek_ocr2_names(stage, values):
     if stage == "vision":
         columns = ocr2_compare.vision_columns(V2, values, "torch")
@@ -118,10 +118,24 @@ def test_deepseek_ocr2_names(stage, values):
     _check(columns, namer(V2, stage, "torch"), V2, stage, values, "torch")
 
 
-def test_deepseek_ocr2_parameter_names():
-    table = ocr2_compare._param_table(V2)
+LIGHTON = symcost.load("lighton-ocr")
+
+
+@pytest.mark.parametrize("stage,values", STAGE_POINTS)
+def test_lighton_ocr_names(stage, values):
+    if stage == "vision":
+        columns = lighton_ocr_compare.vision_columns(LIGHTON, values, "torch")
+    else:
+        columns = lighton_ocr_compare.decoder_columns(LIGHTON, stage, values, "torch")
+    names = lighton_ocr_compare.component_names(LIGHTON, stage)
+    _check(columns, lambda c: names.get(c, c), LIGHTON, stage, values, "torch")
+
+
+@pytest.mark.parametrize("module,model", [(ocr2_compare, V2), (lighton_ocr_compare, LIGHTON)])
+def test_parameter_names(module, model):
+    table = module.param_table(model)
     assert len({name for name, _ in table.values()}) == len(table)
-    params = V2.parameters()
+    params = model.parameters()
     for column, (name, value) in table.items():
         base, _, n = name.partition(" / ")
         if m := re.fullmatch(r"(.*)\{(.+)\}", base):

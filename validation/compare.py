@@ -14,7 +14,16 @@ from validation import ValidationError
 
 from .analytic import COUNTER_CONVENTIONS, decoder_columns, vision_columns
 
-__all__ = ["compare", "component_name", "namer", "validate_case", "vendor_global_view", "STAGES", "NAMING"]
+__all__ = [
+    "compare",
+    "component_name",
+    "part_name",
+    "namer",
+    "validate_case",
+    "vendor_global_view",
+    "STAGES",
+    "NAMING",
+]
 
 STAGES = ("vision", "prefill", "decode")
 NAMING = (
@@ -68,6 +77,14 @@ def component_name(column: str, root: str, moe_layers: int, out_of_the_box: str)
         "total_full_depth": root,
         "other_outside_layers_and_lm_head": f"{root} - layer0 - moe_layers - lm_head",
     }.get(column, column)
+
+
+def part_name(node: str, paths: tuple[str, ...], count: int = 1) -> str:
+    """The name of the sum of ``paths`` below ``node`` (``node.a``, or ``node.{a,b}`` for several;
+    ``("",)``: the node itself), per repetition (`` / count``) when the node repeats."""
+    joined = paths[0] if len(paths) == 1 else "{" + ",".join(paths) + "}"
+    name = node if paths == ("",) else f"{node}.{joined}"
+    return name + (f" / {count}" if count > 1 else "")
 
 
 def namer(model, stage: str, counter: str) -> Callable[[str], str]:

@@ -28,7 +28,7 @@ import sys
 
 from symcost import SymcostError
 
-from .compare import NAMING, STAGES, compare, namer
+from .compare import NAMING, STAGES, compare, namer, part_name
 from .measure import COUNTERS
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "vision_columns",
     "decoder_columns",
     "param_columns",
+    "param_table",
     "validate_case",
     "validate_params",
 ]
@@ -184,10 +185,10 @@ _PARAM_NODES = {
 def param_columns(model) -> dict[str, int]:
     """Analytic parameters keyed like ``validation.ocr2.param_counts`` (one decoder layer of each kind),
     from ``model.parameters()`` and the weights tree's repeat counts."""
-    return {column: value for column, (_, value) in _param_table(model).items()}
+    return {column: value for column, (_, value) in param_table(model).items()}
 
 
-def _param_table(model) -> dict[str, tuple[str, int]]:
+def param_table(model) -> dict[str, tuple[str, int]]:
     """column -> (its component as ``symcost params`` names it, analytic parameters)."""
     params = model.parameters()
     root = model.weights_tree()
@@ -206,11 +207,8 @@ def _param_table(model) -> dict[str, tuple[str, int]]:
         spec = {"": ("",), "_attn": ("attn",), "_norms": ("input_norm", "post_norm")} | parts[kind]
         for suffix, paths in spec.items():
             total = sum(params[at(f"{layer}.{p}" if p else layer)] for p in paths)
-            joined = paths[0] if len(paths) == 1 else "{" + ",".join(paths) + "}"
-            below = "" if paths == ("",) else "." + joined
-            name = at(layer) + below
             out[f"decoder_layer_{kind}{suffix}"] = (
-                name + (f" / {count}" if count > 1 else ""),
+                part_name(at(layer), paths, count),
                 _exact_div(total, count, layer),
             )
     return out
@@ -367,7 +365,7 @@ def validate_params(model, measured: dict[str, int] | None = None) -> dict:
         from . import ocr2
 
         measured = ocr2.param_counts(ocr2.meta_model())
-    table = _param_table(model)
+    table = param_table(model)
     rows = compare(param_columns(model), measured, lambda column: table[column][0])
     return {
         "title": "deepseek-ocr2 parameters (decoder layers: one of each kind)",

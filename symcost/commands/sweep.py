@@ -28,6 +28,7 @@ from ..args import (
     parse_image,
     single,
 )
+from ..checks import printable
 from ..errors import SymcostError
 from ..metrics import METRICS
 
@@ -514,5 +515,5 @@ def _line_plot(args, family, sweep, modes, measured) -> int:
 
 
 def _say(args, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr)
+    if not args.quiet:  # a file name may hold a newline: escaped, one line
+        print(printable(text), file=sys.stderr)
