@@ -265,7 +265,7 @@ class CompiledFunction:
             lines.append(f"    x{k} = {_bound_code(rhs, names)}")
             names[sym] = f"x{k}"
         outs = [_bound_code(e, names) for e in reduced]
-        every = [f"x{k}" for k in range(len(subs))] + outs
+        every = ["1"] + [f"x{k}" for k in range(len(subs))] + outs  # "1": a program may have no output
         params = ", ".join(f"a{k}" for k in range(len(self.args)))
         self.bound_source = (
             f"def bound({params}):\n" + "\n".join(lines) + f"\n    return _max({', '.join(every)}, 1)\n"

@@ -78,17 +78,26 @@ class Model:
             "definitions", lambda: {s: sp.sympify(fn(self.symbols())) for s, fn in self.named.items()}
         )
 
+    @property
+    def _expanded(self) -> dict[sp.Symbol, sp.Expr]:
+        """Each named quantity's definition in inputs and layout symbols only."""
+
+        def make():
+            out: dict = {}
+            for sym, definition in self.definitions.items():  # a definition uses earlier names only
+                out[sym] = definition.xreplace(out)
+            return out
+
+        return self._memo("expanded", make)
+
     def expand(self, expr):
-        """Replace named quantities by their definitions (latest first, so chains resolve)."""
-        expr = sp.sympify(expr)
-        for sym, definition in reversed(tuple(self.definitions.items())):
-            expr = expr.subs(sym, definition)
-        return expr
+        """Replace named quantities by their definitions (one pass: definitions come expanded)."""
+        return sp.sympify(expr).xreplace(self._expanded)
 
     @property
     def quantities(self) -> dict[str, sp.Expr]:
         """Each named quantity fully expanded, keyed by name."""
-        return {str(s): self.expand(s) for s in self.named}
+        return {str(s): e for s, e in self._expanded.items()}
 
     # -- stages ---------------------------------------------------------------------------
     def stage(self, stage: str) -> Stage:
@@ -298,21 +307,17 @@ class Model:
         time of ops bound by compute, memory and launches, and the stage's ``bound``."""
         spec = self.stage(stage)
         ops = [(path, op_times(c, hw, prec, self.runtime, graph, ce, be)) for path, c, graph in tree.leaves()]
-        zero = 0.0 if shares else sp.Integer(0)
+        op_s = [(path, smax(smax(*t[:2]), t[2])) for path, t in ops]  # each op takes the largest
+        total_of = (lambda xs: sum(xs, 0.0)) if shares else (lambda xs: sp.Add(*xs))  # Add: one flatten
 
-        def seconds(under=None):
-            return sum(
-                (
-                    smax(smax(*t[:2]), t[2])
-                    for path, t in ops
-                    if under is None or path == under or path.startswith(under + ".")
-                ),
-                zero,
+        def seconds(*under):
+            return total_of(
+                [s for path, s in op_s if not under or any(path == u or path.startswith(u + ".") for u in under)]
             )
 
         out = {"time_s": seconds()}
         for timing in spec.timings:
-            total = sum((seconds(f"{tree.name}.{p}") for p in timing.paths), zero)
+            total = seconds(*(f"{tree.name}.{p}" for p in timing.paths))
             per = timing.per(v) if timing.per else 1
             out[timing.name] = (
                 where(sp.sympify(per) >= 1, total / per, 0)
