@@ -191,20 +191,32 @@ class Model:
         convention: str = "torch",
         dtype: str = "bf16",
         kv_dtype: str | None = None,
+        named: bool = False,
     ) -> dict[str, sp.Expr]:
-        """All integer metrics of a stage as closed forms in layout and input symbols, plus
-        ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
+        """All integer metrics of a stage as closed forms in layout and input symbols (``named``:
+        in named quantities too), plus ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
         prec = precision(dtype, kv_dtype)
         get_convention(convention)
-        key = ("expr", stage, convention, prec)
+        if not named:
+            return self._memo(
+                ("expr", stage, convention, prec),
+                lambda: {
+                    m: self.expand(e) for m, e in self.expressions(stage, convention, dtype, kv_dtype, True).items()
+                },
+            )
 
         def make():
             cost = self.tree(stage, dtype, kv_dtype).cost
             out = self._metrics(cost, stage, convention, prec, self.symbols())
             out["work"] = 2 * cost.macs + cost.vector_flops
-            return {m: self.expand(e) for m, e in out.items()}
+            return {m: sp.sympify(e) for m, e in out.items()}
 
-        return self._memo(key, make)
+        return self._memo(("expr", stage, convention, prec, "named"), make)
+
+    def steps(self, available) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The named quantities that the symbols ``available`` determine, as ``(symbol,
+        definition)`` in order (a definition uses earlier names): a program computes them first."""
+        return [(s, d) for s, d in self.definitions.items() if self._expanded[s].free_symbols <= set(available)]
 
     def formula(
         self,
@@ -348,12 +360,20 @@ class Model:
         ce = check_fraction("compute_efficiency", compute_efficiency)
         be = check_fraction("bandwidth_efficiency", bandwidth_efficiency)
         prec = precision(dtype, kv_dtype)
-        key = ("time", stage, hw, prec, ce, be, named)
+        key = ("time", stage, hw, prec, ce, be)
+        if not named:
+            return self._memo(
+                (*key, "expanded"),
+                lambda: {
+                    k: self.expand(e)
+                    for k, e in self.time_expressions(stage, hw, dtype, kv_dtype, ce, be, named=True).items()
+                },
+            )
 
         def make():
             tree = self.tree(stage, dtype, kv_dtype)
             times = self._times(tree, stage, hw, prec, ce, be, self.symbols())
-            return {k: (sp.sympify(e) if named else self.expand(e)) for k, e in times.items()}
+            return {k: sp.sympify(e) for k, e in times.items()}
 
         return self._memo(key, make)
 

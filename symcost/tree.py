@@ -111,9 +111,17 @@ def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
     )
 
 
+def _add(values: list) -> Count:
+    """A sum: numbers stay plain; expressions join one SymPy ``Add`` (one flatten, not one per
+    term as ``sum`` would)."""
+    if all(isinstance(v, numbers.Number) for v in values):
+        return sum(values, 0)
+    return sp.Add(*values)
+
+
 def _seq_cost(children: tuple[Node, ...]) -> Cost:
     """Children in order: additive fields summed, liveness walked (see the module docstring)."""
-    total = {f: sum((getattr(c.cost, f) for c in children), 0) for f in ADDITIVE_FIELDS}
+    total = {f: _add([getattr(c.cost, f) for c in children]) for f in ADDITIVE_FIELDS}
     peak: Count = 0
     held: Count = 0  # retained bytes and kept outputs of earlier children
     previous: Count = 0  # the previous child's output: this child's input
@@ -122,7 +130,7 @@ def _seq_cost(children: tuple[Node, ...]) -> Cost:
         peak = smax(peak, held + previous + cost.peak_bytes)
         held = held + cost.retained_bytes + (cost.out_bytes if c.keep else 0)
         previous = 0 if c.keep else cost.out_bytes
-    retained = sum((c.cost.retained_bytes for c in children), 0)
+    retained = _add([c.cost.retained_bytes for c in children])
     out = children[-1].cost.out_bytes if children else 0
     return Cost(**total, peak_bytes=peak, out_bytes=out, retained_bytes=retained)
 
@@ -166,11 +174,12 @@ class Node:
             yield from child.walk(path, (self,) + context)
 
     def leaves(self, prefix: str = "", context=(), graph: bool = False) -> Iterator[tuple[str, Cost, bool]]:
-        """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op."""
+        """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op; additive
+        fields only (an op's liveness in context is its ancestors' business)."""
         path = f"{prefix}.{self.name}" if prefix else self.name
         graph = graph or self.graph
         if self.kind is not None:
-            cost = self.cost
+            cost = Cost(**{f: getattr(self.cost, f) for f in ADDITIVE_FIELDS})
             for ancestor in context:
                 cost = ancestor._apply(cost)
             yield path, cost, graph
