@@ -7,6 +7,7 @@ integer counts (the numeric model, no SymPy on the path) from numbers.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from functools import lru_cache
 
 import sympy as sp
@@ -24,15 +25,16 @@ class _AsWritten:
     :func:`smax` prunes dominated arguments once, when it builds the maximum.
     """
 
-    _fold: object  # max or min of plain numbers
+    _kind: type[sp.Basic]  # sp.Max or sp.Min (SymPy's own nested ones flatten too)
+    _fold: Callable  # max or min of plain numbers
 
-    def __new__(cls, *args, **assumptions):
+    def __new__(cls, *args, **assumptions) -> sp.Expr:
         assumptions.pop("evaluate", None)
-        kind = cls.__mro__[2]  # sp.Max or sp.Min: SymPy's nested ones flatten too
         terms: dict = {}
         number = None
-        for arg in map(sp.sympify, args):
-            for x in arg.args if isinstance(arg, kind) else (arg,):
+        for arg in args:
+            expr = sp.sympify(arg)
+            for x in expr.args if isinstance(expr, cls._kind) else (expr,):
                 if x.is_Number:
                     number = x if number is None else cls._fold(number, x)
                 else:
@@ -41,15 +43,15 @@ class _AsWritten:
             terms[number] = None
         if len(terms) == 1:
             return next(iter(terms))
-        return kind.__new__(cls, *terms, evaluate=False, **assumptions)
+        return cls._kind.__new__(cls, *terms, evaluate=False, **assumptions)
 
 
 class Max(_AsWritten, sp.Max):
-    _fold = max
+    _kind, _fold = sp.Max, max
 
 
 class Min(_AsWritten, sp.Min):
-    _fold = min
+    _kind, _fold = sp.Min, min
 
 
 def where(cond, a, b):

@@ -68,7 +68,13 @@ class Evaluator:
         self._time = None
         if hardware is not None:
             times = model.time_expressions(
-                stage, hardware, prec.dtype, prec.kv_dtype, compute_efficiency, bandwidth_efficiency, named=True
+                stage,
+                hardware,
+                prec.dtype,
+                prec.kv_dtype,
+                compute_efficiency,
+                bandwidth_efficiency,
+                named=True,
             )
             self._time_names = tuple(times)
             self._time = sp.lambdify(

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .arith import smax, where
-from .checks import check_fraction, check_shapes, shown
+from .checks import check_fraction, check_int, check_shapes, shown
 from .conventions import get_convention
 from .cost import Cost
 from .dtypes import Precision, building, precision
@@ -82,7 +82,7 @@ class Model:
     def _expanded(self) -> dict[sp.Symbol, sp.Expr]:
         """Each named quantity's definition in inputs and layout symbols only."""
 
-        def make():
+        def make() -> dict:
             out: dict = {}
             for sym, definition in self.definitions.items():  # a definition uses earlier names only
                 out[sym] = definition.xreplace(out)
@@ -201,7 +201,8 @@ class Model:
             return self._memo(
                 ("expr", stage, convention, prec),
                 lambda: {
-                    m: self.expand(e) for m, e in self.expressions(stage, convention, dtype, kv_dtype, True).items()
+                    m: self.expand(e)
+                    for m, e in self.expressions(stage, convention, dtype, kv_dtype, True).items()
                 },
             )
 
@@ -216,7 +217,9 @@ class Model:
     def steps(self, available) -> list[tuple[sp.Symbol, sp.Expr]]:
         """The named quantities that the symbols ``available`` determine, as ``(symbol,
         definition)`` in order (a definition uses earlier names): a program computes them first."""
-        return [(s, d) for s, d in self.definitions.items() if self._expanded[s].free_symbols <= set(available)]
+        return [
+            (s, d) for s, d in self.definitions.items() if self._expanded[s].free_symbols <= set(available)
+        ]
 
     def formula(
         self,
@@ -232,9 +235,10 @@ class Model:
         hardware=None,
         compute_efficiency: float = 1.0,
         bandwidth_efficiency: float = 1.0,
+        depth: int | None = None,
     ):
-        """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` or per
-        ``"kind"``.
+        """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` (down to
+        ``depth`` levels below the stage root) or per ``"kind"``.
 
         ``named=True`` keeps the model's named quantities (e.g. ``n_crops``) as symbols; by
         default they are expanded into layout and input symbols; ``image=True`` also
@@ -245,6 +249,10 @@ class Model:
         self.stage(stage)
         if by is not None:
             choose("by", dict.fromkeys(BREAKDOWNS), by)
+        if depth is not None:
+            if by != "component":
+                raise SymcostError("depth: applies to by='component' only")
+            depth = check_int("depth", depth, 0, 1 << 10)
         prec = precision(dtype, kv_dtype)
         get_convention(convention)
         if metric == "time_s":
@@ -269,7 +277,7 @@ class Model:
                 "use parameters() for per-module parameters"
             )
         tree = self.tree(stage, dtype, kv_dtype)
-        costs = tree.components() if by == "component" else tree.by_kind()
+        costs = tree.components(depth) if by == "component" else tree.by_kind()
         names = {
             "flops": lambda c: get_convention(convention).flops(c),
             "macs": lambda c: c.macs,
@@ -324,7 +332,11 @@ class Model:
 
         def seconds(*under):
             return total_of(
-                [s for path, s in op_s if not under or any(path == u or path.startswith(u + ".") for u in under)]
+                [
+                    s
+                    for path, s in op_s
+                    if not under or any(path == u or path.startswith(u + ".") for u in under)
+                ]
             )
 
         out = {"time_s": seconds()}

@@ -39,7 +39,8 @@ def _fold(expr) -> sp.Expr:
     """
     # a branch substituted into a comparison (``n_crops >= 2``) becomes an if-then-else condition
     expr = expr.replace(
-        lambda x: isinstance(x, ITE), lambda x: sp.Or(sp.And(x.args[0], x.args[1]), sp.And(~x.args[0], x.args[2]))
+        lambda x: isinstance(x, ITE),
+        lambda x: sp.Or(sp.And(x.args[0], x.args[1]), sp.And(~x.args[0], x.args[2])),
     )
     merged: list = []
     for value, cond in _cases(expr):

@@ -160,8 +160,11 @@ class Node:
         """Total cost of this node: repetitions, summation and condition applied."""
         return self._apply(_seq_cost(self.children) if self.children else self.own)
 
-    def walk(self, prefix: str = "", context=()) -> Iterator[tuple[str, Node, Cost]]:
-        """Yield ``(dotted path, node, cost in context)`` for every node, pre-order.
+    def walk(
+        self, prefix: str = "", context=(), depth: int | None = None
+    ) -> Iterator[tuple[str, Node, Cost]]:
+        """Yield ``(dotted path, node, cost in context)`` for every node (down to ``depth`` levels
+        below this one), pre-order.
 
         The cost in context applies the repetitions, sums and conditions of all ancestors.
         """
@@ -170,8 +173,9 @@ class Node:
         for ancestor in context:  # nearest first
             cost = ancestor._apply(cost)
         yield path, self, cost
-        for child in self.children:
-            yield from child.walk(path, (self,) + context)
+        if depth is None or depth > 0:
+            for child in self.children:
+                yield from child.walk(path, (self,) + context, None if depth is None else depth - 1)
 
     def leaves(self, prefix: str = "", context=(), graph: bool = False) -> Iterator[tuple[str, Cost, bool]]:
         """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op; additive
@@ -186,9 +190,10 @@ class Node:
         for child in self.children:
             yield from child.leaves(path, (self,) + context, graph)
 
-    def components(self) -> dict[str, Cost]:
-        """Every node's cost in context, keyed by dotted path (root included)."""
-        return {path: cost for path, _, cost in self.walk()}
+    def components(self, depth: int | None = None) -> dict[str, Cost]:
+        """Every node's cost in context (down to ``depth`` levels below this one), keyed by dotted
+        path (root included)."""
+        return {path: cost for path, _, cost in self.walk(depth=depth)}
 
     def by_kind(self, under: str | None = None) -> dict[str, Cost]:
         """Leaf costs in context summed per op kind (``linear``, ``sdpa`` ...), optionally only

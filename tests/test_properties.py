@@ -2,6 +2,7 @@
 
 from functools import cache
 
+import numpy as np
 import pytest
 import sympy as sp
 from hypothesis import assume, example, given, settings
@@ -195,35 +196,14 @@ def _time_formula(family, options, stage):
     return load(family, dict(options)).formula(stage, "time_s", hardware=TIME_HARDWARE)
 
 
-def _closed_form_time(fam, options, stage, kw) -> float:
-    """``formula(stage, "time_s")`` (in the layout outputs and inputs) at one point, in SymPy."""
-    m = load(fam, options)
-    subs = {m.family.input(k).symbol: sp.Integer(v) for k, v in kw.items()}
-    if m.uses_layout(stage):
-        grid = m.tile_grid(*[kw[i.name] for i in m.layout.inputs])
-        subs |= {o: sp.Integer(int(g)) for o, g in zip(m.layout.outputs, grid)}
-    return float(_time_formula(fam, tuple(sorted(options.items())), stage).xreplace(subs))
-
-
-def _assert_times_agree(fam, options, stage, kw):
-    m = load(fam, options)
-    got = m.compile(stage, ("time_s",), hardware=TIME_HARDWARE)(**kw)
-    ref = m.evaluate(stage=stage, hardware=TIME_HARDWARE, **kw)
-    for name in TIMES:
-        if name in ref or name in got:
-            assert float(got[name]) == pytest.approx(ref[name], rel=1e-9, abs=1e-15), (name, kw)
-    closed = _closed_form_time(fam, options, stage, kw)
-    assert closed == pytest.approx(ref["time_s"], rel=1e-9, abs=1e-15), kw
-
-
-@settings(max_examples=max(30, settings.default.max_examples // 3))  # each new model compiles
+@settings(max_examples=max(25, settings.default.max_examples // 4))  # each new model derives anew
 @given(
     fam=st.sampled_from(FAMILIES),
-    stage=st.sampled_from(STAGES),
+    stage=st.sampled_from(["vision", "prefill", "decode"]),  # the request: every batch, below
     runtime=st.sampled_from(["hf", "vllm"]),
     **POOL,
 )
-@example(  # issue 20: the SAM qkv_split's kernels paid at batch 1 by the compiled tree only
+@example(  # issue 20: the SAM qkv_split's kernels were paid at batch 1 by the compiled tree only
     fam=("deepseek-ocr2", dict(vision_mode="crops")),
     stage="vision",
     runtime="hf",
@@ -235,16 +215,32 @@ def _assert_times_agree(fam, options, stage, kw):
     batch=1,
 )
 def test_time_compiled_equals_numeric_and_closed_form(fam, stage, runtime, **values):
-    """``time_s`` and the latencies: every op pays for its launches exactly where it runs."""
+    """``time_s``: every op pays for its launches exactly where it runs, in the compiled program,
+    the numeric model and the closed form ``formula()`` gives (in the layout outputs)."""
     options = {**fam[1], "runtime": runtime}
-    _assert_times_agree(fam[0], options, stage, inputs_of(load(fam[0], options), stage, **values))
+    m = load(fam[0], options)
+    kw = inputs_of(m, stage, **values)
+    ref = m.evaluate(stage=stage, hardware=TIME_HARDWARE, **kw)["time_s"]
+    got = m.compile(stage, ("time_s",), hardware=TIME_HARDWARE)(**kw)["time_s"]
+    assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    subs = {m.family.input(k).symbol: sp.Integer(v) for k, v in kw.items()}
+    if m.uses_layout(stage):
+        grid = m.tile_grid(*[kw[i.name] for i in m.layout.inputs])
+        subs |= {o: sp.Integer(int(g)) for o, g in zip(m.layout.outputs, grid)}
+    closed = _time_formula(fam[0], tuple(sorted(options.items())), stage).xreplace(subs)
+    assert float(closed) == pytest.approx(ref, rel=1e-9, abs=1e-15)
 
 
 @pytest.mark.parametrize("runtime", ["hf", "vllm"])
-@pytest.mark.parametrize("fam", [f for f in FAMILIES if f[1].get("preset", "gundam") == "gundam"], ids=str)
-def test_request_time_agrees_at_every_batch(fam, runtime):
-    """The whole request (every op of every stage) at batches 1..16, one image with tiles."""
-    options = {**fam[1], "runtime": runtime}
-    for batch in range(1, 17):
-        kw = dict(width=1654, height=2339, prompt_tokens=12, new_tokens=7, batch=batch)
-        _assert_times_agree(fam[0], options, "request", kw)
+@pytest.mark.parametrize("family", ["deepseek-ocr", "deepseek-ocr2"])
+def test_request_times_agree_at_every_batch(family, runtime):
+    """The request runs every op of every stage: compiled = numeric for ``time_s``, TTFT and
+    TPOT at batches 1..16 (an A4 page, tiles encoded)."""
+    m = load(family, {"runtime": runtime})
+    batches = np.arange(1, 17)
+    kw = dict(width=1654, height=2339, prompt_tokens=12, new_tokens=7)
+    got = m.compile("request", ("time_s",), hardware=TIME_HARDWARE)(**kw, batch=batches)
+    for k, batch in enumerate(batches):
+        ref = m.evaluate(stage="request", hardware=TIME_HARDWARE, **kw, batch=int(batch))
+        for name in TIMES:
+            assert float(got[name][k]) == pytest.approx(ref[name], rel=1e-9, abs=1e-15), (name, batch)
