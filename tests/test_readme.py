@@ -8,6 +8,7 @@ Not run here: the setup commands themselves (CI runs them), `python -m pytest` (
 import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ def _benchmarks():
     """benchmarks/run.py as a module: it lists the README's commands for its cold starts too."""
     spec = importlib.util.spec_from_file_location("benchmarks_run", ROOT / "benchmarks" / "run.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
