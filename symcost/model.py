@@ -25,7 +25,7 @@ from .hardware import Hardware, get_hardware, op_times
 from .inputs import Input
 from .layout import Layout
 from .metrics import INT_METRICS, check_metric, check_metrics
-from .render import tidy
+from .render import piecewise, tidy
 from .runtime import Runtime
 from .tree import Node, choose
 
@@ -294,18 +294,11 @@ class Model:
             return tidy(expr, self._collect_by())
         # one branch per case of the layout rule, the outcome substituted as numbers (substituting
         # the rule's Piecewise into the expression's own branches would explode)
-        branches: list = []
-        for cond, values in self.layout.pieces:
-            value = tidy(
-                expr.xreplace(dict(zip(self.layout.outputs, map(sp.Integer, values)))), self._collect_by()
-            )
-            if branches and branches[-1][0] == value:  # neighbours that agree share a branch
-                branches[-1] = (value, sp.Or(branches[-1][1], cond))
-            else:
-                branches.append((value, cond))
-        if len(branches) == 1:
-            return branches[0][0]
-        return sp.Piecewise(*branches[:-1], (branches[-1][0], True), evaluate=False)
+        outputs = self.layout.outputs
+        return piecewise(
+            (tidy(expr.xreplace(dict(zip(outputs, map(sp.Integer, values)))), self._collect_by()), cond)
+            for cond, values in self.layout.pieces
+        )
 
     def _collect_by(self) -> tuple[sp.Symbol, ...]:
         serving = self.family.serving

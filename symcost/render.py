@@ -12,7 +12,7 @@ from sympy.printing.str import StrPrinter
 
 from .arith import smax
 
-__all__ = ["tidy", "render"]
+__all__ = ["tidy", "render", "piecewise"]
 
 # Folding branches outward multiplies them (a time formula has ~30 two-way branches, a tile
 # rule ~60 cases): past this many combined cases they stay where they are.
@@ -42,15 +42,21 @@ def _fold(expr) -> sp.Expr:
         lambda x: isinstance(x, ITE),
         lambda x: sp.Or(sp.And(x.args[0], x.args[1]), sp.And(~x.args[0], x.args[2])),
     )
+    return piecewise(_cases(expr))
+
+
+def piecewise(cases) -> sp.Expr:
+    """Ordered ``(value, condition)`` cases as one expression: neighbours that agree share a
+    case, the last holds otherwise."""
     merged: list = []
-    for value, cond in _cases(expr):
-        if merged and merged[-1][0] == value:  # neighbours that agree share a case
+    for value, cond in cases:
+        if merged and merged[-1][0] == value:
             merged[-1] = (value, sp.Or(merged[-1][1], cond))
         else:
             merged.append((value, cond))
     if len(merged) == 1:
         return merged[0][0]
-    return sp.Piecewise(*merged[:-1], (merged[-1][0], True))
+    return sp.Piecewise(*merged[:-1], (merged[-1][0], True), evaluate=False)
 
 
 def _cases(expr) -> list[tuple[sp.Expr, object]]:

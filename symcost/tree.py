@@ -53,7 +53,7 @@ def _gate(cost: Cost, cond) -> Cost:
         vanishing = {cond.lhs: 0}
 
     def gate(x):
-        if x == 0 or (vanishing and sp.sympify(x).subs(vanishing) == 0):
+        if x == 0 or (vanishing and isinstance(x, sp.Basic) and x.xreplace(vanishing) == 0):
             return x
         return sp.Piecewise((x, cond), (0, True))
 
@@ -68,11 +68,15 @@ def _power_sum(k: int, var: sp.Symbol, lo, hi):
 def _sum_field(expr, var, lo, hi):
     """``sum(expr for var in lo..hi)`` for ``expr`` polynomial in ``var`` (Faulhaber, closed form;
     0 for an empty range)."""
-    expr = sp.sympify(expr)
-    if not expr.has(var):
+    if not (isinstance(expr, sp.Basic) and expr.has(var)):  # numbers stay plain
         return (hi - lo + 1) * expr
     poly = sp.Poly(sp.expand(expr), var)
     return sp.Add(*[c * _power_sum(k, var, lo, hi) for (k,), c in poly.terms()])
+
+
+def _at(expr, var, value):
+    """``expr`` with ``var = value`` (numbers stay plain)."""
+    return expr.xreplace({var: sp.sympify(value)}) if isinstance(expr, sp.Basic) else expr
 
 
 def _sum_cost(cost: Cost, over) -> Cost:
@@ -80,7 +84,7 @@ def _sum_cost(cost: Cost, over) -> Cost:
     at the last step (steps only grow), after the retained bytes of all earlier steps."""
     var, lo, hi = over
     sums = {f: _sum_field(getattr(cost, f), var, lo, hi) for f in ADDITIVE_FIELDS}
-    at_last = {f: sp.sympify(getattr(cost, f)).subs(var, hi) for f in ("peak_bytes", "out_bytes")}
+    at_last = {f: _at(getattr(cost, f), var, hi) for f in ("peak_bytes", "out_bytes")}
     earlier = _sum_field(cost.retained_bytes, var, lo, hi - 1)
     peak = where(sp.sympify(hi - lo) >= 0, earlier + at_last["out_bytes"] + at_last["peak_bytes"], 0)
     return Cost(

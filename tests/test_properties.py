@@ -38,9 +38,16 @@ def sympy_exact(m, stage, expr, values):
     """Evaluate with SymPy alone: the layout rule's pieces, then the metric's closed form."""
     subs = {i.symbol: sp.Integer(values[i.name]) for i in m.stage_inputs(stage)}
     if m.uses_layout(stage):
-        image = {i.symbol: sp.Integer(values[i.name]) for i in m.layout.inputs}
-        subs.update({o: e.xreplace(image) for o, e in zip(m.layout.outputs, m.layout.expressions)})
+        subs.update(sympy_layout(m.layout, *(values[i.name] for i in m.layout.inputs)))
     return int(expr.xreplace(subs))
+
+
+@cache
+def sympy_layout(layout, *image) -> dict:
+    """The layout rule's pieces evaluated by SymPy at one image (once per image: every metric
+    of a point reads the same outputs)."""
+    values = {i.symbol: sp.Integer(v) for i, v in zip(layout.inputs, image)}
+    return {o: e.xreplace(values) for o, e in zip(layout.outputs, layout.expressions)}
 
 
 POOL = dict(
