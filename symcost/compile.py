@@ -192,9 +192,11 @@ def _expected_distinct_any(*args):
     return expected_distinct_numpy(*args)
 
 
-_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any}
+# The programs call ``numpy.<name>``: NumPy itself is their namespace (lambdify's "numpy" would
+# run ``from numpy import *``, importing f2py, testing and the rest: a fifth of a cold compile).
+_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any, "numpy": np}
 # the same functions under their SymPy names, for lambdify's default printer (float programs)
-FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any}
+FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any, "numpy": np}
 _MAX_OF = (
     sp.Max,
     sp.Min,
@@ -275,7 +277,7 @@ class CompiledFunction:
         self._fn: Callable = sp.lambdify(
             self.args,
             reduced,
-            modules=[_NAMESPACE, "numpy"],
+            modules=[_NAMESPACE, np],
             printer=_ExactPrinter,
             cse=lambda _: (subs, reduced),
         )

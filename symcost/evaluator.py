@@ -78,7 +78,7 @@ class Evaluator:
             )
             self._time_names = tuple(times)
             self._time = sp.lambdify(
-                self.args, list(times.values()), modules=[FUNCTIONS, "numpy"], cse=lambda e: _after(steps, e)
+                self.args, list(times.values()), modules=[FUNCTIONS, np], cse=lambda e: _after(steps, e)
             )
         self._drop = {"work", "io_bytes"} - set(metrics) if "arithmetic_intensity" in metrics else set()
         self._table: tuple = (None, {})  # (scalar inputs, outputs per layout outcome)
