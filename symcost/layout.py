@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2
+from math import ceil, isqrt, log2, prod
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -39,7 +39,7 @@ import sympy as sp
 from .errors import SymcostError
 from .inputs import Input
 
-__all__ = ["Layout", "AspectTiler", "FixedLayout", "by_tile_count"]
+__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "by_tile_count"]
 
 
 class Layout(Protocol):
@@ -47,9 +47,14 @@ class Layout(Protocol):
     outputs: tuple[sp.Symbol, ...]  # the symbols it sets
 
     @property
-    def outcomes(self) -> np.ndarray: ...  # int64 [code, output]
+    def outcomes(self) -> np.ndarray | None: ...  # int64 [code, output]; None: computed per point
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray: ...  # intp per point
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]: ...  # each output per point (int64 arrays)
+
+    @property
+    def maxima(self) -> tuple[int, ...]: ...  # each output's largest value over the input bounds
 
     @property
     def expressions(self) -> tuple[sp.Expr, ...]: ...  # each output as a Piecewise in inputs
@@ -93,6 +98,13 @@ class FixedLayout:
     @property
     def pieces(self):
         return ((sp.true, self.values),)
+
+    @property
+    def maxima(self) -> tuple[int, ...]:
+        return self.values
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        return _table_at(self, arrays)
 
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
@@ -227,6 +239,13 @@ class AspectTiler:
         grids = sorted({g for row in self.table for g in row} - {(1, 1)})
         return np.array([(1, 1)] + grids, dtype=np.int64)
 
+    @property
+    def maxima(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.outcomes.max(axis=0))
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        return _table_at(self, arrays)
+
     @cached_property
     def _arrays(self):
         mids = self.midpoints
@@ -313,7 +332,89 @@ class AspectTiler:
         out *= ~self.shortcut(w, h)  # code 0, grid (1, 1), where the shortcut applies
 
 
+def _table_at(layout, arrays) -> tuple[np.ndarray, ...]:
+    """A table layout's outputs per point: its outcome rows gathered by code."""
+    rows = layout.outcomes[layout.codes(*np.broadcast_arrays(*arrays))]
+    return tuple(rows[..., k] for k in range(rows.shape[-1]))
+
+
+@dataclass(frozen=True)
+class ComputedLayout:
+    """A layout computed point by point: a rule with too many outcomes for a table, such as a
+    resize that maps every image size to its own grid of patches.
+
+    ``rule(*arrays)`` takes int64 arrays of the inputs (checked against their bounds) and returns
+    one int64 array per output, exactly as the model's own preprocessing computes them (float
+    steps done in the same IEEE operations, in the same order); ``expressions`` state the rule
+    as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
+    counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
+
+    Outputs are nonnegative. Where their combinations in [0, maximum] number at most
+    ``TABLE_OUTCOMES``, the layout is also a table (:attr:`outcomes`, :meth:`codes`): the engine
+    evaluates a model once per combination and gathers per point, as for a tiler.
+    """
+
+    inputs: tuple[Input, ...]
+    outputs: tuple[sp.Symbol, ...]
+    rule: Callable[..., tuple[np.ndarray, ...]]
+    expressions: tuple[sp.Expr, ...]
+    maxima: tuple[int, ...]
+    text: str  # the rule in words
+
+    def __post_init__(self):
+        if not len(self.outputs) == len(self.expressions) == len(self.maxima):
+            raise ValueError("one expression and one maximum per output")
+
+    @cached_property
+    def _radix(self) -> tuple[int, ...] | None:
+        """Values each output can take, [0, maximum]; None when the combinations are too many."""
+        sizes = tuple(m + 1 for m in self.maxima)
+        return sizes if prod(sizes) <= TABLE_OUTCOMES else None
+
+    @cached_property
+    def outcomes(self) -> np.ndarray | None:
+        """Every combination of output values, int64 ``[code, output]`` in mixed radix (the last
+        output varies fastest); None: too many, the engine evaluates per point."""
+        if self._radix is None:
+            return None
+        grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in self._radix], indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1)
+
+    def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
+        """Each point's row of :attr:`outcomes` (intp), written into ``out`` when given."""
+        if self._radix is None:
+            raise TypeError("this computed layout has too many outcomes for codes; use at()")
+        got = self.at(*arrays)
+        for g, m in zip(got, self.maxima):  # a rule beyond its declared range would gather wrong rows
+            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
+        code = np.empty(got[0].shape, dtype=np.intp) if out is None else out
+        code[...] = got[0]
+        for n, g in zip(self._radix[1:], got[1:]):
+            code *= n
+            code += g
+        return code
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
+        got = self.rule(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
+        return tuple(np.broadcast_to(np.asarray(g, dtype=np.int64), shape) for g in got)
+
+    @property
+    def pieces(self):
+        return ((sp.true, self.expressions),)
+
+    def describe(self) -> str:
+        return self.text
+
+    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
+        raise TypeError("a computed layout has no breakpoints; evaluate along the ray")
+
+
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache
+TABLE_OUTCOMES = 1 << 16  # a computed layout with at most this many output combinations is a table
 _SCRATCH = threading.local()
 
 

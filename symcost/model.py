@@ -296,7 +296,7 @@ class Model:
         # the rule's Piecewise into the expression's own branches would explode)
         outputs = self.layout.outputs
         return piecewise(
-            (tidy(expr.xreplace(dict(zip(outputs, map(sp.Integer, values)))), self._collect_by()), cond)
+            (tidy(expr.xreplace(dict(zip(outputs, map(sp.sympify, values)))), self._collect_by()), cond)
             for cond, values in self.layout.pieces
         )
 
@@ -395,8 +395,7 @@ class Model:
             )
         checked = [i.check_array(a) for i, a in zip(self.layout.inputs, arrays)]
         check_shapes(**{i.name: a for i, a in zip(self.layout.inputs, checked)})
-        grid = self.layout.outcomes[self.layout.codes(*np.broadcast_arrays(*checked))]
-        return tuple(grid[..., k] for k in range(grid.shape[-1]))
+        return self.layout.at(*np.broadcast_arrays(*checked))
 
     # -- evaluation -----------------------------------------------------------------------
     def _parse_call(self, args, stage):

@@ -6,6 +6,7 @@ import re
 import tokenize
 from pathlib import Path
 
+import pytest
 import sympy as sp
 
 import symcost
@@ -14,8 +15,8 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
 FORBIDDEN = re.compile(
-    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
-    r"\b(640|768|896|1280|6848|129280|129,280)\b",
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|lighton|pixtral|mistral|"
+    r"\b(640|768|896|1280|1540|6848|129280|129,280)\b",
     re.IGNORECASE,
 )
 ALLOWED = {'"clip"'}  # NumPy's np.take(..., mode="clip")
@@ -103,3 +104,81 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert r["tiles"] == want and r["flops"] == 2 * 3 * want * 10 * 8 * 4
         got = m.compile("encode", ["flops"])(width, height, batch=3)
         assert int(got["flops"]) == r["flops"]
+
+
+@pytest.mark.parametrize("cap", [64, 4096], ids=["table", "per-point"])
+def test_a_computed_layout_runs_per_point(monkeypatch, cap):
+    """A resize-style layout (every size its own grid): compile = evaluate = the closed form with
+    the rule substituted, at every point, with the image inputs as arrays; with few output
+    combinations (cap 64: 65^2) as a table evaluated once per combination, else per point."""
+    import numpy as np
+
+    from symcost import ComputedLayout
+
+    w = Input("width", sp.Symbol("W", integer=True, positive=True), 1, 4096, None, "px", "width")
+    h = Input("height", sp.Symbol("H", integer=True, positive=True), 1, 4096, None, "px", "height")
+    b = Input("batch", sp.Symbol("B", integer=True, positive=True), 1, 64, 1, "requests", "batch")
+    gw, gh = sp.symbols("gw gh", integer=True, positive=True)
+    patches = sp.Symbol("patches", integer=True, positive=True)
+
+    def rule(x, y):  # round each side up to whole 14-px patches, at most cap a side
+        return np.minimum(-(-x // 14), cap), np.minimum(-(-y // 14), cap)
+
+    layout = ComputedLayout(
+        (w, h),
+        (gw, gh),
+        rule,
+        (sp.Min(sp.ceiling(w.symbol / 14), cap), sp.Min(sp.ceiling(h.symbol / 14), cap)),
+        (cap, cap),
+        f"ceil(side / 14) patches a side, at most {cap}",
+    )
+    assert (layout.outcomes is None) == (cap == 4096)
+
+    def stage(v):
+        return seq("encode", op("proj", "linear", tokens=v.batch * v.patches, d_in=8, d_out=4))
+
+    def load():
+        return symcost.Model(
+            family=FAMILY,
+            options={},
+            layout=layout,
+            named={patches: lambda v: v.gw * v.gh},
+            stages={"encode": Stage("encode", "a linear per patch", ("width", "height", "batch"), stage, ())},
+            weights=lambda: seq("model"),
+            kv_elems_per_token=0,
+            runtime=symcost.get_runtime("hf"),
+            settings=(("family", "toy-resize"),),
+        )
+
+    FAMILY = Family(
+        name="toy-resize",
+        summary="a toy with a resize rule",
+        inputs=(w, h, b),
+        options=(),
+        stage_names=("encode",),
+        load=load,
+        image=("width", "height"),
+        serving=Serving("encode", "batch", "batch", "batch"),
+        default_stage="encode",
+    )
+    monkeypatch.setattr(symcost.family, "_registry", lambda: {"toy-resize": "tests:X"})
+    monkeypatch.setattr(symcost.family, "_import", lambda target: FAMILY)
+    m = symcost.load("toy-resize")
+    rng = np.random.default_rng(0)
+    ws, hs = rng.integers(1, 4097, 5000), rng.integers(1, 4097, 5000)
+    for batch in (3, rng.integers(1, 65, 5000)):
+        got = m.compile("encode", ["flops"])(ws, hs, batch=batch)
+        want = 2 * np.asarray(batch) * np.minimum(-(-ws // 14), cap) * np.minimum(-(-hs // 14), cap) * 8 * 4
+        assert (got["flops"] == want).all()
+    closed = m.formula("encode", "flops", image=True)
+    for x, y in [(1, 1), (14, 15), (895, 897), (4096, 30)]:
+        r = m.evaluate(x, y, batch=2)
+        assert r["flops"] == closed.subs({w.symbol: x, h.symbol: y, b.symbol: 2})
+        assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))
+    if layout.outcomes is not None:  # each point's code names its row of the table
+        assert (layout.outcomes[layout.codes(ws, hs)] == np.stack(rule(ws, hs), axis=1)).all()
+        wrong = ComputedLayout(
+            (w, h), (gw, gh), rule, layout.expressions, (cap - 1, cap), "too small a maximum"
+        )
+        with pytest.raises(ValueError, match="outside"):
+            wrong.codes(ws, hs)

@@ -1,4 +1,4 @@
-"""The DeepSeek-V2-style language model both OCR families share: dense layers, then MoE layers.
+"""The decoder-only language model of every family: dense layers, then (DeepSeek-V2) MoE layers.
 
 ``decoder(cfg, ex, batch, s, past)``: one forward of ``s`` new tokens per sequence after
 ``past`` cached ones, for ``batch`` sequences; shapes may be symbolic. ``cfg`` holds the sizes
@@ -6,6 +6,8 @@
 
     layer = input_norm -> attn (q, k, v, rope, cache, core, o) -> +x -> post_norm -> mlp -> +h
     mlp   = SwiGLU (dense layers) | router -> routed experts -> shared experts -> +  (MoE)
+
+A dense model (Llama, Qwen2 ...) is the case without experts: every layer is dense.
 """
 
 from __future__ import annotations
@@ -24,18 +26,22 @@ class DecoderConfig:
     vocab: int
     hidden: int
     layers: int
-    dense_layers: int  # the first layers are dense, the rest MoE
+    dense_layers: int  # the first layers are dense, the rest MoE (all of them without experts)
     heads: int
     kv_heads: int
     head_dim: int
     dense_ff: int
-    experts: int  # routed experts per MoE layer
+    experts: int  # routed experts per MoE layer (0: a dense model)
     top_k: int  # experts per token
     expert_ff: int
     shared_ff: int  # the shared experts as one SwiGLU of this width
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
+    # down(act(gate(x)) * up(x)) frees gate's output after act, act's and up's after the product
+    # (transformers' MLP, measured); False keeps all three until down ends (an upper bound)
+    mlp_frees_early: bool = False
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -44,13 +50,29 @@ class DecoderConfig:
             )
         if not 0 <= self.dense_layers <= self.layers or self.top_k > self.experts:
             raise SymcostError("decoder config: dense layers or experts per token out of range")
+        if not self.experts and self.dense_layers != self.layers:
+            raise SymcostError("decoder config: a model without experts has only dense layers")
 
     @classmethod
-    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> DecoderConfig:
-        """From a Hugging Face text config dict (DeepSeek-V2 keys)."""
+    def from_hf(
+        cls, c: dict, *, rope_matmul_per_layer: bool, qk_norm: bool = False, mlp_frees_early: bool = False
+    ) -> DecoderConfig:
+        """From a Hugging Face text config dict: DeepSeek-V2 keys, or a dense model's (Llama,
+        Qwen2, Qwen3 ...), which has no ``n_routed_experts``; ``qk_norm`` where the model class
+        norms q and k per head (Qwen3: no config key says so)."""
         heads = c["num_attention_heads"]
+        experts = c.get("n_routed_experts") or 0
         layer_types = c.get("mlp_layer_types")
-        dense = layer_types.count("dense") if layer_types else c["first_k_dense_replace"]
+        if not experts:
+            dense = c["num_hidden_layers"]
+        else:
+            dense = layer_types.count("dense") if layer_types else c["first_k_dense_replace"]
+        moe = dict(
+            experts=experts,
+            top_k=c["num_experts_per_tok"] if experts else 0,
+            expert_ff=c["moe_intermediate_size"] if experts else 0,
+            shared_ff=c["n_shared_experts"] * c["moe_intermediate_size"] if experts else 0,
+        )
         return cls(
             vocab=c["vocab_size"],
             hidden=c["hidden_size"],
@@ -60,13 +82,12 @@ class DecoderConfig:
             kv_heads=c.get("num_key_value_heads") or heads,
             head_dim=c.get("head_dim") or c["hidden_size"] // heads,
             dense_ff=c["intermediate_size"],
-            experts=c["n_routed_experts"],
-            top_k=c["num_experts_per_tok"],
-            expert_ff=c["moe_intermediate_size"],
-            shared_ff=c["n_shared_experts"] * c["moe_intermediate_size"],
+            **moe,
             attention_bias=bool(c.get("attention_bias", False)),
             tied_embeddings=bool(c.get("tie_word_embeddings", False)),
             rope_matmul_per_layer=rope_matmul_per_layer,
+            qk_norm=qk_norm,
+            mlp_frees_early=mlp_frees_early,
         )
 
     @property
@@ -115,6 +136,15 @@ _MOE_AROUND_KERNELS = 8
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
     """``down(silu(gate(x)) * up(x))``, no bias."""
     h = cfg.hidden
+    if cfg.mlp_frees_early:
+        gated = seq(  # left to right: gate's output dies after silu, silu's and up's after mul
+            "gated",
+            op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
+            op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
+            op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+            op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
+        )
+        return seq(name, gated, op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False), keep=keep)
     return seq(
         name,
         op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
@@ -153,10 +183,18 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
                 keep=True,
             ),
         )
+    qk = [op("q_proj", "linear", d_out=q_dim, **proj), op("k_proj", "linear", d_out=kv_dim, **proj)]
+    if cfg.qk_norm:  # norm(proj(x)) per head: each projection's output dies after its norm
+        norm = dict(dim=cfg.head_dim, fused=ex.fused_norms, keep=True)
+        qk = [
+            op("q_proj", "linear", d_out=q_dim, **(proj | {"keep": False})),
+            op("q_norm", "rms_norm", tokens=t * cfg.heads, **norm),
+            op("k_proj", "linear", d_out=kv_dim, **(proj | {"keep": False})),
+            op("k_norm", "rms_norm", tokens=t * cfg.kv_heads, **norm),
+        ]
     return seq(
         "attn",
-        op("q_proj", "linear", d_out=q_dim, **proj),
-        op("k_proj", "linear", d_out=kv_dim, **proj),
+        *qk,
         op("v_proj", "linear", d_out=kv_dim, **proj),
         seq("rope", *rope, keep=True),
         op(
@@ -299,8 +337,9 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
             )
         )
     parts.append(op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden))
-    if cfg.dense_layers:
-        parts.append(_layer("layer0", cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
+    if cfg.dense_layers:  # "layers" when every layer is dense
+        dense_name = "layer0" if cfg.experts else "layers"
+        parts.append(_layer(dense_name, cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
     if cfg.layers > cfg.dense_layers:
         parts.append(
             _layer("moe_layers", cfg, ex, batch, s, past, moe=True, count=cfg.layers - cfg.dense_layers)
