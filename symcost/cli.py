@@ -19,7 +19,9 @@ import sys
 __all__ = ["main", "build_parser"]
 
 
-def build_parser():
+def build_parser(argv=None):
+    """The parser of every command and family; with ``argv`` naming a command and a family
+    (``COMMAND FAMILY ...``), of that pair only: start-up does not grow with their number."""
     from importlib import import_module
 
     from .args import NUMBERS, Parser
@@ -27,6 +29,9 @@ def build_parser():
     from .family import families, get_family
 
     names = families()
+    pair = list(argv[:2]) if argv is not None else []
+    if not (len(pair) == 2 and pair[0] in COMMANDS and pair[1] in names):
+        pair = []
     parser = Parser(
         prog="symcost",
         description="Exact closed-form costs of models: FLOPs, "
@@ -34,11 +39,11 @@ def build_parser():
         epilog=f"Run `symcost COMMAND FAMILY --help` for a command's options. Flags: {NUMBERS}.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in pair[:1] or COMMANDS:
         mod = import_module(f".commands.{name}", __package__)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family", required=True)
-        for fname in names:
+        for fname in pair[1:] or names:
             fam = get_family(fname)
             fp = fams.add_parser(fname, help=fam.summary, description=f"{mod.HELP}. {fam.summary}.")
             mod.add_arguments(fp, fam)
@@ -59,7 +64,7 @@ def main(argv=None) -> int:
         from .errors import SymcostError
 
         try:
-            parser = build_parser()
+            parser = build_parser(sys.argv[1:] if argv is None else argv)
             args = parser.parse_args(argv)
             if args.command is None:  # `symcost` alone: the commands and families
                 parser.print_help()

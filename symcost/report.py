@@ -284,7 +284,7 @@ def formulas_text(
     body.append(_equation(_tex_text(metric) if latex else metric, total, latex))
     if metric not in ("params", "weight_bytes", "kv_in_bytes", "kv_bytes", "memory_bytes", "time_s"):
         parts = model.formula(
-            stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype
+            stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype, depth=depth
         )
         for path, expr in parts.items():
             if 0 < path.count(".") <= depth:

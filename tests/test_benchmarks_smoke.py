@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_readme import COMMANDS as README_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"[0-9][0-9.]*(?:e[+-][0-9]+)?"
@@ -22,8 +23,9 @@ FIGURES = {  # figure name -> unit
     "compiled / torch deepseek-ocr": "x per shape",
     "compiled / torch deepseek-ocr2": "x per shape",
     "cold import sympy": "s",
-    "cold symcost formulas deepseek-ocr": "s",
-    "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": "s",
+    **{f"cold {c}": "s" for c in README_COMMANDS if not c.startswith("symcost validate")},
+    "cold Python compile request flops, memory_bytes, time_s, deepseek-ocr": "s",
+    "cold Python formula prefill time_s, deepseek-ocr": "s",
 }
 CHECKS = (
     "compiled == numeric Model.evaluate, deepseek-ocr",

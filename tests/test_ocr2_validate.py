@@ -11,6 +11,7 @@ CPU, shared with the fvcore-vs-FlopCounterMode checks) 8-35 s, ~50 meta-device c
 """
 
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -40,8 +41,14 @@ STATED_TOTAL_PARAMS = 3_389_119_360  # ARCHITECTURE.md
 MAX_SIDE = 4096
 
 
+@functools.cache
+def _load(options: tuple):
+    return symcost.load("deepseek-ocr2", **dict(options))
+
+
 def load(**options):
-    return symcost.load("deepseek-ocr2", **options)
+    """One model per set of options, shared by the tests (its trees and programs are built once)."""
+    return _load(tuple(sorted(options.items())))
 
 
 def assert_all_match(case):
