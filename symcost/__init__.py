@@ -42,6 +42,7 @@ _WHERE = {
     "Model": "model",
     "RUNTIMES": "runtime",
     "get_runtime": "runtime",
+    "simulate": "simulate",
     "Node": "tree",
     "captured": "tree",
     "choose": "tree",

@@ -89,7 +89,7 @@ def _stage_bounds(model: Model, hw: Hardware, point: dict, batch: int, kw: dict)
     s = _serving(model)
     out = {}
     for stage in model.family.stage_names:
-        if stage == s.stage:
+        if stage in (s.stage, s.step):  # the request itself; an engine step is simulate's
             continue
         inputs = {i.name: point[i.name] for i in model.stage_inputs(stage) if i.name in point}
         inputs[s.batch] = batch
