@@ -295,6 +295,7 @@ class Engine:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int = 0
+    num_gpu_blocks_override: int | None = None  # KV blocks instead of the memory accounting
     batch: int = 0
     sources: tuple[tuple[str, str], ...] = ()  # limit -> where its value comes from
 
@@ -317,6 +318,7 @@ def engine_limits(
     block_size: int | None = None,
     gpu_memory_utilization: float | None = None,
     max_model_len: int | None = None,
+    num_gpu_blocks_override: int | None = None,
     batch: int | None = None,
 ) -> Engine:
     """The engine's limits: the given ones, else the runtime's defaults (with their sources).
@@ -331,6 +333,7 @@ def engine_limits(
             block_size=block_size,
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
+            num_gpu_blocks_override=num_gpu_blocks_override,
         )
         for name, value in given.items():
             if value is not None:
@@ -369,6 +372,9 @@ def engine_limits(
         block_size=check_int("block_size", block, 1, 1 << 12),
         gpu_memory_utilization=check_fraction("gpu_memory_utilization", util),
         max_model_len=check_int("max_model_len", length, 1, 1 << 24),
+        num_gpu_blocks_override=None
+        if num_gpu_blocks_override is None
+        else check_int("num_gpu_blocks_override", num_gpu_blocks_override, 1, 1 << 30),
         sources=tuple(sources),
     )
 
@@ -451,8 +457,7 @@ class StepTimer:
         self._exps = np.array([key[0] for key in keys], dtype=np.float64)
         self._grow = np.array([key[1] for key in keys], dtype=np.int64)
         self._cache: dict[tuple[int, int, int], np.ndarray] = {}
-        self._curves: dict[tuple[int, int, int, int], _Curve] = {}
-        self._seen: set[tuple[int, int, int, int]] = set()
+        self._curves: dict[int, _Curve] = {}
 
     def _lines(self, variant: int, seqs: int, tokens: int) -> np.ndarray:
         """(3, ops, 3 sides): seconds = [0] + [1] * A + [2] * K at these B and T."""
@@ -469,31 +474,23 @@ class StepTimer:
         return lines
 
     def step(self, seqs: int, tokens: int, pairs: int, keys: int, graph: bool) -> tuple[float, tuple]:
-        """Seconds of one step, and the seconds of ops bound by compute, memory and launches.
-
-        Steps of the same B, T and A - K (e.g. the decode batch plus one page's whole prefill)
-        differ only in K: from the second such step on, a curve in K answers without NumPy."""
-        key = (int(graph), seqs, tokens, pairs - keys)
-        curve = self._curves.get(key)
-        if curve is not None:
-            return curve(keys), curve.parts(keys)
-        c, a, k = self._lines(key[0], seqs, tokens)
-        if key in self._seen:
-            curve = self._curves[key] = _Curve(c + a * key[3], a + k)  # A = K + (A - K)
-            return curve(keys), curve.parts(keys)
-        self._seen.add(key)
+        """Seconds of one step, and the seconds of ops bound by compute, memory and launches."""
+        c, a, k = self._lines(int(graph), seqs, tokens)
         t = c + a * pairs + k * keys
         top = t.max(axis=1)
         parts = np.bincount(t.argmax(axis=1), weights=top, minlength=3)
         return float(top.sum()), (float(parts[0]), float(parts[1]), float(parts[2]))
 
+    def curve(self, graph: bool, seqs: int, tokens: int, extra: int) -> _Curve:
+        """Steps of B = ``seqs``, T = ``tokens`` and A = K + ``extra`` as a function of K."""
+        c, a, k = self._lines(int(graph), seqs, tokens)
+        return _Curve(c + a * extra, a + k)
+
     def decode(self, seqs: int) -> _Curve:
         """Decode-only steps of ``seqs`` sequences as a function of the keys they read."""
-        key = (1, seqs, seqs, 0)
-        curve = self._curves.get(key)
+        curve = self._curves.get(seqs)
         if curve is None:
-            c, a, k = self._lines(1, seqs, seqs)
-            curve = self._curves[key] = _Curve(c, a + k)  # A = K: each sequence adds 1 token
+            curve = self._curves[seqs] = self.curve(True, seqs, seqs, 0)  # A = K: 1 token each
         return curve
 
     def run(self, seqs: int, keys: int, k: int) -> tuple[float, tuple, float, float]:
@@ -558,6 +555,27 @@ def _envelope(c: list[float], s: list[float]) -> list[tuple[float, int]]:
             out[-1] = (r, cur)
         else:
             out.append((r, cur))
+
+
+class _Steps:
+    """Step times within one run. Steps of the same B, T and A - K (the decode batch plus one
+    page's whole prefill, say) differ only in K: from the second such step on, a curve in K
+    answers without NumPy. Kept per run, so a run's figures never depend on what ran before."""
+
+    def __init__(self, timer: StepTimer):
+        self.timer = timer
+        self.curves: dict[tuple, _Curve] = {}
+        self.seen: set[tuple] = set()
+
+    def __call__(self, seqs: int, tokens: int, pairs: int, keys: int, graph: bool) -> tuple[float, tuple]:
+        key = (graph, seqs, tokens, pairs - keys)
+        curve = self.curves.get(key)
+        if curve is None:
+            if key not in self.seen:
+                self.seen.add(key)
+                return self.timer.step(seqs, tokens, pairs, keys, graph)
+            curve = self.curves[key] = self.timer.curve(graph, seqs, tokens, pairs - keys)
+        return curve(keys), curve.parts(keys)
 
 
 # --------------------------------------------------------------------------- pages and traces
@@ -661,9 +679,10 @@ class ContinuousBatching:
         host: HostModel | None = None,
         fast: bool = True,
         progress: Callable[[int], None] | None = None,
+        log: list | None = None,
     ):
         self.p, self.timer, self.eng, self.host = pages, timer, eng, host
-        self.fast, self.progress = fast, progress
+        self.fast, self.progress, self.log = fast and log is None, progress, log
         self.bs = eng.block_size
         self.budget = eng.max_num_batched_tokens if eng.max_num_batched_tokens is not None else 1 << 62
         # vLLM's encoder budget and cache: max(max_num_encoder_input_tokens, largest item)
@@ -674,7 +693,7 @@ class ContinuousBatching:
     def run(self, arrival: np.ndarray | None, concurrency: int = 0) -> _Trace:
         n = len(self.p.s0)
         tr = _Trace(n, np.zeros(n) if arrival is None else np.array(arrival, dtype=np.float64))
-        self.tr = tr
+        self.tr, self.steps = tr, _Steps(self.timer)
         self.free = self.total_blocks
         self.computed = [0] * n  # KV tokens (decode-set members: base + G)
         self.out = [0] * n  # tokens generated
@@ -691,6 +710,7 @@ class ContinuousBatching:
         self.cnt = [0] * self.bs  # decode-set members per base mod block_size
         self.heap: list[tuple[int, int]] = []
         self.done = 0
+        self.finished: list[int] = []  # in this step (for the log)
         self.closed = arrival is None
         if self.closed:  # closed loop: the clients' first pages at t = 0
             self.order = list(range(n))
@@ -704,7 +724,7 @@ class ContinuousBatching:
             if not self.running and not self.waiting:  # idle until the next page
                 tr.idle(tr.arrival[self.order[self.next]] - tr.t)
                 continue
-            if not self._decode_run():
+            if self.log is not None or not self._decode_run():  # a log lists every step
                 self._step()
         return tr
 
@@ -748,6 +768,7 @@ class ContinuousBatching:
         self.running.remove(i)
         tr.finish[i] = tr.t
         self.done += 1
+        self.finished.append(i)
         if self.progress is not None:
             self.progress(self.done)
         if self.closed and self.next < len(self.order):  # its client sends the next page now
@@ -885,6 +906,8 @@ class ContinuousBatching:
             self.pf = list(self.running)
             decoders, budget, explicit = 0, self.budget, list(self.running)
         chunks: list[tuple[int, int, int]] = []
+        victims: list[int] = []
+        encoded: list[int] = []
         enc, vision, preempted, limit, idx = self.enc_budget, 0.0, False, len(explicit), 0
         while idx < limit and budget > 0:  # running requests, in order
             i = explicit[idx]
@@ -897,6 +920,7 @@ class ContinuousBatching:
             add = _cdiv(c + n, self.bs) - _cdiv(c, self.bs)
             while add > self.free:  # preempt the last running request until the blocks fit
                 victim = self.running.pop()
+                victims.append(victim)
                 self._preempt(victim)
                 preempted = True
                 limit -= 1
@@ -910,6 +934,7 @@ class ContinuousBatching:
             if encode:
                 enc -= self.p.img[i]
                 vision += self._encode(i)
+                encoded.append(i)
         blocked = preempted
         if not preempted:  # then the waiting requests, in order
             while self.waiting and budget > 0 and len(self.running) < self.eng.max_num_seqs:
@@ -929,7 +954,22 @@ class ContinuousBatching:
                 if encode:
                     enc -= self.p.img[i]
                     vision += self._encode(i)
+                    encoded.append(i)
+        self.finished = []
         self._execute(decoders, chunks, vision, blocked, slow)
+        if self.log is not None:
+            self.log.append(
+                {
+                    "step": self.tr.steps,
+                    "end_s": self.tr.t,
+                    "tokens": [list(x) for x in chunks],  # request, new tokens, computed before
+                    "encoded": encoded,
+                    "preempted": victims,
+                    "finished": self.finished,
+                    "kv_blocks": self.total_blocks - self.free,
+                    "waiting": list(self.waiting),
+                }
+            )
 
     def _encode(self, i: int) -> float:
         self.encoded[i] = True
@@ -954,7 +994,7 @@ class ContinuousBatching:
             prefills += not (n == 1 and c == end - 1 and self.out[i])  # else a decode token
         if seqs == 0:
             raise SymcostError("simulate: internal error: a step with nothing to run")
-        gpu, parts = self.timer.step(seqs, tokens, pairs, keys, graph=not prefills)
+        gpu, parts = self.steps(seqs, tokens, pairs, keys, graph=not prefills)
         dur = gpu + vision
         if self.host is not None:
             dur = _with_host(dur, self.host.seconds(seqs, tokens, sampled), self.host.overlaps)
@@ -1053,7 +1093,7 @@ class StaticBatching:
             seconds, parts = self.vision.seconds(layout, count)  # one call per layout
             vision += seconds
             tr.bound(parts)
-        gpu, parts = self.timer.step(b, b * s_max, b * s_max * s_max, b * s_max, graph=False)
+        gpu, parts = self.timer.step(b, b * s_max, b * s_max * s_max, b * s_max, graph=False)  # prefill
         tr.bound(parts)
         tr.vision_s += vision
         tr.prefill_s += gpu
@@ -1129,7 +1169,7 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         if s.vision is None or model.family.image is None:
             raise SymcostError(f"image: {model.family.name} takes no images (use text-only requests)")
         layout[has_image] = vision.layouts(work.width[has_image], work.height[has_image])
-        for j in range(len(vision.sizes)):
+        for j in np.unique(layout[has_image]).tolist():
             r = vision.evaluate(j, 1)
             here = layout == j
             img[here] = r[s.image_tokens]
@@ -1181,14 +1221,20 @@ class _Vision:
             ),
         )
         self.sizes: list[tuple[int, int]] = []  # an image of each layout
+        self._index: dict[tuple, int] = {}
         self._cache: dict[tuple[int, int], dict] = {}
 
     def layouts(self, w: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Each image's layout index (into ``sizes``)."""
+        """Each image's layout index (into ``sizes``, which keeps the layouts seen so far)."""
         grids = np.stack(self.model.tile_grid(w, h), axis=1)
-        _, first, inverse = np.unique(grids, axis=0, return_index=True, return_inverse=True)
-        self.sizes = [(int(w[j]), int(h[j])) for j in first]
-        return inverse.reshape(-1)
+        unique, first, inverse = np.unique(grids, axis=0, return_index=True, return_inverse=True)
+        index = []
+        for grid, j in zip(map(tuple, unique.tolist()), first):
+            if grid not in self._index:
+                self._index[grid] = len(self.sizes)
+                self.sizes.append((int(w[j]), int(h[j])))
+            index.append(self._index[grid])
+        return np.array(index, dtype=np.int64)[inverse.reshape(-1)]
 
     def evaluate(self, layout: int, count: int) -> dict:
         """The vision stage on ``count`` images of one layout."""
@@ -1237,11 +1283,14 @@ def simulate(
     fast: bool = True,
     progress: Callable[[int, int], None] | None = None,
     timeline: bool = False,
+    trace: bool = False,
 ) -> dict:
     """Serve ``work`` on ``devices`` replicas of ``model`` on ``hardware``; every figure of the
     run as a dict (see ``docs/simulate.md``). ``engine`` from :func:`engine_limits` (default:
     the runtime's defaults); ``fast=False`` schedules every step request by request (a check);
-    ``timeline=True`` adds the per-event series for plots."""
+    ``timeline=True`` adds the per-event series for plots; ``trace=True`` (continuous batching,
+    one device) lists every step: the tokens each request ran, images encoded, preemptions,
+    finishes, KV blocks in use and the queue (decode steps one by one, each at its own time)."""
     if not isinstance(model, Model):
         raise SymcostError("model: expected a symcost.Model (symcost.load(...))")
     s = model.family.serving
@@ -1266,15 +1315,22 @@ def simulate(
         )
     engine = engine or engine_limits(model, hw, arrivals)
     vllm = model.runtime.name == "vllm"
-    timer = StepTimer(model, hw, prec, ce, be)
-    vision = _Vision(model, hw, prec, ce, be)
+    key = (hw, prec, ce, be)  # compiled once per model and setting (hypothesis runs many)
+    timer = model._memo(("simulate.timer", key), lambda: StepTimer(model, hw, prec, ce, be))
+    vision = model._memo(("simulate.vision", key), lambda: _Vision(model, hw, prec, ce, be))
     pages, vision_peak, capped = _pages(model, vision, work, engine.max_model_len if vllm else None)
     total_blocks = 0
     if vllm:
-        capacity = kv_capacity_tokens(model, hw, prec, engine, pages, vision_peak)
-        if capacity < engine.max_model_len:
+        if engine.num_gpu_blocks_override is not None:  # vLLM's CacheConfig.num_gpu_blocks_override
+            capacity, why = engine.num_gpu_blocks_override * engine.block_size, "num_gpu_blocks_override"
+        else:
+            capacity, why = (
+                kv_capacity_tokens(model, hw, prec, engine, pages, vision_peak),
+                "gpu_memory_utilization",
+            )
+        if capacity < engine.max_model_len:  # vLLM refuses to start so
             raise SymcostError(
-                f"gpu_memory_utilization: the KV cache holds {capacity:,} tokens on {hw.name}, fewer than "
+                f"{why}: the KV cache holds {capacity:,} tokens on {hw.name}, fewer than "
                 f"max_model_len {engine.max_model_len:,} (raise it or lower max_model_len)"
             )
         total_blocks = capacity // engine.block_size
@@ -1295,6 +1351,9 @@ def simulate(
 
         return tick
 
+    if trace and (not vllm or devices != 1):
+        raise SymcostError("trace: lists the steps of continuous batching (runtime vllm) on one device")
+    log: list | None = [] if trace else None
     traces, shares = [], []
     for d in range(devices):
         index = np.arange(d, n, devices)
@@ -1304,12 +1363,12 @@ def simulate(
         if arrivals.kind == "concurrency":
             clients = int(arrivals.value) // devices + (d < int(arrivals.value) % devices)
         if vllm:
-            sched = ContinuousBatching(share, timer, engine, total_blocks, host, fast, report(d))
+            sched = ContinuousBatching(share, timer, engine, total_blocks, host, fast, report(d), log)
         else:
             sched = StaticBatching(share, timer, vision, engine.batch, report(d))  # type: ignore[assignment]
         traces.append(sched.run(part_times, clients))
         shares.append(share)
-    return _summary(
+    out = _summary(
         model,
         hw,
         prec,
@@ -1327,6 +1386,9 @@ def simulate(
         timer,
         timeline,
     )
+    if log is not None:
+        out["trace"] = log
+    return out
 
 
 def _subset(pages: _Pages, index: np.ndarray) -> _Pages:
