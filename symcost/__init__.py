@@ -42,7 +42,7 @@ _WHERE = {
     "Model": "model",
     "RUNTIMES": "runtime",
     "get_runtime": "runtime",
-    "simulate": "simulate",
+    "simulate": "simulation",
     "Node": "tree",
     "captured": "tree",
     "choose": "tree",

@@ -51,7 +51,7 @@ def _tokens_budget(text: str) -> int | str:
 
 
 def add_arguments(p, family):
-    from ..simulate import PERCENTILES
+    from ..simulation import PERCENTILES
 
     add_model_options(p, family)
     s = family.serving
@@ -205,7 +205,7 @@ def add_arguments(p, family):
 
 def _workload(args, family):
     from ..args import parse_image
-    from ..simulate import read_workload, workload
+    from ..simulation import read_workload, workload
 
     if args.workload:
         for flag in ("image", "text_only", "prompt_tokens", "new_tokens", "new_tokens_dist", "pages"):
@@ -253,7 +253,7 @@ def _progress():
 def run(args, family) -> int:
     from ..files import check_target
     from ..hardware import get_hardware
-    from ..simulate import Arrivals, engine_limits, simulate
+    from ..simulation import Arrivals, engine_limits, simulate
 
     if family.serving is None or family.serving.step is None:
         raise SymcostError(f"simulate: {family.name} declares no engine step")

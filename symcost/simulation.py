@@ -831,7 +831,9 @@ class ContinuousBatching:
                 k = self._steps_lasting(seqs, keys, k, wait)
         if k < 1:
             return False
-        self._advance(seqs, keys, k)
+        # a page waits with a slot free: its blocks do not fit (the budget has room for it)
+        blocked = bool(self.waiting) and len(self.running) < self.eng.max_num_seqs and self.budget > D
+        self._advance(seqs, keys, k, blocked)
         return True
 
     def _steps_with_blocks(self, k: int) -> int:
@@ -856,8 +858,8 @@ class ContinuousBatching:
             lo, hi = (mid, hi) if run(seqs, keys, mid) < wait else (lo, mid)
         return hi
 
-    def _advance(self, seqs: int, keys: int, k: int) -> None:
-        """``k`` decode-only steps of the whole decode set."""
+    def _advance(self, seqs: int, keys: int, k: int, blocked: bool) -> None:
+        """``k`` decode-only steps of the whole decode set (``blocked``: a page waits for KV)."""
         tr, bs = self.tr, self.bs
         gpu, parts, d0, d1 = self.timer.run(seqs, keys, k)
         dur = gpu
@@ -869,6 +871,8 @@ class ContinuousBatching:
         self.free -= cycles * self.D + sum(cnt[(-G - j) % bs] for j in range(rem))
         tr.decode_s += gpu
         tr.bound(parts)
+        if blocked:
+            tr.kv_blocked_s += dur
         self._starved(dur)
         tr.tokens += seqs * k
         tr.itl.append((d0, d1, k, seqs))
