@@ -568,7 +568,7 @@ def draw_simulation(result: dict, path: str, force: bool = False) -> None:
         ("KV cache in use", t["kv_tokens"], "tokens"),
         ("output tokens/s", t["tokens_per_s"], "tokens/s"),
     ]
-    axes = []
+    axes: list = []
     for row, (label, values, unit) in enumerate(panels):
         ax = fig.add_subplot(grid[row, 0], sharex=axes[0] if axes else None)
         ax.step(times, _floats(values), where="pre", linewidth=0.8)

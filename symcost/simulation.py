@@ -54,7 +54,7 @@ from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import sympy as sp
@@ -62,6 +62,7 @@ import sympy as sp
 from .checks import check_fraction, check_int, shown
 from .dtypes import Precision, precision
 from .errors import SymcostError
+from .family import Serving
 from .hardware import Hardware, get_hardware, op_times
 from .model import Model
 from .ops import expected_distinct_value
@@ -91,6 +92,14 @@ _MAX_PAGES = 10_000_000
 
 
 # --------------------------------------------------------------------------- workload
+
+
+def serving(model: Model) -> Serving:
+    """The family's serving declaration, which must name an engine step."""
+    s = model.family.serving
+    if s is None or s.step is None:
+        raise SymcostError(f"simulate: {model.family.name} declares no engine step stage")
+    return s
 
 
 @dataclass(frozen=True)
@@ -324,8 +333,7 @@ def engine_limits(
     """The engine's limits: the given ones, else the runtime's defaults (with their sources).
     ``max_num_batched_tokens="unlimited"``: no per-step token budget. A limit that does not
     apply to the runtime is an error."""
-    serving = model.family.serving
-    positions = serving.max_positions if serving else None
+    positions = serving(model).max_positions
     if model.runtime.name != "vllm":
         given = dict(
             max_num_seqs=max_num_seqs,
@@ -409,13 +417,11 @@ class StepTimer:
     """
 
     def __init__(self, model: Model, hw: Hardware, prec: Precision, ce: float, be: float):
-        s = model.family.serving
-        if s is None or s.step is None:
-            raise SymcostError(f"simulate: {model.family.name} declares no engine step stage")
+        s = serving(model)
         b, t, a, k = (
             model.family.input(n).symbol for n in (s.batch, s.step_tokens, s.score_pairs, s.attended_keys)
         )
-        tree = model.tree(s.step, prec.dtype, prec.kv_dtype)
+        tree = model.tree(s.step or "", prec.dtype, prec.kv_dtype)
         eager = [op_times(c, hw, prec, model.runtime, False, ce, be) for _, c, _ in tree.leaves()]
         graph = [op_times(c, hw, prec, model.runtime, True, ce, be) for _, c, _ in captured(tree).leaves()]
         exprs = [sp.sympify(x) for row in eager + graph for x in row]
@@ -1134,19 +1140,20 @@ def kv_capacity_tokens(
     stage on ``max_num_batched_tokens`` tokens over ``min(max_num_seqs, tokens)`` sequences, the
     remainder on the last, as ``_dummy_run`` splits them; the largest image's vision peak if
     larger), divided by the KV bytes of a token."""
-    s = model.family.serving
+    s = serving(model)
     tokens = eng.max_num_batched_tokens
     if tokens is None:  # no budget: the largest first step of the workload
         tokens = min(eng.max_num_seqs, len(pages.s0)) * max(pages.s0)
     seqs = min(eng.max_num_seqs, tokens)
     q, r = divmod(tokens, seqs)
     pairs = (seqs - 1) * q * q + (q + r) ** 2
-    step = model.evaluate(
-        stage=s.step,
-        dtype=prec.dtype,
-        kv_dtype=prec.kv_dtype,
-        **{s.batch: seqs, s.step_tokens: tokens, s.score_pairs: pairs, s.attended_keys: tokens},
-    )
+    inputs: dict[str, Any] = {
+        s.batch: seqs,
+        s.step_tokens: tokens,
+        s.score_pairs: pairs,
+        s.attended_keys: tokens,
+    }
+    step = model.evaluate(stage=s.step, dtype=prec.dtype, kv_dtype=prec.kv_dtype, **inputs)
     weights = model.stage_params(s.stage) * prec.weight
     free = hw.memory_bytes * eng.gpu_memory_utilization - weights - max(step["activation_bytes"], vision_peak)
     per_token = model.kv_elems_per_token * prec.kv
@@ -1161,7 +1168,7 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
     """Per request: prefill tokens, outputs, image block, layout, vision seconds and their bound
     split. Also the largest image's vision activation peak and the number of length-capped
     requests."""
-    s = model.family.serving
+    s = serving(model)
     n = len(work)
     has_image = work.width > 0
     img = np.zeros(n, dtype=np.int64)
@@ -1203,7 +1210,7 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         layout=layout.tolist(),
         img_start=np.where(img > 0, np.minimum(offset, work.prompt_tokens), 0).tolist(),
         vision_s=vis.tolist(),
-        vision_parts=[tuple(x) for x in parts.tolist()],
+        vision_parts=[(x[0], x[1], x[2]) for x in parts.tolist()],
     )
     return pages, peak, capped
 
@@ -1244,10 +1251,9 @@ class _Vision:
         """The vision stage on ``count`` images of one layout."""
         key = (layout, count)
         if key not in self._cache:
-            s = self.model.family.serving
-            self._cache[key] = self.model.evaluate(
-                *self.sizes[layout], stage=s.vision, **self.kw, **{s.batch: count}
-            )
+            s = serving(self.model)
+            kw: dict[str, Any] = {**self.kw, s.batch: count}
+            self._cache[key] = self.model.evaluate(*self.sizes[layout], stage=s.vision, **kw)
         return self._cache[key]
 
     def seconds(self, layout: int, count: int) -> tuple[float, tuple[float, float, float]]:
@@ -1259,11 +1265,11 @@ def _hf_batch(model: Model, hw: Hardware, prec: Precision, work: Workload, pages
     """The largest batch whose padded worst request fits (plan's bisection)."""
     from .plan import max_batch
 
-    s = model.family.serving
+    s = serving(model)
     worst = int(np.argmax(np.array(pages.s0) + np.array(pages.n_out)))
     point = {s.prompt_tokens: int(work.prompt_tokens[worst]), s.new_tokens: int(work.new_tokens[worst])}
     if work.width[worst] > 0:
-        point.update(zip(model.family.image, (int(work.width[worst]), int(work.height[worst]))))
+        point.update(zip(model.family.image or (), (int(work.width[worst]), int(work.height[worst]))))
     fits, at_one = max_batch(model, hw, point, prec.dtype, prec.kv_dtype)
     if fits == 0:
         raise SymcostError(f"batch: one request needs {at_one / 1e9:.2f} GB, more than {hw.name} holds")
@@ -1297,9 +1303,7 @@ def simulate(
     finishes, KV blocks in use and the queue (decode steps one by one, each at its own time)."""
     if not isinstance(model, Model):
         raise SymcostError("model: expected a symcost.Model (symcost.load(...))")
-    s = model.family.serving
-    if s is None or s.step is None:
-        raise SymcostError(f"simulate: {model.family.name} declares no engine step stage")
+    serving(model)
     hw = get_hardware(hardware)
     prec = precision(dtype, kv_dtype)
     ce = check_fraction("compute_efficiency", compute_efficiency)

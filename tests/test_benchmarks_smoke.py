@@ -21,12 +21,14 @@ FIGURES = {  # figure name -> unit
     "cold import sympy": "s",
     "cold symcost formulas deepseek-ocr": "s",
     "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": "s",
+    "simulate deepseek-ocr": "s",
 }
 CHECKS = (
     "compiled == numeric Model.evaluate, deepseek-ocr",
     "compiled == numeric Model.evaluate, deepseek-ocr2",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr2",
+    "simulate makespan == plan's wave time, deepseek-ocr",
 )
 
 
@@ -65,7 +67,7 @@ def test_each_figure_has_a_number_and_its_unit(run, name):
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_agreement_check_ran_and_passed(run, check):
     line = re.search(
-        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$", run.stdout, re.M
+        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes|pages).*: (\S+)$", run.stdout, re.M
     )
     assert line, f"{check!r} not in:\n{run.stdout}"
     assert int(line.group(1)) >= 1 and line.group(2) == "pass"

@@ -16,6 +16,7 @@ A dense model (Llama, Qwen2 ...) is the case without experts: every layer is den
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from symcost import SymcostError, captured, current, op, repeat, seq, smin
 from symcost.dtypes import FP32_BYTES
@@ -130,11 +131,11 @@ class Batch:
     ``keys`` = sum (L_i + s_i), the keys read; ``cached`` = sum L_i. Every cost of the forward
     is a closed form in these, so a mixed batch costs no loop over its sequences."""
 
-    seqs: object
-    tokens: object
-    pairs: object
-    keys: object
-    cached: object
+    seqs: Any  # ints or SymPy expressions alike
+    tokens: Any
+    pairs: Any
+    keys: Any
+    cached: Any
 
     @classmethod
     def uniform(cls, batch, s, past) -> Batch:

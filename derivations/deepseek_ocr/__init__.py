@@ -32,9 +32,9 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     IMAGE_STAGES,
     INPUTS,
-    FAMILY_STAGES,
     HfCode,
     execution,
     h_tiles,
