@@ -36,6 +36,7 @@ _WHERE = {
     "HARDWARE": "hardware",
     "Input": "inputs",
     "AspectTiler": "layout",
+    "ComputedLayout": "layout",
     "FixedLayout": "layout",
     "by_tile_count": "layout",
     "METRICS": "metrics",

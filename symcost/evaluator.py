@@ -86,6 +86,8 @@ class Evaluator:
             return self._finish(self._evaluate([], scalars), shape)
         layout = self.model.layout
         image_arrays = np.broadcast_arrays(*[values[i.name] for i in layout.inputs])
+        if layout.outcomes is None:  # a computed layout: its outputs per point, then the program
+            return self._finish(self._evaluate(self._computed(image_arrays), scalars), shape)
         if any(a.size != 1 for a in scalars):
             grids = layout.outcomes[self._codes(image_arrays)]
             cols = [grids[..., k] for k in range(grids.shape[-1])]
@@ -133,6 +135,19 @@ class Evaluator:
             for k in objects:
                 out[k] = np.take(table[k], code).reshape(shape)
         return {k: out[k] for k in table}
+
+    def _computed(self, image_arrays) -> list[np.ndarray]:
+        """A computed layout's outputs per point, over chunks in threads."""
+        layout = self.model.layout
+        flat = [a.reshape(-1) for a in image_arrays]
+        cols = [np.empty(flat[0].size, dtype=np.int64) for _ in layout.outputs]
+
+        def work(s: int) -> None:
+            for col, got in zip(cols, layout.at(*[a[s : s + CHUNK] for a in flat])):
+                col[s : s + CHUNK] = got
+
+        parallel(work, range(0, flat[0].size, CHUNK))
+        return [c.reshape(image_arrays[0].shape) for c in cols]
 
     def _codes(self, image_arrays) -> np.ndarray:
         """Layout code per point, over chunks in threads."""

@@ -39,7 +39,7 @@ import sympy as sp
 from .errors import SymcostError
 from .inputs import Input
 
-__all__ = ["Layout", "AspectTiler", "FixedLayout", "by_tile_count"]
+__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "by_tile_count"]
 
 
 class Layout(Protocol):
@@ -47,9 +47,14 @@ class Layout(Protocol):
     outputs: tuple[sp.Symbol, ...]  # the symbols it sets
 
     @property
-    def outcomes(self) -> np.ndarray: ...  # int64 [code, output]
+    def outcomes(self) -> np.ndarray | None: ...  # int64 [code, output]; None: computed per point
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray: ...  # intp per point
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]: ...  # each output per point (int64 arrays)
+
+    @property
+    def maxima(self) -> tuple[int, ...]: ...  # each output's largest value over the input bounds
 
     @property
     def expressions(self) -> tuple[sp.Expr, ...]: ...  # each output as a Piecewise in inputs
@@ -93,6 +98,13 @@ class FixedLayout:
     @property
     def pieces(self):
         return ((sp.true, self.values),)
+
+    @property
+    def maxima(self) -> tuple[int, ...]:
+        return self.values
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        return _table_at(self, arrays)
 
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
@@ -227,6 +239,13 @@ class AspectTiler:
         grids = sorted({g for row in self.table for g in row} - {(1, 1)})
         return np.array([(1, 1)] + grids, dtype=np.int64)
 
+    @property
+    def maxima(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.outcomes.max(axis=0))
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        return _table_at(self, arrays)
+
     @cached_property
     def _arrays(self):
         mids = self.midpoints
@@ -311,6 +330,56 @@ class AspectTiler:
         row += np.take(a.by_u, u, out=b, mode="clip")
         np.take(a.lut, row, out=out, mode="clip")
         out *= ~self.shortcut(w, h)  # code 0, grid (1, 1), where the shortcut applies
+
+
+def _table_at(layout, arrays) -> tuple[np.ndarray, ...]:
+    """A table layout's outputs per point: its outcome rows gathered by code."""
+    rows = layout.outcomes[layout.codes(*np.broadcast_arrays(*arrays))]
+    return tuple(rows[..., k] for k in range(rows.shape[-1]))
+
+
+@dataclass(frozen=True)
+class ComputedLayout:
+    """A layout computed point by point: a rule with too many outcomes for a table, such as a
+    resize that maps every image size to its own grid of patches.
+
+    ``rule(*arrays)`` takes int64 arrays of the inputs (checked against their bounds) and returns
+    one int64 array per output, exactly as the model's own preprocessing computes them (float
+    steps done in the same IEEE operations, in the same order); ``expressions`` state the rule
+    as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
+    counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
+    """
+
+    inputs: tuple[Input, ...]
+    outputs: tuple[sp.Symbol, ...]
+    rule: Callable[..., tuple[np.ndarray, ...]]
+    expressions: tuple[sp.Expr, ...]
+    maxima: tuple[int, ...]
+    text: str  # the rule in words
+
+    def __post_init__(self):
+        if not len(self.outputs) == len(self.expressions) == len(self.maxima):
+            raise ValueError("one expression and one maximum per output")
+
+    outcomes = None  # no table: the engine evaluates per point
+
+    def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
+        raise TypeError("a computed layout has no outcome codes; use at()")
+
+    def at(self, *arrays) -> tuple[np.ndarray, ...]:
+        shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
+        got = self.rule(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
+        return tuple(np.broadcast_to(np.asarray(g, dtype=np.int64), shape) for g in got)
+
+    @property
+    def pieces(self):
+        return ((sp.true, self.expressions),)
+
+    def describe(self) -> str:
+        return self.text
+
+    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
+        raise TypeError("a computed layout has no breakpoints; evaluate along the ray")
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache

@@ -268,7 +268,7 @@ class Model:
         branches: list = []
         for cond, values in self.layout.pieces:
             value = tidy(
-                expr.xreplace(dict(zip(self.layout.outputs, map(sp.Integer, values)))), self._collect_by()
+                expr.xreplace(dict(zip(self.layout.outputs, map(sp.sympify, values)))), self._collect_by()
             )
             if branches and branches[-1][0] == value:  # neighbours that agree share a branch
                 branches[-1] = (value, sp.Or(branches[-1][1], cond))
@@ -365,8 +365,7 @@ class Model:
             )
         checked = [i.check_array(a) for i, a in zip(self.layout.inputs, arrays)]
         check_shapes(**{i.name: a for i, a in zip(self.layout.inputs, checked)})
-        grid = self.layout.outcomes[self.layout.codes(*np.broadcast_arrays(*checked))]
-        return tuple(grid[..., k] for k in range(grid.shape[-1]))
+        return self.layout.at(*np.broadcast_arrays(*checked))
 
     # -- evaluation -----------------------------------------------------------------------
     def _parse_call(self, args, stage):

@@ -376,7 +376,7 @@ def heat_data(sweep: Sweep) -> Heat:
     grid, names = None, tuple[str, ...]()
     if (
         model.uses_layout(sweep.stage)
-        and len(model.layout.outcomes) > 1
+        and (model.layout.outcomes is None or len(model.layout.outcomes) > 1)
         and all(set(a.names) <= set(model.family.image or ()) for a in (xa, ya))
     ):
         names = tuple(str(s) for s in model.layout.outputs)

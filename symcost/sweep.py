@@ -289,11 +289,7 @@ def _compile(t: Target) -> Compiled:
         exprs |= {m: all_exprs[m] for m in t.metrics if m in INT_METRICS}
     # the bound program is monotone in its arguments' magnitudes: evaluated at every
     # argument's declared maximum, it bounds the column over the whole input domain
-    tops = (
-        [max(1, int(abs(model.layout.outcomes[:, k]).max())) for k in range(len(model.layout.outputs))]
-        if model.uses_layout(stage)
-        else []
-    )
+    tops = [max(1, abs(m)) for m in model.layout.maxima] if model.uses_layout(stage) else []
     tops += [max(1, abs(i.lo), abs(i.hi)) for i in ev.scalar_inputs]
     kinds = dict.fromkeys(t.metrics, "float64")  # metrics in the order asked
     for name, expr in exprs.items():

@@ -103,3 +103,71 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert r["tiles"] == want and r["flops"] == 2 * 3 * want * 10 * 8 * 4
         got = m.compile("encode", ["flops"])(width, height, batch=3)
         assert int(got["flops"]) == r["flops"]
+
+
+def test_a_computed_layout_runs_per_point(monkeypatch):
+    """A resize-style layout (every size its own grid, no table): compile = evaluate = the
+    closed form with the rule substituted, at every point, with the image inputs as arrays."""
+    import numpy as np
+
+    from symcost import ComputedLayout
+
+    w = Input("width", sp.Symbol("W", integer=True, positive=True), 1, 4096, None, "px", "width")
+    h = Input("height", sp.Symbol("H", integer=True, positive=True), 1, 4096, None, "px", "height")
+    b = Input("batch", sp.Symbol("B", integer=True, positive=True), 1, 64, 1, "requests", "batch")
+    gw, gh = sp.symbols("gw gh", integer=True, positive=True)
+    patches = sp.Symbol("patches", integer=True, positive=True)
+
+    def rule(x, y):  # round each side up to whole 14-px patches, at most 64 a side
+        return np.minimum(-(-x // 14), 64), np.minimum(-(-y // 14), 64)
+
+    layout = ComputedLayout(
+        (w, h),
+        (gw, gh),
+        rule,
+        (sp.Min(sp.ceiling(w.symbol / 14), 64), sp.Min(sp.ceiling(h.symbol / 14), 64)),
+        (64, 64),
+        "ceil(side / 14) patches a side, at most 64",
+    )
+
+    def stage(v):
+        return seq("encode", op("proj", "linear", tokens=v.batch * v.patches, d_in=8, d_out=4))
+
+    def load():
+        return symcost.Model(
+            family=FAMILY,
+            options={},
+            layout=layout,
+            named={patches: lambda v: v.gw * v.gh},
+            stages={"encode": Stage("encode", "a linear per patch", ("width", "height", "batch"), stage, ())},
+            weights=lambda: seq("model"),
+            kv_elems_per_token=0,
+            runtime=symcost.get_runtime("hf"),
+            settings=(("family", "toy-resize"),),
+        )
+
+    FAMILY = Family(
+        name="toy-resize",
+        summary="a toy with a resize rule",
+        inputs=(w, h, b),
+        options=(),
+        stage_names=("encode",),
+        load=load,
+        image=("width", "height"),
+        serving=Serving("encode", "batch", "batch", "batch"),
+        default_stage="encode",
+    )
+    monkeypatch.setattr(symcost.family, "_registry", lambda: {"toy-resize": "tests:X"})
+    monkeypatch.setattr(symcost.family, "_import", lambda target: FAMILY)
+    m = symcost.load("toy-resize")
+    rng = np.random.default_rng(0)
+    ws, hs = rng.integers(1, 4097, 5000), rng.integers(1, 4097, 5000)
+    for batch in (3, rng.integers(1, 65, 5000)):
+        got = m.compile("encode", ["flops"])(ws, hs, batch=batch)
+        want = 2 * np.asarray(batch) * np.minimum(-(-ws // 14), 64) * np.minimum(-(-hs // 14), 64) * 8 * 4
+        assert (got["flops"] == want).all()
+    closed = m.formula("encode", "flops", image=True)
+    for x, y in [(1, 1), (14, 15), (895, 897), (4096, 30)]:
+        r = m.evaluate(x, y, batch=2)
+        assert r["flops"] == closed.subs({w.symbol: x, h.symbol: y, b.symbol: 2})
+        assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))

@@ -1,4 +1,4 @@
-"""What both OCR families share above the layers: inputs, serving options, and the stages of a
+"""What every OCR family shares above the layers: inputs, serving options, and the stages of a
 request (vision -> prefill -> decode steps).
 
     request = vision + prefill + next token + (N - 1) decode steps
@@ -174,9 +174,10 @@ RUNTIMES = {
 }
 
 
-def serving_options(attention_default: str, logits_default: str) -> tuple[Option, ...]:
-    """The runtime-dependent options, with the family's defaults under ``hf``."""
-    return (
+def serving_options(attention_default: str, logits_default: str, moe: bool = True) -> tuple[Option, ...]:
+    """The runtime-dependent options, with the family's defaults under ``hf``; ``experts`` only
+    for a decoder with MoE layers (a dense decoder reads every weight)."""
+    options = (
         Option("runtime", RUNTIMES, "hf", "how the model is served"),
         Option(
             "attention",
@@ -212,6 +213,7 @@ def serving_options(attention_default: str, logits_default: str) -> tuple[Option
             DECODER_STAGES,
         ),
     )
+    return options if moe else options[:-1]
 
 
 @dataclass(frozen=True)
