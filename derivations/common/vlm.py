@@ -46,6 +46,7 @@ __all__ = [
     "n_crops",
     "image_tokens",
     "prefill_tokens",
+    "SERVING",
     "serving",
     "serving_options",
     "execution",
@@ -149,7 +150,7 @@ IMAGE_STAGES = ("vision", "prefill", "request")  # stages whose numbers the imag
 DECODER_STAGES = ("prefill", "decode", "request", "step")  # stages that run the decoder
 
 
-def serving(max_positions: int) -> Serving:
+def serving(max_positions: int | None) -> Serving:
     """What ``plan`` and ``simulate`` read. The vendors' prompts put BOS before the image block
     (``<image>`` opens the prompt, the tokenizer adds BOS), so the image starts at position 1."""
     return Serving(
@@ -166,6 +167,9 @@ def serving(max_positions: int) -> Serving:
         image_offset=1,
         max_positions=max_positions,
     )
+
+
+SERVING = serving(None)  # a family whose longest sequence is not declared: simulate asks for it
 
 
 RUNTIMES = {
