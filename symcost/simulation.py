@@ -606,6 +606,7 @@ class _Trace:
 
     n: int
     arrival: np.ndarray
+    timeline: bool = False  # record the per-event series (plots)
     first: np.ndarray = field(init=False)
     finish: np.ndarray = field(init=False)
     preemptions: int = 0
@@ -649,12 +650,15 @@ class _Trace:
         self.t += dur
         self.steps += steps
         self.batch_time += seqs * dur
-        self.peak_batch = max(self.peak_batch, seqs)
-        self.peak_blocks = max(self.peak_blocks, blocks)
-        self.ev_t.append(self.t)
-        self.ev_seqs.append(seqs)
-        self.ev_blocks.append(blocks)
-        self.ev_tokens.append(self.tokens)
+        if seqs > self.peak_batch:
+            self.peak_batch = seqs
+        if blocks > self.peak_blocks:
+            self.peak_blocks = blocks
+        if self.timeline:
+            self.ev_t.append(self.t)
+            self.ev_seqs.append(seqs)
+            self.ev_blocks.append(blocks)
+            self.ev_tokens.append(self.tokens)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -696,9 +700,9 @@ class ContinuousBatching:
         self.total_blocks = total_blocks
 
     # -- the run -------------------------------------------------------------------------
-    def run(self, arrival: np.ndarray | None, concurrency: int = 0) -> _Trace:
+    def run(self, arrival: np.ndarray | None, concurrency: int = 0, timeline: bool = False) -> _Trace:
         n = len(self.p.s0)
-        tr = _Trace(n, np.zeros(n) if arrival is None else np.array(arrival, dtype=np.float64))
+        tr = _Trace(n, np.zeros(n) if arrival is None else np.array(arrival, dtype=np.float64), timeline)
         self.tr, self.steps = tr, _Steps(self.timer)
         self.free = self.total_blocks
         self.computed = [0] * n  # KV tokens (decode-set members: base + G)
@@ -903,10 +907,11 @@ class ContinuousBatching:
     def _step(self) -> None:
         """One step: the decode set in aggregate when the rules allow, else request by request."""
         need = self.cnt[(-self.G) % self.bs]
-        tail = self.running[len(self.running) - len(self.pf) :] == self.pf
+        pf = self.pf
+        tail = not pf or self.running[len(self.running) - len(pf) :] == pf
         slow = not (self.fast and tail and self.D <= self.budget and need <= self.free)
-        if not slow:
-            decoders, budget, explicit = self.D, self.budget - self.D, list(self.pf)
+        if not slow:  # pf is the running list's tail: preemptions pop it from its end
+            decoders, budget, explicit = self.D, self.budget - self.D, pf
             self.free -= need
         else:  # request by request: the decode set dissolves, and is rebuilt after the step
             for i in self.running:
@@ -1062,9 +1067,9 @@ class StaticBatching:
     def __init__(self, pages: _Pages, timer: StepTimer, vision: _Vision, batch: int, progress=None):
         self.p, self.timer, self.vision, self.batch, self.progress = pages, timer, vision, batch, progress
 
-    def run(self, arrival: np.ndarray | None, concurrency: int = 0) -> _Trace:
+    def run(self, arrival: np.ndarray | None, concurrency: int = 0, timeline: bool = False) -> _Trace:
         n = len(self.p.s0)
-        tr = _Trace(n, np.zeros(n) if arrival is None else np.array(arrival, dtype=np.float64))
+        tr = _Trace(n, np.zeros(n) if arrival is None else np.array(arrival, dtype=np.float64), timeline)
         closed = arrival is None
         order = list(range(n)) if closed else np.argsort(tr.arrival, kind="stable").tolist()
         sent = min(concurrency, n) if closed else 0
@@ -1374,7 +1379,7 @@ def simulate(
             sched = ContinuousBatching(share, timer, engine, total_blocks, host, fast, report(d), log)
         else:
             sched = StaticBatching(share, timer, vision, engine.batch, report(d))  # type: ignore[assignment]
-        traces.append(sched.run(part_times, clients))
+        traces.append(sched.run(part_times, clients, timeline and d == 0))
         shares.append(share)
     out = _summary(
         model,
