@@ -586,58 +586,32 @@ def test_cli_text_only_workload_file_and_plot(tmp_path, capsys):
     assert "--plot" in capsys.readouterr().err
 
 
+PAGE = ["--image", "1654x2339", "--new-tokens", "5"]
+VLLM = [*PAGE, "--runtime", "vllm"]
+
+
 @pytest.mark.parametrize(
     "extra,flag",
     [
         ([], "--image"),
         (["--image", "1654x2339", "--text-only"], "--image"),
         (["--image", "1654x2339"], "--new-tokens"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--new-tokens-dist", "uniform:1:2"], "--new-tokens"),
+        ([*PAGE, "--new-tokens-dist", "uniform:1:2"], "--new-tokens"),
         (["--image", "1654x2339", "--new-tokens-dist", "normal:1"], "--new-tokens-dist"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--rate", "1", "--concurrency", "2"], "--concurrency"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--rate", "-1"], "--rate"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--seed", "4"], "--seed"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--batch", "4", "--runtime", "vllm"], "--batch"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--max-num-seqs", "4"], "--max-num-seqs"),
-        (
-            [
-                "--image",
-                "1654x2339",
-                "--new-tokens",
-                "5",
-                "--runtime",
-                "vllm",
-                "--max-num-batched-tokens",
-                "lots",
-            ],
-            "--max-num-batched-tokens",
-        ),
-        (
-            [
-                "--image",
-                "1654x2339",
-                "--new-tokens",
-                "5",
-                "--runtime",
-                "vllm",
-                "--gpu-memory-utilization",
-                "1.5",
-            ],
-            "--gpu-memory-utilization",
-        ),
-        (
-            ["--image", "1654x2339", "--new-tokens", "5", "--runtime", "vllm", "--max-model-len", "500"],
-            "--max-model-len",
-        ),
-        (["--image", "1654x2339", "--new-tokens", "5", "--pages", "0"], "--pages"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--plot", "x.pdf"], "--plot"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--force"], "--force"),
-        (["--image", "1654x2339", "--new-tokens", "5", "--workload", "w.csv"], "--image"),
+        ([*PAGE, "--rate", "1", "--concurrency", "2"], "--concurrency"),
+        ([*PAGE, "--rate", "-1"], "--rate"),
+        ([*PAGE, "--seed", "4"], "--seed"),
+        ([*VLLM, "--batch", "4"], "--batch"),
+        ([*PAGE, "--max-num-seqs", "4"], "--max-num-seqs"),
+        ([*VLLM, "--max-num-batched-tokens", "lots"], "--max-num-batched-tokens"),
+        ([*VLLM, "--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
+        ([*VLLM, "--max-model-len", "500"], "--max-model-len"),
+        ([*PAGE, "--pages", "0"], "--pages"),
+        ([*PAGE, "--plot", "x.pdf"], "--plot"),
+        ([*PAGE, "--force"], "--force"),
+        ([*PAGE, "--workload", "w.csv"], "--image"),
         (["--workload", "/nonexistent/w.csv"], "--workload"),
-        (
-            ["--image", "1654x2339", "--new-tokens", "5", "--concurrency", "1", "--devices", "2"],
-            "--concurrency",
-        ),
+        ([*PAGE, "--concurrency", "1", "--devices", "2"], "--concurrency"),
     ],
 )
 def test_cli_bad_input_is_one_line_naming_the_flag(capsys, extra, flag):
