@@ -555,6 +555,23 @@ def test_cli_json_contract_and_figures_agree(capsys):
         assert piece in text, piece
 
 
+def test_cli_help_gives_every_option_its_meaning_values_and_default():
+    from symcost.cli import build_parser
+
+    def sub(parser):
+        return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+
+    parser = sub(sub(build_parser())["simulate"])["deepseek-ocr"]
+    helps = {a.dest: " ".join((a.help or "").split()) for a in parser._actions if a.option_strings}
+    helps.pop("help")
+    assert {"rate", "concurrency", "max_num_seqs", "num_gpu_blocks_override", "batch", "plot"} <= set(helps)
+    for dest, text in helps.items():
+        assert len(text) > 30 and ("Default" in text or dest == "hardware"), (dest, text)
+    values = ("integer in [", "a number in", "positive number", "Choices:", "WxH", "a preset (", "lognormal")
+    for dest in ("rate", "max_num_batched_tokens", "gpu_memory_utilization", "new_tokens_dist", "pages"):
+        assert any(v in helps[dest] for v in values), (dest, helps[dest])
+
+
 def test_cli_text_only_workload_file_and_plot(tmp_path, capsys):
     base = ["simulate", "deepseek-ocr", "--hardware", "a100-40gb", "--runtime", "vllm"]
     assert (

@@ -27,6 +27,7 @@ _ENGINE_FLAGS = (
     "block_size",
     "gpu_memory_utilization",
     "max_model_len",
+    "num_gpu_blocks_override",
     "batch",
 )
 
@@ -162,6 +163,14 @@ def add_arguments(p, family):
         default=None,
         help="longest sequence, prompt + output tokens (vllm); a page reaching it stops; "
         "integer in [1, 16777216]. Default: the model's max_position_embeddings",
+    )
+    e.add_argument(
+        "--num-gpu-blocks-override",
+        type=int_in(1, 1 << 30),
+        default=None,
+        help="KV-cache blocks instead of the memory accounting (vllm, as vLLM's flag of that "
+        "name); integer in [1, 1073741824]. Default: device memory x --gpu-memory-utilization "
+        "minus weights and the profiling step's activations, over the KV bytes of a block",
     )
     e.add_argument(
         "--batch",
