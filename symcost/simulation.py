@@ -83,6 +83,7 @@ __all__ = [
     "ContinuousBatching",
     "StaticBatching",
     "kv_capacity_tokens",
+    "beside_plan",
     "PERCENTILES",
 ]
 
@@ -1579,3 +1580,27 @@ _ENGINE_KEYS = {
     True: ("max_num_seqs", "max_num_batched_tokens", "block_size", "gpu_memory_utilization", "max_model_len"),
     False: ("batch",),
 }
+
+
+def beside_plan(model: Model, hardware, point: dict, batch: int, pages: int | None = None, **kw) -> dict:
+    """What ``simulate`` gives for ``plan``'s workload: ``pages`` (default 10 x ``batch``, at
+    least 100) pages of the request shape ``point``, offline, at the same concurrency (vLLM's
+    ``max_num_seqs``, HF's batch, = ``batch``), the runtime's other defaults."""
+    s = serving(model)
+    hw = get_hardware(hardware)
+    size = tuple(point.get(name, 0) for name in model.family.image or ())
+    work = workload(
+        [size] if size and all(size) else [],
+        pages or max(100, 10 * batch),
+        point.get(s.prompt_tokens, 0),
+        point.get(s.new_tokens, 1),
+    )
+    limit = {"max_num_seqs": batch} if model.runtime.name == "vllm" else {"batch": batch}
+    engine = engine_limits(model, hw, Arrivals(), **limit)
+    r = simulate(model, hw, work, Arrivals(), engine, **kw)
+    keys = ("pages", "output_tokens_per_s", "pages_per_s", "pages_per_day", "mean_batch", "bound")
+    return {k: r[k] for k in keys} | {
+        "ttft_p50_s": r["ttft_s"]["p50"],
+        "tpot_p50_s": r["tpot_s"]["p50"],
+        "engine": r["engine"],
+    }

@@ -637,3 +637,18 @@ def test_cli_bad_input_is_one_line_naming_the_flag(capsys, extra, flag):
     assert captured_out.out == ""
     line = captured_out.err.strip()
     assert "\n" not in line and line.startswith(f"symcost: error: {flag}"), line
+
+
+def test_plan_prints_what_a_server_gives_beside_its_wave(models, capsys):
+    argv = ["plan", "deepseek-ocr", *A4, "--new-tokens", "100", "--runtime", "vllm", "--batch", "20"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    sim = out["simulated"]
+    m = models["deepseek-ocr", "vllm"]
+    eng = engine_limits(m, A100, Arrivals(), max_num_seqs=20)
+    direct = simulate(m, A100, workload([(1654, 2339)], 200, 12, 100), engine=eng)
+    assert sim["pages"] == 200 and sim["engine"]["max_num_seqs"] == 20
+    assert sim["output_tokens_per_s"] == direct["output_tokens_per_s"]
+    assert sim["output_tokens_per_s"] == pytest.approx(out["tokens_per_s"], rel=0.15)  # the wave
+    assert main(argv) == 0
+    assert "served (simulate)" in capsys.readouterr().out
