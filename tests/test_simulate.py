@@ -384,7 +384,7 @@ def test_properties_of_any_run(models, case):
         stats = r[name]
         values = [stats[f"p{q}"] for q in PERCENTILES]
         assert np.isfinite(values).all() and values == sorted(values), name
-        assert 0 <= stats["mean"] <= max(values[-1], stats["mean"])
+        assert 0 <= values[0] and np.isfinite(stats["mean"]) and stats["mean"] >= 0
     assert r["ttft_s"]["p50"] <= r["e2e_s"]["p50"]
     assert r["kv_peak_tokens"] <= r["kv_capacity_tokens"]
     assert r["output_tokens_per_s"] <= r["ceiling_tokens_per_s"] * (1 + 1e-9)
