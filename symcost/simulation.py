@@ -1582,18 +1582,20 @@ _ENGINE_KEYS = {
 }
 
 
-def beside_plan(model: Model, hardware, point: dict, batch: int, pages: int | None = None, **kw) -> dict:
+def beside_plan(
+    model: Model, hardware, points: list[dict], batch: int, pages: int | None = None, **kw
+) -> dict:
     """What ``simulate`` gives for ``plan``'s workload: ``pages`` (default 10 x ``batch``, at
-    least 100) pages of the request shape ``point``, offline, at the same concurrency (vLLM's
-    ``max_num_seqs``, HF's batch, = ``batch``), the runtime's other defaults."""
+    least 100) pages cycling through the request shapes ``points`` (a mix in equal parts),
+    offline, at the same concurrency (vLLM's ``max_num_seqs`` or HF's batch = ``batch``), the
+    runtime's other defaults."""
     s = serving(model)
     hw = get_hardware(hardware)
-    size = tuple(point.get(name, 0) for name in model.family.image or ())
+    names = model.family.image or ()
+    sizes = [tuple(p[n] for n in names) for p in points if names and all(n in p for n in names)]
+    first = points[0]
     work = workload(
-        [size] if size and all(size) else [],
-        pages or max(100, 10 * batch),
-        point.get(s.prompt_tokens, 0),
-        point.get(s.new_tokens, 1),
+        sizes, pages or max(100, 10 * batch), first.get(s.prompt_tokens, 0), first.get(s.new_tokens, 1)
     )
     limit = {"max_num_seqs": batch} if model.runtime.name == "vllm" else {"batch": batch}
     engine = engine_limits(model, hw, Arrivals(), **limit)

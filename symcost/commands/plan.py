@@ -113,10 +113,6 @@ def run(args, family) -> int:
         plans = [plan(model, args.hardware, point, batch, **kw) for point in points]
         if len(plans) == 1:
             out.update(plans[0], image=f"{images[0][0]}x{images[0][1]}")
-            if s.step is not None:  # beside the wave: a server on the same pages (symcost simulate)
-                from ..simulation import beside_plan
-
-                out["simulated"] = beside_plan(model, args.hardware, points[0], out["batch"], **kw)
         else:  # a mix in equal parts: the largest batch fits every image; time adds per page
             rate = len(plans) / sum(1 / p["pages_per_day"] for p in plans)
             out.update(
@@ -131,6 +127,11 @@ def run(args, family) -> int:
                 bound=plans[0]["bound"],
                 images=[{"image": f"{w}x{h}", **p} for (w, h), p in zip(images, plans)],
             )
+        if s.step is not None:  # beside the wave: a server on the same pages (symcost simulate)
+            from ..simulation import beside_plan
+
+            at = out.get("batch") or batch or out["max_batch"]  # a mix: the given batch, else the largest
+            out["simulated"] = beside_plan(model, args.hardware, points, at, **kw)
     from ..sweep import parse_aspect
 
     aspect = parse_aspect(args.aspect) if args.aspect else (images[0] if images else (1, 1))
@@ -209,13 +210,11 @@ def _text(model, out: dict, args) -> str:
                     "served (simulate)",
                     f"{human(sim['output_tokens_per_s'])} tokens/s, {human(sim['pages_per_day'])} pages/day, "
                     f"TTFT p50 {human(sim['ttft_p50_s'])} s, TPOT p50 {human(sim['tpot_p50_s'] * 1e3)} ms, "
-                    f"bound {sim['bound']} ({sim['pages']:,} pages queued at once, "
-                    + (
-                        "continuous batching, max_num_seqs"
-                        if model.runtime.name == "vllm"
-                        else "static batches of"
+                    f"bound {sim['bound']} ({sim['pages']:,} pages queued at once; "
+                    + ", ".join(
+                        f"{k} {v:,}" for k, v in sim["engine"].items() if k in ("max_num_seqs", "batch")
                     )
-                    + f" {out.get('batch', out['max_batch']):,})",
+                    + ")",
                 )
             )
         if "weight_bytes" in out:
