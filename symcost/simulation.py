@@ -92,15 +92,15 @@ _GIB = 2**30
 _MAX_PAGES = 10_000_000
 
 
-# --------------------------------------------------------------------------- workload
-
-
 def serving(model: Model) -> Serving:
     """The family's serving declaration, which must name an engine step."""
     s = model.family.serving
     if s is None or s.step is None:
         raise SymcostError(f"simulate: {model.family.name} declares no engine step stage")
     return s
+
+
+# --------------------------------------------------------------------------- workload
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,6 @@ class Workload:
 
     def __len__(self) -> int:
         return len(self.new_tokens)
-
-    def part(self, index: np.ndarray) -> Workload:
-        a = None if self.arrival_s is None else self.arrival_s[index]
-        return Workload(
-            self.width[index], self.height[index], self.prompt_tokens[index], self.new_tokens[index], a
-        )
 
 
 def parse_distribution(text: str) -> tuple[str, float, float]:

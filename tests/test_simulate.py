@@ -652,3 +652,24 @@ def test_plan_prints_what_a_server_gives_beside_its_wave(models, capsys):
     assert sim["output_tokens_per_s"] == pytest.approx(out["tokens_per_s"], rel=0.15)  # the wave
     assert main(argv) == 0
     assert "served (simulate)" in capsys.readouterr().out
+
+
+def test_host_hook_adds_or_overlaps_its_time(models):
+    """The host's share of a step (the hook issue 18 fills): serial adds its seconds to every step,
+    overlapped only shows where it is longer than the GPU's."""
+
+    class Host:
+        def __init__(self, seconds: float, overlaps: bool):
+            self.s, self.overlaps = seconds, overlaps
+
+        def seconds(self, seqs: int, tokens: int, sampled: int) -> float:
+            return self.s
+
+    m = models["deepseek-ocr", "vllm"]
+    work = workload([(1654, 2339)], 30, 12, 60)
+    base = simulate(m, A100, work)
+    serial = simulate(m, A100, work, host=Host(1e-3, False))
+    assert serial["makespan_s"] == pytest.approx(base["makespan_s"] + serial["steps"] * 1e-3, rel=1e-9)
+    assert serial["time_shares"]["host"] > 0 and sum(serial["time_shares"].values()) == pytest.approx(1)
+    hidden = simulate(m, A100, work, host=Host(1e-6, True))
+    assert hidden["makespan_s"] == pytest.approx(base["makespan_s"], rel=1e-12)
