@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2
+from math import ceil, isqrt, log2, prod
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -348,6 +348,10 @@ class ComputedLayout:
     steps done in the same IEEE operations, in the same order); ``expressions`` state the rule
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
+
+    Outputs are nonnegative. Where their combinations in [0, maximum] number at most
+    ``TABLE_OUTCOMES``, the layout is also a table (:attr:`outcomes`, :meth:`codes`): the engine
+    evaluates a model once per combination and gathers per point, as for a tiler.
     """
 
     inputs: tuple[Input, ...]
@@ -361,10 +365,37 @@ class ComputedLayout:
         if not len(self.outputs) == len(self.expressions) == len(self.maxima):
             raise ValueError("one expression and one maximum per output")
 
-    outcomes = None  # no table: the engine evaluates per point
+    @cached_property
+    def _radix(self) -> tuple[int, ...] | None:
+        """Values each output can take, [0, maximum]; None when the combinations are too many."""
+        sizes = tuple(m + 1 for m in self.maxima)
+        return sizes if prod(sizes) <= TABLE_OUTCOMES else None
+
+    @cached_property
+    def outcomes(self) -> np.ndarray | None:
+        """Every combination of output values, int64 ``[code, output]`` in mixed radix (the last
+        output varies fastest); None: too many, the engine evaluates per point."""
+        if self._radix is None:
+            return None
+        grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in self._radix], indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1)
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
-        raise TypeError("a computed layout has no outcome codes; use at()")
+        """Each point's row of :attr:`outcomes` (intp), written into ``out`` when given."""
+        if self._radix is None:
+            raise TypeError("this computed layout has too many outcomes for codes; use at()")
+        got = self.at(*arrays)
+        for g, m in zip(got, self.maxima):  # a rule beyond its declared range would gather wrong rows
+            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
+        code = np.empty(got[0].shape, dtype=np.intp) if out is None else out
+        code[...] = got[0]
+        for n, g in zip(self._radix[1:], got[1:]):
+            code *= n
+            code += g
+        return code
 
     def at(self, *arrays) -> tuple[np.ndarray, ...]:
         shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
@@ -383,6 +414,7 @@ class ComputedLayout:
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache
+TABLE_OUTCOMES = 1 << 16  # a computed layout with at most this many output combinations is a table
 _SCRATCH = threading.local()
 
 
