@@ -27,8 +27,9 @@ closed forms. Two schedulers, small classes over one request model:
 - :class:`StaticBatching` (``--runtime hf``): ``generate()`` on ``batch`` requests padded to
   the longest prompt, decoding until the longest output; the next batch when all finish.
 
-Step time: vision of the images scheduled this step (the family's vision stage, once per
-image: vLLM encodes image by image), then ONE decoder forward over the step's mixed batch, the
+Step time: vision of the images scheduled this step (the family's vision stage on them, one call
+per tile layout: the family says whether it loops over images or packs them), then ONE decoder
+forward over the step's mixed batch, the
 family's ``Serving.step`` stage, a closed form in the batch's aggregates (sequences, tokens,
 score pairs, keys read). Per op, time = max(compute, memory, launches) (see
 :mod:`symcost.hardware`); a step with no prefill chunk replays a CUDA graph (the runtime's graph
@@ -591,8 +592,6 @@ class _Pages:
     img: list[int]  # image block tokens (0: text only)
     layout: list[int]  # its tile layout (-1: text only)
     img_start: list[int]  # its first position in the prompt
-    vision_s: list[float]  # seconds to encode its image
-    vision_parts: list[tuple[float, float, float]]  # of which bound by compute, memory, launches
 
 
 @dataclass
@@ -679,6 +678,7 @@ class ContinuousBatching:
         self,
         pages: _Pages,
         timer: StepTimer,
+        vision: _Vision,
         eng: Engine,
         total_blocks: int,
         host: HostModel | None = None,
@@ -686,7 +686,7 @@ class ContinuousBatching:
         progress: Callable[[int], None] | None = None,
         log: list | None = None,
     ):
-        self.p, self.timer, self.eng, self.host = pages, timer, eng, host
+        self.p, self.timer, self.eng, self.host, self.vision = pages, timer, eng, host, vision
         self.fast, self.progress, self.log = fast and log is None, progress, log
         self.bs = eng.block_size
         self.budget = eng.max_num_batched_tokens if eng.max_num_batched_tokens is not None else 1 << 62
@@ -918,7 +918,7 @@ class ContinuousBatching:
         chunks: list[tuple[int, int, int]] = []
         victims: list[int] = []
         encoded: list[int] = []
-        enc, vision, preempted, limit, idx = self.enc_budget, 0.0, False, len(explicit), 0
+        enc, preempted, limit, idx = self.enc_budget, False, len(explicit), 0
         while idx < limit and budget > 0:  # running requests, in order
             i = explicit[idx]
             idx += 1
@@ -943,7 +943,7 @@ class ContinuousBatching:
             chunks.append((i, n, c))
             if encode:
                 enc -= self.p.img[i]
-                vision += self._encode(i)
+                self._encode(i)
                 encoded.append(i)
         blocked = preempted
         if not preempted:  # then the waiting requests, in order
@@ -963,9 +963,10 @@ class ContinuousBatching:
                 chunks.append((i, n, 0))
                 if encode:
                     enc -= self.p.img[i]
-                    vision += self._encode(i)
+                    self._encode(i)
                     encoded.append(i)
         self.finished = []
+        vision = self.vision.seconds([self.p.layout[i] for i in encoded], self.tr) if encoded else 0.0
         self._execute(decoders, chunks, vision, blocked, slow)
         if self.log is not None:
             self.log.append(
@@ -981,11 +982,9 @@ class ContinuousBatching:
                 }
             )
 
-    def _encode(self, i: int) -> float:
+    def _encode(self, i: int) -> None:
         self.encoded[i] = True
         self.enc_used += self.p.img[i]
-        self.tr.bound(self.p.vision_parts[i])
-        return self.p.vision_s[i]
 
     def _execute(self, decoders: int, chunks: list, vision: float, blocked: bool, slow: bool) -> None:
         """Run the scheduled step: its time, then each request's new state. ``chunks``: the
@@ -1098,11 +1097,7 @@ class StaticBatching:
         p, b = self.p, len(group)
         s_max = max(p.s0[i] for i in group)
         n_max = max(p.n_out[i] for i in group)
-        vision = 0.0
-        for layout, count in Counter(p.layout[i] for i in group if p.layout[i] >= 0).items():
-            seconds, parts = self.vision.seconds(layout, count)  # one call per layout
-            vision += seconds
-            tr.bound(parts)
+        vision = self.vision.seconds([p.layout[i] for i in group if p.layout[i] >= 0], tr)
         gpu, parts = self.timer.step(b, b * s_max, b * s_max * s_max, b * s_max, graph=False)  # prefill
         tr.bound(parts)
         tr.vision_s += vision
@@ -1172,8 +1167,6 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
     n = len(work)
     has_image = work.width > 0
     img = np.zeros(n, dtype=np.int64)
-    vis = np.zeros(n)
-    parts = np.zeros((n, 3))
     peak = 0
     layout = np.full(n, -1)
     if has_image.any():
@@ -1182,10 +1175,7 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         layout[has_image] = vision.layouts(work.width[has_image], work.height[has_image])
         for j in np.unique(layout[has_image]).tolist():
             r = vision.evaluate(j, 1)
-            here = layout == j
-            img[here] = r[s.image_tokens]
-            vis[here] = r["time_s"]
-            parts[here] = (r["compute_bound_s"], r["memory_bound_s"], r["launch_bound_s"])
+            img[layout == j] = r[s.image_tokens]
             peak = max(peak, r["activation_bytes"])
     s0 = work.prompt_tokens + img
     if (s0 < 1).any():
@@ -1209,8 +1199,6 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         img=img.tolist(),
         layout=layout.tolist(),
         img_start=np.where(img > 0, np.minimum(offset, work.prompt_tokens), 0).tolist(),
-        vision_s=vis.tolist(),
-        vision_parts=[(x[0], x[1], x[2]) for x in parts.tolist()],
     )
     return pages, peak, capped
 
@@ -1256,9 +1244,16 @@ class _Vision:
             self._cache[key] = self.model.evaluate(*self.sizes[layout], stage=s.vision, **kw)
         return self._cache[key]
 
-    def seconds(self, layout: int, count: int) -> tuple[float, tuple[float, float, float]]:
-        r = self.evaluate(layout, count)
-        return r["time_s"], (r["compute_bound_s"], r["memory_bound_s"], r["launch_bound_s"])
+    def seconds(self, layouts: list[int], tr: _Trace) -> float:
+        """Encoding these images (their layouts) in one step or batch: the family's vision stage
+        on each layout's images together (vLLM and HF hand a step's or a batch's images to the
+        model at once; the family's stage says whether it loops over them or batches them)."""
+        total = 0.0
+        for layout, count in Counter(layouts).items():
+            r = self.evaluate(layout, count)
+            total += r["time_s"]
+            tr.bound((r["compute_bound_s"], r["memory_bound_s"], r["launch_bound_s"]))
+        return total
 
 
 def _hf_batch(model: Model, hw: Hardware, prec: Precision, work: Workload, pages: _Pages) -> int:
@@ -1371,7 +1366,7 @@ def simulate(
         if arrivals.kind == "concurrency":
             clients = int(arrivals.value) // devices + (d < int(arrivals.value) % devices)
         if vllm:
-            sched = ContinuousBatching(share, timer, engine, total_blocks, host, fast, report(d), log)
+            sched = ContinuousBatching(share, timer, vision, engine, total_blocks, host, fast, report(d), log)
         else:
             sched = StaticBatching(share, timer, vision, engine.batch, report(d))  # type: ignore[assignment]
         traces.append(sched.run(part_times, clients, timeline and d == 0))
@@ -1407,8 +1402,6 @@ def _subset(pages: _Pages, index: np.ndarray) -> _Pages:
         img=[pages.img[i] for i in pick],
         layout=[pages.layout[i] for i in pick],
         img_start=[pages.img_start[i] for i in pick],
-        vision_s=[pages.vision_s[i] for i in pick],
-        vision_parts=[pages.vision_parts[i] for i in pick],
     )
 
 

@@ -44,6 +44,7 @@ def models():
         for runtime in ("vllm", "hf"):
             out[family, runtime] = symcost.load(family, runtime=runtime, **opts)
     out["tiny"] = symcost.load("deepseek-ocr", preset="tiny", runtime="vllm")
+    out["lighton-ocr", "vllm"] = symcost.load("lighton-ocr", runtime="vllm")  # dense, images batched
     return out
 
 
@@ -158,6 +159,7 @@ def test_step_flops_equal_flop_counter(family):
         (("deepseek-ocr", "hf"), 8, 50),
         (("deepseek-ocr2", "vllm"), 8, 50),
         (("deepseek-ocr2", "hf"), 8, 50),
+        (("lighton-ocr", "vllm"), 8, 50),
     ],
 )
 def test_degenerate_equality_with_plan(models, key, batch, new):

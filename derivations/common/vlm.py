@@ -47,7 +47,7 @@ __all__ = [
     "image_tokens",
     "prefill_tokens",
     "SERVING",
-    "serving",
+    "serving_for",
     "serving_options",
     "execution",
     "stages",
@@ -150,7 +150,7 @@ IMAGE_STAGES = ("vision", "prefill", "request")  # stages whose numbers the imag
 DECODER_STAGES = ("prefill", "decode", "request", "step")  # stages that run the decoder
 
 
-def serving(max_positions: int | None) -> Serving:
+def serving_for(max_positions: int | None) -> Serving:
     """What ``plan`` and ``simulate`` read. The vendors' prompts put BOS before the image block
     (``<image>`` opens the prompt, the tokenizer adds BOS), so the image starts at position 1."""
     return Serving(
@@ -169,7 +169,7 @@ def serving(max_positions: int | None) -> Serving:
     )
 
 
-SERVING = serving(None)  # a family whose longest sequence is not declared: simulate asks for it
+SERVING = serving_for(None)  # a family whose longest sequence is not declared: simulate asks for it
 
 
 RUNTIMES = {
