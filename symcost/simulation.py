@@ -1222,6 +1222,7 @@ class _Vision:
         self.sizes: list[tuple[int, int]] = []  # an image of each layout
         self._index: dict[tuple, int] = {}
         self._cache: dict[tuple[int, int], dict] = {}
+        self._steps: dict[tuple[int, ...], tuple[float, tuple]] = {}  # layouts -> seconds, parts
 
     def layouts(self, w: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Each image's layout index (into ``sizes``, which keeps the layouts seen so far)."""
@@ -1248,12 +1249,18 @@ class _Vision:
         """Encoding these images (their layouts) in one step or batch: the family's vision stage
         on each layout's images together (vLLM and HF hand a step's or a batch's images to the
         model at once; the family's stage says whether it loops over them or batches them)."""
-        total = 0.0
-        for layout, count in Counter(layouts).items():
-            r = self.evaluate(layout, count)
-            total += r["time_s"]
-            tr.bound((r["compute_bound_s"], r["memory_bound_s"], r["launch_bound_s"]))
-        return total
+        key = tuple(sorted(layouts))
+        done = self._steps.get(key)
+        if done is None:
+            total, parts = 0.0, [0.0, 0.0, 0.0]
+            for layout, count in Counter(key).items():
+                r = self.evaluate(layout, count)
+                total += r["time_s"]
+                for j, side in enumerate(("compute", "memory", "launch")):
+                    parts[j] += r[f"{side}_bound_s"]
+            done = self._steps[key] = (total, tuple(parts))
+        tr.bound(done[1])
+        return done[0]
 
 
 def _hf_batch(model: Model, hw: Hardware, prec: Precision, work: Workload, pages: _Pages) -> int:
