@@ -40,6 +40,7 @@ __all__ = [
     "plotted",
     "draw_lines",
     "draw_heat",
+    "draw_simulation",
     "PLOT_FORMATS",
     "MAX_MEASURED_BYTES",
     "MAX_HEAT_SIDE",
@@ -564,4 +565,47 @@ def draw_heat(heat: Heat, path: str, force: bool = False) -> None:
         ax.set_ylabel(heat.ylabel, fontsize=9)
         ax.tick_params(labelsize=8)
     fig.suptitle(heat.title, fontsize=9)
+    _save(fig, path, force)
+
+
+def draw_simulation(result: dict, path: str, force: bool = False) -> None:
+    """``symcost simulate --plot``: the first device's timeline (running sequences, KV cache in
+    use, output tokens/s per event) and the CDFs of time to first token and end-to-end latency."""
+    t = result["timeline"]
+    fig = _figure(figsize=(11, 6.5))
+    grid = fig.add_gridspec(3, 2, width_ratios=(2, 1))
+    times = _floats(t["t_s"])
+    panels = [
+        ("running sequences", t["seqs"], ""),
+        ("KV cache in use", t["kv_tokens"], "tokens"),
+        ("output tokens/s", t["tokens_per_s"], "tokens/s"),
+    ]
+    axes: list = []
+    for row, (label, values, unit) in enumerate(panels):
+        ax = fig.add_subplot(grid[row, 0], sharex=axes[0] if axes else None)
+        ax.step(times, _floats(values), where="pre", linewidth=0.8)
+        ax.set_ylabel(f"{label} ({unit})" if unit else label)
+        ax.grid(alpha=0.3)
+        axes.append(ax)
+    if result.get("kv_capacity_tokens"):
+        axes[1].axhline(result["kv_capacity_tokens"], color="0.3", linestyle="--", linewidth=0.8)
+    axes[-1].set_xlabel("time (s)")
+    cdf = fig.add_subplot(grid[:, 1])
+    for key, label in (("ttft_s", "time to first token"), ("e2e_s", "end-to-end")):
+        x = np.sort(_floats(t[key]))
+        cdf.plot(x, np.arange(1, len(x) + 1) / len(x), label=label)
+    cdf.set_xlabel("latency (s)")
+    cdf.set_ylabel("share of pages")
+    cdf.grid(alpha=0.3)
+    cdf.legend(loc="lower right")
+    fig.suptitle(
+        textwrap.fill(
+            f"{result['family']} on {result['hardware']}, runtime {result['runtime']}: "
+            f"{result['pages']:,} pages, {result['arrivals_text']}; "
+            f"{result['output_tokens_per_s']:,.0f} output tokens/s"
+            + (" (first device)" if result["devices"] > 1 else ""),
+            110,
+        ),
+        fontsize=10,
+    )
     _save(fig, path, force)

@@ -26,6 +26,7 @@ FIGURES = {  # figure name -> unit
     **{f"cold {c}": "s" for c in README_COMMANDS if not c.startswith("symcost validate")},
     "cold Python compile request flops, memory_bytes, time_s, deepseek-ocr": "s",
     "cold Python formula prefill time_s, deepseek-ocr": "s",
+    "simulate deepseek-ocr": "s",
 }
 CHECKS = (
     "compiled == numeric Model.evaluate, deepseek-ocr",
@@ -33,6 +34,7 @@ CHECKS = (
     "compiled == numeric Model.evaluate, lighton-ocr",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr2",
+    "simulate makespan == plan's wave time, deepseek-ocr",
 )
 
 
@@ -71,7 +73,7 @@ def test_each_figure_has_a_number_and_its_unit(run, name):
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_agreement_check_ran_and_passed(run, check):
     line = re.search(
-        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$", run.stdout, re.M
+        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes|pages).*: (\S+)$", run.stdout, re.M
     )
     assert line, f"{check!r} not in:\n{run.stdout}"
     assert int(line.group(1)) >= 1 and line.group(2) == "pass"

@@ -268,6 +268,7 @@ def test_declared_option_stages_are_true(family):
         "prefill": dict(width=641, height=640),
         "decode": dict(kv_len=300, batch=3),
         "request": dict(width=1280, height=720),
+        "step": dict(batch=3, step_tokens=300, score_pairs=40_000, attended_keys=2_000),
     }
     for option in declared:
         values = option.choices if isinstance(option.choices, range) else list(option.choices)

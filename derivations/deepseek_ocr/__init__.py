@@ -32,16 +32,16 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     IMAGE_STAGES,
     INPUTS,
-    SERVING,
-    STAGE_NAMES,
     HfCode,
     execution,
     h_tiles,
     image_tokens,
     n_crops,
     prefill_tokens,
+    serving_for,
     serving_options,
     stages,
     w_tiles,
@@ -228,10 +228,10 @@ FAMILY = Family(
         ),
     )
     + serving_options(HF.attention, HF.logits),
-    stage_names=STAGE_NAMES,
+    stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=SERVING,
+    serving=serving_for(CONFIG["max_position_embeddings"]),
     default_stage="vision",
     compare_option="vision_mode",
     validation="validation.compare:validate_case",
