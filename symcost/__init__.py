@@ -44,6 +44,7 @@ _WHERE = {
     "Model": "model",
     "RUNTIMES": "runtime",
     "get_runtime": "runtime",
+    "simulate": "simulation",
     "Node": "tree",
     "captured": "tree",
     "choose": "tree",

@@ -107,6 +107,16 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert int(got["flops"]) == r["flops"]
 
 
+@pytest.mark.parametrize("family", symcost.families())
+def test_a_model_prints_on_one_line(family):
+    """The family and its declared options, as ``load`` resolved them; nothing else."""
+    model = symcost.load(family)
+    text = repr(model)
+    assert "\n" not in text and len(text) < 300, text
+    options = ", ".join(f"{o.name}={model.options[o.name]!r}" for o in model.family.options)
+    assert text == f"<Model {family}: {options}>"
+
+
 @pytest.mark.parametrize("cap", [64, 4096], ids=["table", "per-point"])
 def test_a_computed_layout_runs_per_point(monkeypatch, cap):
     """A resize-style layout (every size its own grid): compile = evaluate = the closed form with

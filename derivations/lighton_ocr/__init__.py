@@ -26,13 +26,13 @@ from symcost import Family, Model, get_runtime, seq
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     INPUTS,
-    SERVING,
-    STAGE_NAMES,
     HfCode,
     execution,
     image_tokens,
     prefill_tokens,
+    serving_for,
     serving_options,
     stages,
 )
@@ -109,10 +109,10 @@ FAMILY = Family(
     "Qwen3 decoder",
     inputs=INPUTS,
     options=serving_options(HF.attention, HF.logits, moe=False),
-    stage_names=STAGE_NAMES,
+    stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=SERVING,
+    serving=serving_for(CONFIG["text_config"]["max_position_embeddings"]),
     default_stage="vision",
     compare_option="runtime",  # the runtimes round sides differently (14 / 28 px)
     validation="validation.lighton_ocr_compare:validate_case",

@@ -131,6 +131,11 @@ def run(args, family) -> int:
     if points:
         out.update(plan(model, args.hardware, points, batch, convention=args.convention, **kw))
         out["mix"] = [{"image": _label(m["point"], family), "requests": m["requests"]} for m in out["mix"]]
+        if s.step is not None:  # beside the wave: a server on the same pages (symcost simulate)
+            from ..simulation import beside_plan
+
+            at = out.get("batch") or batch or out["max_batch"]  # a mix: the given batch, else the largest
+            out["simulated"] = beside_plan(model, args.hardware, points, at, **kw)
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         if asked[flag] is None:
             continue
@@ -231,6 +236,20 @@ def _text(model, out: dict, args) -> str:
             ),
             ("bound per step", ", ".join(f"{k} {v}" for k, v in out["bound"].items())),
         ]
+        if "simulated" in out:
+            sim = out["simulated"]
+            rows.append(
+                (
+                    "served (simulate)",
+                    f"{human(sim['output_tokens_per_s'])} tokens/s, {human(sim['pages_per_day'])} pages/day, "
+                    f"TTFT p50 {human(sim['ttft_p50_s'])} s, TPOT p50 {human(sim['tpot_p50_s'] * 1e3)} ms, "
+                    f"bound {sim['bound']} ({sim['pages']:,} pages queued at once; "
+                    + ", ".join(
+                        f"{k} {v:,}" for k, v in sim["engine"].items() if k in ("max_num_seqs", "batch")
+                    )
+                    + ")",
+                )
+            )
         lines += [f"{k:>24}  {v}" for k, v in rows]
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         value = out.get(f"largest_image_{flag[6:].replace('-', '_')}")
