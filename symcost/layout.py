@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from math import ceil, isqrt, log2
@@ -348,6 +348,11 @@ class ComputedLayout:
     steps done in the same IEEE operations, in the same order); ``expressions`` state the rule
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
+
+    Optionally ``table`` (int64 ``[code, output]``) lists every outcome the rule can give (a
+    finite superset, e.g. every grid within a token budget) and ``index(*outputs)`` gives each
+    point's row in it: the engine then evaluates a model once per outcome and gathers per point,
+    as for a tile table, instead of running the whole program at every point.
     """
 
     inputs: tuple[Input, ...]
@@ -356,15 +361,31 @@ class ComputedLayout:
     expressions: tuple[sp.Expr, ...]
     maxima: tuple[int, ...]
     text: str  # the rule in words
+    table: np.ndarray | None = field(default=None, compare=False, repr=False)
+    index: Callable[..., np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not len(self.outputs) == len(self.expressions) == len(self.maxima):
             raise ValueError("one expression and one maximum per output")
+        if (self.table is None) != (self.index is None):
+            raise ValueError("a table of outcomes needs its index, and an index its table")
+        if self.table is not None and (self.table.ndim != 2 or self.table.shape[1] != len(self.outputs)):
+            raise ValueError("the table has one row per outcome and one column per output")
 
-    outcomes = None  # no table: the engine evaluates per point
+    @property
+    def outcomes(self) -> np.ndarray | None:
+        """The table of outcomes, if the layout has one (else the engine evaluates per point)."""
+        return self.table
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
-        raise TypeError("a computed layout has no outcome codes; use at()")
+        """Each point's row in :attr:`table` (intp), written into ``out`` when given."""
+        if self.index is None:
+            raise TypeError("a computed layout without a table has no outcome codes; use at()")
+        code = self.index(*self.at(*arrays))
+        if out is None:
+            return np.asarray(code, dtype=np.intp)
+        out[...] = code
+        return out
 
     def at(self, *arrays) -> tuple[np.ndarray, ...]:
         shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
@@ -379,7 +400,11 @@ class ComputedLayout:
         return self.text
 
     def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        raise TypeError("a computed layout has no breakpoints; evaluate along the ray")
+        """Scales k in [1, k_max) after which the outputs of ``(a*k, b*k)`` change: the rule run
+        on the whole ray at once (no closed-form breakpoints to solve for)."""
+        k = np.arange(1, k_max + 1, dtype=np.int64)
+        got = np.stack(self.at(a * k, b * k))
+        return (np.flatnonzero((got[:, 1:] != got[:, :-1]).any(axis=0)) + 1).tolist()
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache

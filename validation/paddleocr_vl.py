@@ -127,7 +127,9 @@ def hf_config() -> dict:
     keys with ``tie_word_embeddings: false`` (what loading the checkpoint keeps), the vision config as
     stored, the token ids."""
     raw = json.loads((PACKAGE / "config.json").read_text())
-    vision = {k: v for k, v in raw["vision_config"].items() if k not in ("auto_map", "architectures")}
+    # the parameter dtype is chosen when the model is built (torch_dtype would pin the tower's)
+    drop = ("auto_map", "architectures", "torch_dtype")
+    vision = {k: v for k, v in raw["vision_config"].items() if k not in drop}
     text_keys = (
         "head_dim",
         "hidden_act",
@@ -158,10 +160,11 @@ def hf_config() -> dict:
     } | {k: raw[k] for k in ids}
 
 
-def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=None):
+def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=None, real=None):
     """``PaddleOCRVLForConditionalGeneration`` from the checkpoint config, eval(), parameters in ``dtype``
-    (bf16). ``device="meta"``: no memory; any other device: random weights (normal(0, 0.02), seed 0).
-    ``vision_layers`` / ``text_layers``: a reduced depth (memory runs on real tensors)."""
+    (bf16). ``device="meta"``: no memory; any other device: random weights (normal(0, 0.02), seed 0) for
+    the parameters whose names start with one of ``real`` (default: all), every other one moved to meta
+    (no memory; computing with it raises). ``vision_layers`` / ``text_layers``: a reduced depth."""
     import torch
     from transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
     from transformers.initialization import no_init_weights
@@ -182,15 +185,23 @@ def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=No
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with torch.device(device), no_init_weights():
+        with torch.device(device), no_init_weights():  # uninitialised: untouched pages cost nothing
             model = PaddleOCRVLForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous)
     if device != "meta":
+        keep = tuple(real) if real is not None else ("",)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
-            for p in model.parameters():
-                p.normal_(0.0, 0.02)
+            for module_name, module in model.named_modules():
+                for name, p in list(module._parameters.items()):
+                    full = f"{module_name}.{name}" if module_name else name
+                    if p is None:
+                        continue
+                    if full.startswith(keep):
+                        p.normal_(0.0, 0.02)
+                    else:
+                        module._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
             emb = model.model.visual.vision_model.embeddings
             emb.position_ids.copy_(torch.arange(emb.position_ids.shape[-1]).expand((1, -1)))
     return model.eval()
@@ -552,22 +563,23 @@ def processor_layout(width: int, height: int, preset: str = "paddleocr-vl") -> t
 
 
 def _grid_block(args):
-    """(cols, rows) int16 arrays (-1 where the processor refuses) for a block of widths; in a worker."""
+    """(cols, rows) int16 arrays (-1 where the processor refuses) for a block of widths; in a worker.
+    Cost: one Python call of smart_resize per pair (a refusal is a ValueError, caught per pair)."""
     import numpy as np
 
     preset, widths, heights = args
     resize = processor_resize(preset)
     factor = image_processor(preset).patch_size * image_processor(preset).merge_size
-    cols = np.empty((len(widths), len(heights)), dtype=np.int16)
-    rows = np.empty_like(cols)
-    for i, w in enumerate(widths):
-        for j, h in enumerate(heights):
-            try:
-                rh, rw = resize(h, w)
-            except ValueError:
-                rh = rw = -factor
-            rows[i, j], cols[i, j] = rh // factor, rw // factor
-    return cols, rows
+    refused = (-factor, -factor)
+
+    def one(h, w):
+        try:
+            return resize(h, w)
+        except ValueError:
+            return refused
+
+    out = np.array([[one(h, w) for h in heights] for w in widths], dtype=np.int32) // factor
+    return out[..., 1].astype(np.int16), out[..., 0].astype(np.int16)
 
 
 def processor_grid(widths, heights, preset: str = "paddleocr-vl", processes=None):
@@ -594,35 +606,18 @@ def processor_grid(widths, heights, preset: str = "paddleocr-vl", processes=None
     return cols, rows
 
 
-def _model_grid(model, widths, heights):
-    """The family's vectorised rule on every pair, -1 where it refuses (row by row: a refusal raises
-    for the whole call, so refused rows are redone point by point)."""
-    import numpy as np
-
-    cols = np.empty((len(widths), len(heights)), dtype=np.int16)
-    rows = np.empty_like(cols)
-    for i, w in enumerate(widths):
-        try:
-            c, r = model.tile_grid(np.full(len(heights), w), np.asarray(heights))
-        except SymcostError:
-            c, r = np.full(len(heights), -1), np.full(len(heights), -1)
-            for j, h in enumerate(heights):
-                try:
-                    c[j], r[j] = (int(x) for x in model.tile_grid(w, h))
-                except SymcostError:
-                    pass
-        cols[i], rows[i] = c, r
-    return cols, rows
-
-
 def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
-    """The family's rule against ``processor_grid`` on every pair of widths x heights (refusals must
-    agree too): pairs, mismatches, the first few, refused pairs, seconds per side."""
+    """The family's resize rule (vectorised, refusals as -1) against ``processor_grid`` on every pair of
+    widths x heights (refusals must agree too): pairs, mismatches, the first few, refused pairs, the
+    seconds each side took."""
     import numpy as np
+
+    from derivations.paddleocr_vl import RESIZES
+    from derivations.paddleocr_vl.resize import resize
 
     widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
     start = time.perf_counter()
-    cols, rows = _model_grid(model, widths, heights)
+    cols, rows = resize(RESIZES[model.options["preset"]], widths[:, None], heights[None, :], refuse=False)
     analytic_s = time.perf_counter() - start
     start = time.perf_counter()
     ref_cols, ref_rows = processor_grid(widths, heights, model.options["preset"], processes)
@@ -672,7 +667,7 @@ def vision_columns(model, values: dict, counter: str) -> dict[str, int]:
     """Analytic vision columns (as ``measure_vision`` keys them) and the layout, for one point."""
     _check_counter(counter)
     t = _Tree(model, "vision", counter, values)
-    enc, attn = "vision.tower.encoder", "vision.tower.encoder.attn"
+    enc, attn = "vision.tower.encoder", "vision.tower.encoder.layers.attn"
     out = {k: t.result[k] for k in ("cols", "rows", "image_tokens")}
     out |= {
         "tower_total": t["vision.tower"],
@@ -680,7 +675,7 @@ def vision_columns(model, values: dict, counter: str) -> dict[str, int]:
         "encoder_total": t[enc],
         "encoder_attn_proj": sum(t[f"{attn}.{p}_proj"] for p in ("q", "k", "v", "out")),
         "encoder_attn_core": t[f"{attn}.attn_core"],
-        "encoder_mlp": t[f"{enc}.mlp"],
+        "encoder_mlp": t[f"{enc}.layers.mlp"],
         "projector_total": t["vision.projector"],
         "projector_linear_1": t["vision.projector.linear_1"],
         "projector_linear_2": t["vision.projector.linear_2"],
@@ -838,17 +833,21 @@ def _vision_memory_case(model, rows: int, cols: int, batch: int):
 
 
 def _decoder_memory_case(model, batch: int, s_new: int, l_past: int, logits_to_keep: int):
+    """One forward from token ids (the embedding lookup runs inside, as the stage's tree has it)."""
     import torch
 
     text = model.config.text_config
-    embeds = torch.randn(batch, s_new, text.hidden_size, dtype=torch.bfloat16)
-    cache = _cache(text, batch, l_past, embeds) if l_past else None
-    pre = [embeds] + ([t for layer in cache.layers for t in (layer.keys, layer.values)] if cache else [])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ids = torch.randint(0, text.vocab_size, (batch, s_new))
+    like = model.lm_head.weight
+    cache = _cache(text, batch, l_past, like) if l_past else None
+    pre = [ids] + ([t for layer in cache.layers for t in (layer.keys, layer.values)] if cache else [])
 
     def run():
         with torch.no_grad():
             return model(
-                inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep
+                input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep
             ).logits
 
     return run, pre
@@ -868,7 +867,8 @@ def measure_memory(
     if stage == "vision":
         run, pre = _vision_memory_case(model, rows, cols, batch)
     else:
-        run, pre = _decoder_memory_case(model, batch, s_new, l_past, 0 if logits == "all" else 1)
+        s = s_new if stage == "prefill" else 1
+        run, pre = _decoder_memory_case(model, batch, s, l_past, 0 if logits == "all" else 1)
     tracker = LiveBytes(preexisting=pre, keep_events=False)
     del pre
     gc.collect()
@@ -879,21 +879,34 @@ def measure_memory(
 
 
 def analytic_memory(
-    stage: str, *, runtime="hf", width=0, height=0, batch=1, s_new=0, l_past=0, logits="last", layers=None
+    stage: str,
+    *,
+    width=0,
+    height=0,
+    batch=1,
+    s_new=0,
+    l_past=0,
+    logits="last",
+    layers=None,
+    dtype="bf16",
 ) -> int:
-    """The model's activation peak for the same case: the vision stage of ``batch`` W x H images, or
-    the decoder alone (prefill, or one decode step without the sampling) at ``layers`` layers."""
+    """The model's activation peak (runtime hf) for the same case: the vision stage of ``batch``
+    W x H images, or the decoder alone (prefill, or one decode step without the sampling) at
+    ``layers`` layers."""
     import symcost
     from derivations.common.decoder import decoder
     from derivations.common.vlm import execution
     from derivations.paddleocr_vl import DECODER, HF
+    from symcost.dtypes import building, precision
 
     if stage == "vision":
-        model = symcost.load("paddleocr-vl", runtime=runtime)
-        return int(model.evaluate(width, height, "vision", batch=batch)["activation_bytes"])
-    ex, _ = execution(runtime, None, logits, "expected", HF)
-    cfg = replace(DECODER, layers=layers or DECODER.layers)
-    return int(decoder(cfg, ex, batch, s_new if stage == "prefill" else 1, l_past).cost.peak_bytes)
+        model = symcost.load("paddleocr-vl")
+        return int(model.evaluate(width, height, "vision", batch=batch, dtype=dtype)["activation_bytes"])
+    ex, _ = execution("hf", None, logits, "expected", HF)
+    depth = layers or DECODER.layers
+    cfg = replace(DECODER, layers=depth, dense_layers=depth)
+    with building(precision(dtype)):
+        return int(decoder(cfg, ex, batch, s_new if stage == "prefill" else 1, l_past).cost.peak_bytes)
 
 
 def main(argv=None) -> int:

@@ -38,6 +38,9 @@ class DecoderConfig:
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
+    # the MLP runs down(act(gate(x)) * up(x)) in that order, the gate output dying inside act (its
+    # peak is act, up and their product); False: gate and up both held until the product
+    act_before_up: bool = False
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -127,11 +130,12 @@ _MOE_AROUND_KERNELS = 8
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
     """``down(silu(gate(x)) * up(x))``, no bias."""
     h = cfg.hidden
+    gate = op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=not cfg.act_before_up)
+    up = op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=not cfg.act_before_up)
+    act = op("silu", "elementwise", elems=t * ff, fn="silu", keep=cfg.act_before_up)
     return seq(
         name,
-        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-        op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-        op("silu", "elementwise", elems=t * ff, fn="silu"),
+        *((gate, act, up) if cfg.act_before_up else (gate, up, act)),
         op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
         op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
         keep=keep,

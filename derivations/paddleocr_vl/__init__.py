@@ -51,8 +51,9 @@ __all__ = ["FAMILY", "load", "CONFIG", "PREPROCESSOR", "DECODER", "VISION", "PRE
 _HERE = Path(__file__).parent
 CONFIG = json.loads((_HERE / "config.json").read_text())
 PREPROCESSOR = json.loads((_HERE / "preprocessor_config.json").read_text())
-# NB: transformers computes the M-RoPE cos/sin once per forward by broadcasting (uncounted)
-DECODER = DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=False)
+# NB: transformers computes the M-RoPE cos/sin once per forward by broadcasting (uncounted); its
+# PaddleOCRMLP is down(act(gate(x)) * up(x)): the gate output is freed by the activation
+DECODER = replace(DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=False), act_before_up=True)
 VISION = VisionConfig.from_hf(CONFIG)
 # checkpoint -> its image processor's resize bounds. PaddleOCR-VL-1.5: the same architecture name;
 # its preprocessor_config.json (huggingface.co/PaddlePaddle/PaddleOCR-VL-1.5) sets min_pixels

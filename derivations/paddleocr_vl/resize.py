@@ -18,6 +18,7 @@ NB: vLLM's copy of smart_resize (``vllm/model_executor/models/paddleocr_vl.py``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -47,41 +48,80 @@ class ResizeConfig:
         )
 
 
-def resize(cfg: ResizeConfig, width, height) -> tuple[np.ndarray, np.ndarray]:
+def resize(cfg: ResizeConfig, width, height, refuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(cols, rows)`` int64 arrays, each point exactly as ``smart_resize`` computes it (the same
     IEEE operations in the same order: int64 products are exact here, ``true_divide`` of exact
-    integers is Python's ``int / int``, ``rint`` is ``round``); a refused point raises."""
+    integers is Python's ``int / int``, ``rint`` is ``round``, ``h * w`` and the grid's pixels are
+    exact in float64). A point smart_resize refuses raises (``refuse``) or gets (-1, -1).
+    Each branch runs on its own points only (most images take one of them)."""
     f = cfg.factor
-    w = np.asarray(width, dtype=np.int64)
-    h = np.asarray(height, dtype=np.int64)
-    short_h = h < f
-    w = np.where(short_h, np.rint(w * f / h).astype(np.int64), w)
-    h = np.where(short_h, f, h)
-    short_w = w < f
-    h = np.where(short_w, np.rint(h * f / w).astype(np.int64), h)
-    w = np.where(short_w, f, w)
-    aspect = np.maximum(h, w) / np.minimum(h, w)
-    bad = aspect > cfg.max_aspect
-    if bad.any():
-        k = np.flatnonzero(bad.reshape(-1))[0]
-        w0, h0 = (np.broadcast_to(a, bad.shape).reshape(-1)[k] for a in (width, height))
+    shape = np.broadcast_shapes(np.shape(width), np.shape(height))
+    w0 = np.broadcast_to(np.asarray(width, dtype=np.int64), shape).reshape(-1)  # 1-D from here on
+    h0 = np.broadcast_to(np.asarray(height, dtype=np.int64), shape).reshape(-1)
+    w, h = w0, h0
+    short = np.flatnonzero((h < f) | (w < f))
+    if short.size:  # a side under f: height first, then width, as smart_resize
+        w, h = w.copy(), h.copy()
+        ws, hs = w[short], h[short]
+        sh = hs < f
+        ws = np.where(sh, np.rint(ws * f / hs).astype(np.int64), ws)
+        hs = np.where(sh, f, hs)
+        sw = ws < f
+        hs = np.where(sw, np.rint(hs * f / ws).astype(np.int64), hs)
+        w[short], h[short] = np.where(sw, f, ws), hs
+    # max / min > limit as floats <=> max > limit * min as integers (min < 2**22: 1 / min is no
+    # rounding error next to the limit)
+    refused = np.maximum(h, w) > cfg.max_aspect * np.minimum(h, w)
+    if refuse and refused.any():
+        k = np.flatnonzero(refused)[0]
+        aspect = max(h[k], w[k]) / min(h[k], w[k])
         raise SymcostError(
-            f"--image: {int(w0)}x{int(h0)} has an aspect ratio of {aspect.reshape(-1)[k]:.6g} after "
-            f"smart_resize's small-side step; transformers' PaddleOCR-VL processor refuses more "
-            f"than {cfg.max_aspect}"
+            f"--image: {w0[k]}x{h0[k]} has an aspect ratio of {aspect:.6g} after smart_resize's small-side "
+            f"step; transformers' PaddleOCR-VL processor refuses more than {cfg.max_aspect}"
         )
-    rows, cols = np.rint(h / f).astype(np.int64), np.rint(w / f).astype(np.int64)
-    area = h * w
-    over = rows * cols * f * f > cfg.max_pixels
-    under = ~over & (rows * cols * f * f < cfg.min_pixels)
-    with np.errstate(divide="ignore", invalid="ignore"):  # np.where evaluates every branch
-        shrink = np.sqrt(area / cfg.max_pixels)
-        grow = np.sqrt(cfg.min_pixels / area)
-        rows = np.where(over, np.maximum(1, np.floor(h / shrink / f)), rows)
-        cols = np.where(over, np.maximum(1, np.floor(w / shrink / f)), cols)
-        rows = np.where(under, np.ceil(h * grow / f), rows)
-        cols = np.where(under, np.ceil(w * grow / f), cols)
-    return cols.astype(np.int64), rows.astype(np.int64)
+    rows, cols = np.rint(h / f), np.rint(w / f)
+    pixels = rows * cols * (f * f)
+    over = np.flatnonzero(pixels > cfg.max_pixels)
+    under = np.flatnonzero(pixels < cfg.min_pixels)
+    if over.size:
+        ho, wo = h[over], w[over]
+        shrink = np.sqrt(ho * wo / cfg.max_pixels)
+        rows[over] = np.maximum(1, np.floor(ho / shrink / f))
+        cols[over] = np.maximum(1, np.floor(wo / shrink / f))
+    if under.size:
+        hu, wu = h[under], w[under]
+        grow = np.sqrt(cfg.min_pixels / (hu * wu))
+        rows[under] = np.ceil(hu * grow / f)
+        cols[under] = np.ceil(wu * grow / f)
+    if not refuse:
+        rows[refused], cols[refused] = -1, -1
+    return cols.astype(np.int64).reshape(shape), rows.astype(np.int64).reshape(shape)
+
+
+def grid_table(cfg: ResizeConfig) -> tuple[np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """Every ``(cols, rows)`` with ``cols * rows <= T = max_pixels // factor**2`` (T = 3600 at the
+    checkpoint's bounds: 30,060 grids) and the index of a grid in that table.
+
+    Why every outcome is there: the in-range branch keeps ``rows * cols * factor**2 <= max_pixels``;
+    the max-pixels branch floors two sides whose product is ``max_pixels / factor**2`` (up to an
+    ulp, which flooring an integer product absorbs), or clamps one side to 1, leaving the other at
+    most ``sqrt(max_aspect * T)`` (848); the min-pixels branch ceils two sides whose product is
+    ``min_pixels / factor**2``, at most that plus ``sqrt(max_aspect * min / factor**2) + 2`` (384).
+    The index refuses a grid outside the table (a bug, never a user's input).
+    """
+    top = cfg.max_pixels // (cfg.factor * cfg.factor)
+    per_col = top // np.arange(1, top + 1)  # rows allowed at cols = 1..top
+    start = np.concatenate(([0, 0], np.cumsum(per_col)[:-1]))  # start[c]: the row of (c, 1)
+    cols = np.repeat(np.arange(1, top + 1), per_col)
+    rows = np.arange(cols.size) - start[cols] + 1
+    table = np.stack([cols, rows], axis=1).astype(np.int64)
+
+    def index(c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        if (c * r > top).any() or (c < 1).any() or (r < 1).any():
+            raise RuntimeError(f"smart_resize gave a grid outside the {top}-token table")
+        return start[c] + r - 1
+
+    return table, index
 
 
 class round_half_even(sp.Function):
@@ -99,35 +139,47 @@ class round_half_even(sp.Function):
 
 def _expressions(cfg: ResizeConfig, w: sp.Symbol, h: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
     """``(cols, rows)`` as closed forms: the rule over the reals (``h / beta`` is
-    ``sqrt(h * max_pixels / w)``); the float rule agrees except where a real value lands exactly
-    on an integer the floats miss by an ulp."""
-    f, rne = cfg.factor, round_half_even
-    w1 = sp.Piecewise((rne(f * w / h), h < f), (w, True))
-    h1 = sp.Piecewise((f, h < f), (h, True))
-    h2 = sp.Piecewise((rne(f * h1 / w1), w1 < f), (h1, True))
-    w2 = sp.Piecewise((f, w1 < f), (w1, True))
-    pixels = f * f * rne(h2 / f) * rne(w2 / f)
+    ``sqrt(h * max_pixels / w)``), one case per input region and branch; the float rule agrees
+    except where a real value lands exactly on an integer the floats miss by an ulp."""
+    f, rne = sp.Integer(cfg.factor), round_half_even
+    wide = rne(f * w / h)  # the width once a short height is set to f
+    regions = (  # (condition, (height, width) after the small-side step)
+        (sp.And(h >= f, w >= f), (h, w)),
+        (h >= f, (rne(f * h / w), f)),
+        (wide >= f, (f, wide)),
+        (sp.true, (rne(f * f / wide), f)),
+    )
 
-    def side(a, b):  # the output along side a of an a x b image
-        return sp.Piecewise(
+    def side(a, b, pixels):  # the output along side a of an a x b image: (value, condition) cases
+        return (
             (sp.Max(1, sp.floor(sp.sqrt(a * cfg.max_pixels / b) / f)), pixels > cfg.max_pixels),
             (sp.ceiling(sp.sqrt(a * cfg.min_pixels / b) / f), pixels < cfg.min_pixels),
-            (rne(a / f), True),
+            (rne(a / f), sp.true),
         )
 
-    return side(w2, h2), side(h2, w2)
+    def output(axis):
+        cases = []
+        for k, (region, (hh, ww)) in enumerate(regions):
+            pixels = f * f * rne(hh / f) * rne(ww / f)
+            a, b = (ww, hh) if axis == 0 else (hh, ww)
+            for value, cond in side(a, b, pixels):
+                last = k == len(regions) - 1 and cond is sp.true
+                cases.append((value, sp.true if last else sp.And(region, cond)))
+        return sp.Piecewise(*cases)
+
+    return output(0), output(1)
 
 
 def layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple[sp.Symbol, sp.Symbol]):
     """The resize as a :class:`symcost.ComputedLayout` over ``(width, height)`` setting
     ``(cols, rows)``.
 
-    ``maxima``: a bound per side, ``max_pixels / factor**2`` (3600 at the checkpoint's 2,822,400):
-    the max-pixels and in-range branches keep ``rows * cols`` within it and the min-pixels branch
-    stays far below it; a test checks it against the rule on a grid.
+    Its outcomes are the grids of :func:`grid_table` (the engine evaluates once per grid and
+    gathers); ``maxima``: each side is within that table, ``max_pixels / factor**2`` (3600).
     """
     w, h = (i.symbol for i in inputs)
     bound = cfg.max_pixels // (cfg.factor * cfg.factor)
+    table, index = grid_table(cfg)
     return ComputedLayout(
         inputs=inputs,
         outputs=outputs,
@@ -140,4 +192,6 @@ def layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple[sp.Sym
             f"under {cfg.factor} px first set to {cfg.factor}, aspect ratios above {cfg.max_aspect} "
             f"refused; {outputs[0]} x {outputs[1]} = resized px / {cfg.factor}^2 image tokens"
         ),
+        table=table,
+        index=index,
     )

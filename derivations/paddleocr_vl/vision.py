@@ -168,45 +168,51 @@ def _attention(cfg: VisionConfig, images, patches, fused: bool) -> Node:
 
 def tower(cfg: VisionConfig, images, patches, fused: bool) -> Node:
     """One vision-tower call on ``images`` images of ``patches`` patches each, packed."""
+    p = current()
     t = images * patches
     h = cfg.hidden
     norm = dict(tokens=t, dim=h)
-    return seq(
-        "tower",
-        seq(
-            "embeddings",
-            op(
-                "patch_embed",
-                "conv2d",
-                batch=t,
-                c_in=cfg.channels,
-                c_out=h,
-                kernel=cfg.patch,
-                in_hw=cfg.patch,
-                out_hw=1,
-                bias=True,
-                keep=True,
-            ),
-            _position_embedding(cfg, t, fused),
-            op("add", "elementwise", elems=t * h, n_inputs=2),
-        ),
-        repeat(
-            "encoder",
-            cfg.layers,
-            op("layer_norm1", "layer_norm", **norm),
-            _attention(cfg, images, patches, fused),
-            op("residual1", "elementwise", elems=t * h, n_inputs=2, keep=True),
-            op("layer_norm2", "layer_norm", **norm),
-            seq(
-                "mlp",
-                op("fc1", "linear", tokens=t, d_in=h, d_out=cfg.ff),
-                op("gelu", "elementwise", elems=t * cfg.ff, fn="gelu"),  # tanh approximation
-                op("fc2", "linear", tokens=t, d_in=cfg.ff, d_out=h),
-            ),
-            op("residual2", "elementwise", elems=t * h, n_inputs=2),
-        ),
-        op("post_layernorm", "layer_norm", **norm),
+    pixels = t * cfg.channels * cfg.patch * cfg.patch
+    parts = []
+    if p.act != FP32_BYTES:  # the processor's fp32 pixels cast to the tower's dtype, held by the call
+        cast = op("pixels", "elementwise", elems=pixels, fn="copy", keep=True)
+        parts.append(_holding(cast, act_read_bytes=pixels * FP32_BYTES))
+    patch_embed = op(
+        "patch_embed",
+        "conv2d",
+        batch=t,
+        c_in=cfg.channels,
+        c_out=h,
+        kernel=cfg.patch,
+        in_hw=cfg.patch,
+        out_hw=1,
+        bias=True,
+        keep=True,
     )
+    position = _position_embedding(cfg, t, fused)
+    parts.append(seq("embeddings", patch_embed, position, op("add", "elementwise", elems=t * h, n_inputs=2)))
+    # cos and sin of the 2-D positions, fp32 [t, head_dim] each, once per call
+    cos_sin = 2 * t * cfg.head_dim
+    rotary = op("rotary", "elementwise", elems=cos_sin, fn="copy", kernels=1 if fused else 8, keep=True)
+    held = cos_sin * FP32_BYTES
+    rotary = _holding(rotary, act_read_bytes=0, act_write_bytes=held, out_bytes=held, peak_bytes=held)
+    layers = repeat(
+        "layers",
+        cfg.layers,
+        op("layer_norm1", "layer_norm", **norm),
+        _attention(cfg, images, patches, fused),
+        op("residual1", "elementwise", elems=t * h, n_inputs=2, keep=True),
+        op("layer_norm2", "layer_norm", **norm),
+        seq(
+            "mlp",
+            op("fc1", "linear", tokens=t, d_in=h, d_out=cfg.ff),
+            op("gelu", "elementwise", elems=t * cfg.ff, fn="gelu"),  # tanh approximation
+            op("fc2", "linear", tokens=t, d_in=cfg.ff, d_out=h),
+        ),
+        op("residual2", "elementwise", elems=t * h, n_inputs=2),
+    )
+    parts += [seq("encoder", rotary, layers), op("post_layernorm", "layer_norm", **norm)]
+    return seq("tower", *parts)
 
 
 def projector(cfg: VisionConfig, tokens) -> Node:
