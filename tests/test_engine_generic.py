@@ -6,6 +6,7 @@ import re
 import tokenize
 from pathlib import Path
 
+import pytest
 import sympy as sp
 
 import symcost
@@ -14,7 +15,7 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
 FORBIDDEN = re.compile(
-    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|paddle|ernie|siglip|navit|"
     r"\b(640|768|896|1280|6848|129280|129,280)\b",
     re.IGNORECASE,
 )
@@ -105,9 +106,12 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert int(got["flops"]) == r["flops"]
 
 
-def test_a_computed_layout_runs_per_point(monkeypatch):
-    """A resize-style layout (every size its own grid, no table): compile = evaluate = the
-    closed form with the rule substituted, at every point, with the image inputs as arrays."""
+@pytest.mark.parametrize("tabled", [False, True], ids=["per-point", "table"])
+def test_a_computed_layout_runs_per_point(monkeypatch, tabled):
+    """A resize-style layout (every size its own grid; optionally a table of every grid it can give,
+    which the engine then evaluates once per grid and gathers): compile = evaluate = the closed form
+    with the rule substituted, at every point, with the image inputs as arrays; its breaks along a
+    ray are where the rule's outputs change."""
     import numpy as np
 
     from symcost import ComputedLayout
@@ -128,7 +132,18 @@ def test_a_computed_layout_runs_per_point(monkeypatch):
         (sp.Min(sp.ceiling(w.symbol / 14), 64), sp.Min(sp.ceiling(h.symbol / 14), 64)),
         (64, 64),
         "ceil(side / 14) patches a side, at most 64",
+        **(
+            {
+                "table": np.stack(np.meshgrid(np.arange(1, 65), np.arange(1, 65), indexing="ij"), -1).reshape(
+                    -1, 2
+                ),
+                "index": lambda c, r: (c - 1) * 64 + r - 1,
+            }
+            if tabled
+            else {}
+        ),
     )
+    assert (layout.outcomes is None) != tabled
 
     def stage(v):
         return seq("encode", op("proj", "linear", tokens=v.batch * v.patches, d_in=8, d_out=4))
@@ -171,3 +186,10 @@ def test_a_computed_layout_runs_per_point(monkeypatch):
         r = m.evaluate(x, y, batch=2)
         assert r["flops"] == closed.subs({w.symbol: x, h.symbol: y, b.symbol: 2})
         assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))
+    k = np.arange(1, 101)  # the ray (3k, 5k): gw changes after k = 14j/3, gh after 14j/5
+    changes = [
+        int(j)
+        for j in k[:-1]
+        if -(-3 * j // 14) != -(-3 * (j + 1) // 14) or -(-5 * j // 14) != -(-5 * (j + 1) // 14)
+    ]
+    assert layout.breaks(3, 5, 100) == changes

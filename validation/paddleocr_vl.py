@@ -35,14 +35,13 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 from symcost import SymcostError
 
 from .compare import compare
-from .measure import _exclusive, _torch_counts
+from .measure import _exclusive, _torch_counts, build_native, decoder_wrapper, dynamic_cache
 
 __all__ = [
     "COUNTERS",
@@ -165,9 +164,7 @@ def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=No
     (bf16). ``device="meta"``: no memory; any other device: random weights (normal(0, 0.02), seed 0) for
     the parameters whose names start with one of ``real`` (default: all), every other one moved to meta
     (no memory; computing with it raises). ``vision_layers`` / ``text_layers``: a reduced depth."""
-    import torch
     from transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
-    from transformers.initialization import no_init_weights
     from transformers.utils import logging
 
     raw = hf_config()
@@ -181,30 +178,7 @@ def build_model(device="meta", dtype=None, *, vision_layers=None, text_layers=No
         config = PaddleOCRVLConfig(**raw)
     finally:
         logging.set_verbosity(verbosity)
-    dtype = dtype or torch.bfloat16
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), no_init_weights():  # uninitialised: untouched pages cost nothing
-            model = PaddleOCRVLForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
-    if device != "meta":
-        keep = tuple(real) if real is not None else ("",)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            for module_name, module in model.named_modules():
-                for name, p in list(module._parameters.items()):
-                    full = f"{module_name}.{name}" if module_name else name
-                    if p is None:
-                        continue
-                    if full.startswith(keep):
-                        p.normal_(0.0, 0.02)
-                    else:
-                        module._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
-            emb = model.model.visual.vision_model.embeddings
-            emb.position_ids.copy_(torch.arange(emb.position_ids.shape[-1]).expand((1, -1)))
-    return model.eval()
+    return build_native(PaddleOCRVLForConditionalGeneration, config, device, dtype, real)
 
 
 @functools.lru_cache(maxsize=1)
@@ -365,44 +339,6 @@ def measure_vision(
     return {k: int(v) for k, v in out.items()}
 
 
-def _cache(text, batch: int, l_past: int, like):
-    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for i in range(text.num_hidden_layers):
-        kv = torch.zeros(
-            batch, text.num_key_value_heads, l_past, text.head_dim, device=like.device, dtype=like.dtype
-        )
-        cache.update(kv, kv.clone(), i)
-    return cache
-
-
-def _decoder_wrapper(model, l_past: int, logits_to_keep: int):
-    from torch import nn
-
-    class Decoder(nn.Module):
-        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, inputs_embeds):
-            text = self.m.config.text_config
-            cache = _cache(text, inputs_embeds.shape[0], l_past, inputs_embeds) if l_past else None
-            out = self.m(
-                inputs_embeds=inputs_embeds,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=logits_to_keep,
-            )
-            return out.logits
-
-    return Decoder()
-
-
 def _decoder_columns(path: str, op: str) -> tuple[str, ...]:
     """The columns one decoder count belongs to (eager attention: its two ``bmm`` in the attention
     module itself, QK^T and PV, are the attention core)."""
@@ -439,7 +375,7 @@ def measure_decoder(
     text = model.config.text_config
     param = model.lm_head.weight
     embeds = torch.zeros(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
     layers = [f"L{i}" for i in range(text.num_hidden_layers)]
     before = text._attn_implementation
     model.set_attn_implementation({"text_config": attention})
@@ -525,17 +461,17 @@ def run_processor(width: int, height: int, preset: str = "paddleocr-vl") -> dict
 
 
 def processor_resize(preset: str = "paddleocr-vl"):
-    """``resize(height, width) -> (height', width')``: the processor's own ``smart_resize`` as its
-    ``resize`` calls it (factor patch_size * merge_size, its size bounds)."""
+    """``resize(height, width) -> (height', width')``: the processor's own ``smart_resize`` bound to the
+    arguments its ``resize`` passes (factor patch_size * merge_size, its size bounds)."""
     from transformers.models.paddleocr_vl.image_processing_pil_paddleocr_vl import smart_resize
 
     ip = image_processor(preset)
-    factor, lo, hi = ip.patch_size * ip.merge_size, ip.size.shortest_edge, ip.size.longest_edge
-
-    def resize(height: int, width: int) -> tuple[int, int]:
-        return smart_resize(height, width, factor=factor, min_pixels=lo, max_pixels=hi)
-
-    return resize
+    return functools.partial(
+        smart_resize,
+        factor=ip.patch_size * ip.merge_size,
+        min_pixels=ip.size.shortest_edge,
+        max_pixels=ip.size.longest_edge,
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -564,81 +500,65 @@ def processor_layout(width: int, height: int, preset: str = "paddleocr-vl") -> t
 
 def _grid_block(args):
     """(cols, rows) int16 arrays (-1 where the processor refuses) for a block of widths; in a worker.
-    Cost: one Python call of smart_resize per pair (a refusal is a ValueError, caught per pair)."""
+    One Python call of smart_resize per pair, mapped over heights in runs; a run that meets a refusal
+    (a ValueError) is redone pair by pair."""
+    from itertools import chain, repeat
+
     import numpy as np
 
     preset, widths, heights = args
     resize = processor_resize(preset)
     factor = image_processor(preset).patch_size * image_processor(preset).merge_size
-    refused = (-factor, -factor)
 
     def one(h, w):
         try:
             return resize(h, w)
         except ValueError:
-            return refused
+            return (-factor, -factor)
 
-    out = np.array([[one(h, w) for h in heights] for w in widths], dtype=np.int32) // factor
+    grids: list = []
+    for w in widths:
+        for s in range(0, len(heights), 256):
+            run = heights[s : s + 256]
+            try:
+                grids.extend(list(map(resize, run, repeat(w))))
+            except ValueError:
+                grids.extend([one(h, w) for h in run])
+    flat = np.fromiter(chain.from_iterable(grids), dtype=np.int32, count=2 * len(grids))
+    out = flat.reshape(len(widths), len(heights), 2) // factor
     return out[..., 1].astype(np.int16), out[..., 0].astype(np.int16)
 
 
 def processor_grid(widths, heights, preset: str = "paddleocr-vl", processes=None):
     """``(cols, rows)``: int16 arrays of shape (len(widths), len(heights)) from the processor's own
     smart_resize (-1 where it refuses), split over worker processes by width."""
-    import multiprocessing
-
-    import numpy as np
+    from .ocr2_grid import by_width
 
     processor_resize(preset)  # import transformers once: forked workers inherit it
-    widths, heights = [int(w) for w in widths], [int(h) for h in heights]
-    processes = processes or os.cpu_count() or 1
-    blocks = max(1, min(len(widths), 8 * processes))
-    chunks = [(preset, widths[k::blocks], heights) for k in range(blocks)]
-    if processes == 1:
-        parts = [_grid_block(c) for c in chunks]
-    else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_grid_block, chunks)
-    cols = np.empty((len(widths), len(heights)), dtype=np.int16)
-    rows = np.empty_like(cols)
-    for k, (c, r) in enumerate(parts):
-        cols[k::blocks], rows[k::blocks] = c, r
-    return cols, rows
+    return by_width(_grid_block, widths, heights, processes, extra=(preset,))
 
 
 def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
     """The family's resize rule (vectorised, refusals as -1) against ``processor_grid`` on every pair of
-    widths x heights (refusals must agree too): pairs, mismatches, the first few, refused pairs, the
-    seconds each side took."""
-    import numpy as np
-
+    widths x heights, refusals included (``validation.ocr2_grid.compare_grids``; ``refused``: the
+    pairs the processor refuses)."""
     from derivations.paddleocr_vl import RESIZES
     from derivations.paddleocr_vl.resize import resize
 
-    widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
-    start = time.perf_counter()
-    cols, rows = resize(RESIZES[model.options["preset"]], widths[:, None], heights[None, :], refuse=False)
-    analytic_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ref_cols, ref_rows = processor_grid(widths, heights, model.options["preset"], processes)
-    processor_s = time.perf_counter() - start
-    bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
-    return {
-        "pairs": int(cols.size),
-        "mismatches": len(bad),
-        "refused": int((ref_cols < 0).sum()),
-        "first": [
-            (
-                int(widths[i]),
-                int(heights[j]),
-                (int(cols[i, j]), int(rows[i, j])),
-                (int(ref_cols[i, j]), int(ref_rows[i, j])),
-            )
-            for i, j in bad[:show]
-        ],
-        "analytic_s": analytic_s,
-        "processor_s": processor_s,
-    }
+    from .ocr2_grid import compare_grids
+
+    preset = model.options["preset"]
+    refused: list = []
+
+    def reference(w, h):
+        cols, rows = processor_grid(w, h, preset, processes)
+        refused.append(int((cols < 0).sum()))
+        return cols, rows
+
+    def analytic(w, h):
+        return resize(RESIZES[preset], w[:, None], h[None, :], refuse=False)
+
+    return compare_grids(analytic, reference, widths, heights, show) | {"refused": refused[0]}
 
 
 # --------------------------------------------------------------------------- analytic columns
@@ -719,7 +639,7 @@ def param_columns(model) -> dict[str, int]:
     out = {
         "vision_tower": params["model.vision.tower"],
         "vision_embeddings": params["model.vision.tower.embeddings"],
-        "vision_encoder_layer": per("vision.tower.encoder"),
+        "vision_encoder_layer": per("vision.tower.encoder.layers"),
         "vision_post_layernorm": params["model.vision.tower.post_layernorm"],
         "projector": params["model.vision.projector"],
         "embed_tokens": params["model.decoder.embed_tokens"],
@@ -840,8 +760,8 @@ def _decoder_memory_case(model, batch: int, s_new: int, l_past: int, logits_to_k
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         ids = torch.randint(0, text.vocab_size, (batch, s_new))
-    like = model.lm_head.weight
-    cache = _cache(text, batch, l_past, like) if l_past else None
+    like = model.lm_head.weight.new_empty((batch, 0))  # the cache's batch, device and dtype
+    cache = dynamic_cache(text, l_past, like) if l_past else None
     pre = [ids] + ([t for layer in cache.layers for t in (layer.keys, layer.values)] if cache else [])
 
     def run():

@@ -53,7 +53,7 @@ class DecoderConfig:
             raise SymcostError("decoder config: a model without experts has only dense layers")
 
     @classmethod
-    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> DecoderConfig:
+    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool, act_before_up: bool = False) -> DecoderConfig:
         """From a Hugging Face text config dict: DeepSeek-V2 keys, or a dense model's (Llama,
         Qwen2 ...), which has no ``n_routed_experts``."""
         heads = c["num_attention_heads"]
@@ -82,6 +82,7 @@ class DecoderConfig:
             attention_bias=bool(c.get("attention_bias", False)),
             tied_embeddings=bool(c.get("tie_word_embeddings", False)),
             rope_matmul_per_layer=rope_matmul_per_layer,
+            act_before_up=act_before_up,
         )
 
     @property
