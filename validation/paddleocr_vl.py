@@ -542,6 +542,8 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
     """The family's resize rule (vectorised, refusals as -1) against ``processor_grid`` on every pair of
     widths x heights, refusals included (``validation.ocr2_grid.compare_grids``; ``refused``: the
     pairs the processor refuses)."""
+    import numpy as np
+
     from derivations.paddleocr_vl import RESIZES
     from derivations.paddleocr_vl.resize import resize
 
@@ -555,8 +557,12 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
         refused.append(int((cols < 0).sum()))
         return cols, rows
 
-    def analytic(w, h):
-        return resize(RESIZES[preset], w[:, None], h[None, :], refuse=False)
+    def analytic(w, h):  # in slabs of widths: the rule's temporaries stay small
+        slabs = [
+            resize(RESIZES[preset], w[k : k + 512, None], h[None, :], refuse=False)
+            for k in range(0, len(w), 512)
+        ]
+        return tuple(np.concatenate(parts) for parts in zip(*slabs))
 
     return compare_grids(analytic, reference, widths, heights, show) | {"refused": refused[0]}
 
