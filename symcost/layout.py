@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2
+from math import ceil, log2
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -39,7 +39,7 @@ import sympy as sp
 from .errors import SymcostError
 from .inputs import Input
 
-__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "by_tile_count"]
+__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "dense_table", "by_tile_count"]
 
 
 class Layout(Protocol):
@@ -63,8 +63,6 @@ class Layout(Protocol):
     def pieces(self) -> tuple[tuple[object, tuple[int, ...]], ...]: ...  # ordered conditions
 
     def describe(self) -> str: ...
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]: ...  # see AspectTiler.breaks
 
 
 def by_tile_count(candidates: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -109,9 +107,6 @@ class FixedLayout:
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
         return f"({names}) = {self.values}: {self.reason}"
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        return []
 
 
 @dataclass(frozen=True)
@@ -213,24 +208,6 @@ class AspectTiler:
             f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
             f"above {self._tie}^2*i*j/2 px"
         )
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        """Scales k after which the grid of ``(a*k, b*k)`` may change, for k in [1, k_max].
-
-        Along the ray the aspect ratio is fixed, so only the shortcut (assumed to hold for small
-        images only: its last k is found by bisection) and the area bins (``a*b*k^2`` against
-        each tie threshold) can change the outcome.
-        """
-        out = set()
-        if self.shortcut(a, b):
-            lo, hi = 1, k_max + 1  # shortcut(lo) holds; hi is past the end
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if self.shortcut(a * mid, b * mid) else (lo, mid)
-            out.add(lo)
-        for t in self.thresholds:  # largest k with a*b*k^2 <= t
-            out.add(isqrt(t // (a * b)))
-        return sorted(k for k in out if 1 <= k < k_max)
 
     # -- numeric --------------------------------------------------------------------------
     @cached_property
@@ -340,8 +317,8 @@ def _table_at(layout, arrays) -> tuple[np.ndarray, ...]:
 
 @dataclass(frozen=True)
 class ComputedLayout:
-    """A layout computed point by point: a rule with too many outcomes for a table, such as a
-    resize that maps every image size to its own grid of patches.
+    """A layout computed point by point: a rule with too many outcomes for a tiler's table, such
+    as a resize that maps every image size to its own grid of patches.
 
     ``rule(*arrays)`` takes int64 arrays of the inputs (checked against their bounds) and returns
     one int64 array per output, exactly as the model's own preprocessing computes them (float
@@ -349,10 +326,10 @@ class ComputedLayout:
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
 
-    Optionally ``table`` (int64 ``[code, output]``) lists every outcome the rule can give (a
-    finite superset, e.g. every grid within a token budget) and ``index(*outputs)`` gives each
-    point's row in it: the engine then evaluates a model once per outcome and gathers per point,
-    as for a tile table, instead of running the whole program at every point.
+    Optionally ``table`` (int64 ``[code, output]``) lists every outcome the rule can give (a finite
+    superset, e.g. every grid within a token budget, or :func:`dense_table`) and ``index(*outputs)``
+    gives each point's row in it: the engine then evaluates a model once per outcome and gathers
+    per point, as for a tiler, instead of running the whole program at every point.
     """
 
     inputs: tuple[Input, ...]
@@ -399,12 +376,27 @@ class ComputedLayout:
     def describe(self) -> str:
         return self.text
 
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        """Scales k in [1, k_max) after which the outputs of ``(a*k, b*k)`` change: the rule run
-        on the whole ray at once (no closed-form breakpoints to solve for)."""
-        k = np.arange(1, k_max + 1, dtype=np.int64)
-        got = np.stack(self.at(a * k, b * k))
-        return (np.flatnonzero((got[:, 1:] != got[:, :-1]).any(axis=0)) + 1).tolist()
+
+def dense_table(maxima: Sequence[int]) -> tuple[np.ndarray, Callable[..., np.ndarray]]:
+    """``(table, index)`` for a :class:`ComputedLayout` whose outputs are small nonnegative
+    integers: every combination in ``[0, maximum]`` (mixed radix, the last output fastest)."""
+    sizes = tuple(m + 1 for m in maxima)
+    grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in sizes], indexing="ij")
+    table = np.stack([g.reshape(-1) for g in grids], axis=1)
+
+    def index(*outputs) -> np.ndarray:
+        for g, m in zip(outputs, maxima):  # a rule beyond its declared range would gather wrong rows
+            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
+        code = np.array(outputs[0], dtype=np.intp)
+        for n, g in zip(sizes[1:], outputs[1:]):
+            code *= n
+            code += g
+        return code
+
+    return table, index
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache

@@ -206,8 +206,8 @@ def test_closed_form_equals_the_rule():
 
 def test_table_gathers_exactly_and_plan_walks_the_ray():
     """The compiled request (a gather from the layout's table of grids) equals the numeric model per
-    point; plan's largest image along a ray (the layout's breaks: its rule run along the ray) is the
-    largest scale the compiled flops keep within the budget."""
+    point; plan's largest image along the sweep's ray (every long side, the short one rounded) is the
+    largest the compiled flops keep within the budget."""
     from symcost.plan import largest_image
 
     model = load()
@@ -223,10 +223,12 @@ def test_table_gathers_exactly_and_plan_walks_the_ray():
         r = model.evaluate(int(w[k]), int(h[k]), "request", prompt_tokens=7, new_tokens=5)
         assert all(int(got[m][k]) == r[m] for m in ("flops", "memory_bytes", "io_bytes", "cols", "rows"))
     found = largest_image(model, "flops", 5e12, (3, 4), {"prompt_tokens": 0, "new_tokens": 1})
-    k = np.arange(1, 16_384)
-    flops = ev(3 * k, 4 * k, new_tokens=1)["flops"]
-    best = int(k[flops <= 5e12].max())
-    assert (found["width"], found["height"]) == (3 * best, 4 * best)
+    long = np.arange(1, 16_385)  # the sweep's ray: every long side, the short one rounded
+    short = np.maximum((2 * long * 3 + 4) // 8, 1)
+    inside = np.maximum(long, short) <= 200 * np.minimum(long, short)  # what smart_resize accepts
+    flops = ev(short[inside], long[inside], new_tokens=1)["flops"]
+    best = int(long[inside][flops <= 5e12].max())
+    assert (found["width"], found["height"]) == (int(short[best - 1]), best)
 
 
 def test_runtimes_agree_on_flops_and_differ_in_batching():

@@ -106,11 +106,12 @@ def torch_formulas():
     }
 
 
-def build_native(model_cls, config, device="meta", dtype=None, real=None):
+def build_native(model_cls, config, device="meta", dtype=None, real=None, share=None):
     """``model_cls(config)`` with parameters in ``dtype`` (bf16), eval(). ``device="meta"``: no memory;
     any other device: random weights (normal(0, 0.02), seed 0) for the parameters whose names start
     with one of ``real`` (default: all); every other parameter is moved to meta, so it costs no memory
-    and raises if it is ever computed with."""
+    and raises if it is ever computed with. ``share(model)``, when given, ties parameters together
+    before they are filled (a shared one is filled once; the others' storage is freed untouched)."""
     import torch
     from transformers.initialization import no_init_weights
 
@@ -122,8 +123,11 @@ def build_native(model_cls, config, device="meta", dtype=None, real=None):
             model = model_cls(config)
     finally:
         torch.set_default_dtype(previous)
+    if share is not None:
+        share(model)
     if device != "meta":
         keep = tuple(real) if real is not None else ("",)
+        done: dict[int, object] = {}  # id -> what replaces it: a shared parameter is done once
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
             for module_name, module in model.named_modules():
@@ -131,10 +135,13 @@ def build_native(model_cls, config, device="meta", dtype=None, real=None):
                     full = f"{module_name}.{name}" if module_name else name
                     if p is None:
                         continue
-                    if full.startswith(keep):
-                        p.normal_(0.0, 0.02)
-                    else:  # drop the (never touched) storage
-                        module._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
+                    if id(p) not in done:
+                        if full.startswith(keep):
+                            p.normal_(0.0, 0.02)
+                            done[id(p)] = p
+                        else:  # drop the (never touched) storage
+                            done[id(p)] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
+                    module._parameters[name] = done[id(p)]
     return model.eval()
 
 

@@ -59,6 +59,7 @@ from validation.measure import (
     build_native,
     decoder_wrapper,
 )
+from validation.reference_model import share_layer_weights
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
 ATTENTIONS = ("sdpa", "eager")  # decoder attention implementations that run on CPU and meta
@@ -129,18 +130,26 @@ def _check(counter):
 # --------------------------------------------------------------------------- model
 
 
-def build_model(device="meta", dtype=None, *, real=None):
+def build_model(device="meta", dtype=None, *, real=None, shared_layers=False):
     """``DeepseekOcr2ForConditionalGeneration`` from hf_config.json, eval(), parameters in ``dtype`` (bf16).
 
     device="meta": no memory (``_grouped_mm``'s meta kernel wants bf16).  Any other device: random weights
     (normal(0, 0.02), seed 0); ``real`` optionally names the parameter prefixes to materialise, e.g.
     ``("model.vision_tower", "model.multi_modal_projector", "model.view_separator")`` - every other
     parameter is moved to meta, so it costs no memory and raises if it is ever computed with.
+    ``shared_layers``: the decoder's MoE layers share one set of weights
+    (``validation.reference_model.share_layer_weights``).
     """
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
 
     config = DeepseekOcr2Config(**load_config())
-    return build_native(DeepseekOcr2ForConditionalGeneration, config, device, dtype, real)
+
+    def share(model):
+        share_layer_weights(model.model.language_model.layers)
+
+    return build_native(
+        DeepseekOcr2ForConditionalGeneration, config, device, dtype, real, share if shared_layers else None
+    )
 
 
 @functools.lru_cache(maxsize=1)

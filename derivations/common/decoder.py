@@ -1,8 +1,11 @@
 """The decoder-only language model of every family: dense layers, then (DeepSeek-V2) MoE layers.
 
-``decoder(cfg, ex, batch, s, past)``: one forward of ``s`` new tokens per sequence after
-``past`` cached ones, for ``batch`` sequences; shapes may be symbolic. ``cfg`` holds the sizes
-(read from a Hugging Face ``config.json``-style dict), ``ex`` how a runtime executes them.
+``forward(cfg, ex, shape)``: one forward over a batch of sequences, each with its own new
+tokens and cached ones, given by the aggregates of :class:`Batch` (what a serving engine's step
+runs: decode tokens and prefill chunks together); ``decoder(cfg, ex, batch, s, past)`` is the
+uniform case, ``s`` new tokens per sequence after ``past`` cached ones for ``batch``
+sequences. Shapes may be symbolic. ``cfg`` holds the sizes (read from a Hugging Face
+``config.json``-style dict), ``ex`` how a runtime executes them.
 
     layer = input_norm -> attn (q, k, v, rope, cache, core, o) -> +x -> post_norm -> mlp -> +h
     mlp   = SwiGLU (dense layers) | router -> routed experts -> shared experts -> +  (MoE)
@@ -13,12 +16,23 @@ A dense model (Llama, Qwen2 ...) is the case without experts: every layer is den
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from symcost import SymcostError, captured, current, op, repeat, seq, smin
 from symcost.dtypes import FP32_BYTES
 from symcost.ops import expected_distinct
 
-__all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token", "activated_params_per_token"]
+__all__ = [
+    "DecoderConfig",
+    "Execution",
+    "Batch",
+    "forward",
+    "decoder",
+    "step",
+    "decode_step",
+    "next_token",
+    "activated_params_per_token",
+]
 
 
 @dataclass(frozen=True)
@@ -38,9 +52,7 @@ class DecoderConfig:
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
-    # the MLP runs down(act(gate(x)) * up(x)) in that order, the gate output dying inside act (its
-    # peak is act, up and their product); False: gate and up both held until the product
-    act_before_up: bool = False
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -53,9 +65,10 @@ class DecoderConfig:
             raise SymcostError("decoder config: a model without experts has only dense layers")
 
     @classmethod
-    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool, act_before_up: bool = False) -> DecoderConfig:
+    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool, qk_norm: bool = False) -> DecoderConfig:
         """From a Hugging Face text config dict: DeepSeek-V2 keys, or a dense model's (Llama,
-        Qwen2 ...), which has no ``n_routed_experts``."""
+        Qwen2, Qwen3 ...), which has no ``n_routed_experts``; ``qk_norm`` where the model class
+        norms q and k per head (Qwen3: no config key says so)."""
         heads = c["num_attention_heads"]
         experts = c.get("n_routed_experts") or 0
         layer_types = c.get("mlp_layer_types")
@@ -82,7 +95,7 @@ class DecoderConfig:
             attention_bias=bool(c.get("attention_bias", False)),
             tied_embeddings=bool(c.get("tie_word_embeddings", False)),
             rope_matmul_per_layer=rope_matmul_per_layer,
-            act_before_up=act_before_up,
+            qk_norm=qk_norm,
         )
 
     @property
@@ -113,6 +126,26 @@ class Execution:
         return smin(cfg.experts, cfg.top_k * tokens)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The shape of one forward in aggregates over its sequences, each with ``s_i`` new tokens
+    after ``L_i`` cached ones: ``seqs``; ``tokens`` = sum s_i; ``pairs`` = sum s_i*(L_i + s_i),
+    the attention scores per head (each new token against every key, the full rectangle);
+    ``keys`` = sum (L_i + s_i), the keys read; ``cached`` = sum L_i. Every cost of the forward
+    is a closed form in these, so a mixed batch costs no loop over its sequences."""
+
+    seqs: Any  # ints or SymPy expressions alike
+    tokens: Any
+    pairs: Any
+    keys: Any
+    cached: Any
+
+    @classmethod
+    def uniform(cls, batch, s, past) -> Batch:
+        """``batch`` sequences of ``s`` new tokens after ``past`` cached ones."""
+        return cls(batch, batch * s, batch * s * (past + s), batch * (past + s), batch * past)
+
+
 # Kernels per op in eager PyTorch, counted from the code each runtime runs:
 # RMSNorm: x.float(), pow, mean, +eps, rsqrt, *, .to(), *w (the formula's own count);
 # RoPE (HF apply_rotary_pos_emb): rotate_half = 2 slices + neg + cat, then x*cos, rot*sin, +,
@@ -129,22 +162,22 @@ _MOE_AROUND_KERNELS = 8
 
 
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
-    """``down(silu(gate(x)) * up(x))``, no bias."""
+    """``down(silu(gate(x)) * up(x))``, no bias, in Python's order (every family's code writes
+    this expression): gate's output dies once silu has read it, silu's and up's after the product
+    (measured on transformers' MLP)."""
     h = cfg.hidden
-    gate = op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=not cfg.act_before_up)
-    up = op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=not cfg.act_before_up)
-    act = op("silu", "elementwise", elems=t * ff, fn="silu", keep=cfg.act_before_up)
-    return seq(
-        name,
-        *((gate, act, up) if cfg.act_before_up else (gate, up, act)),
+    gated = seq(
+        "gated",
+        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
+        op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
+        op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
         op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
-        op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
-        keep=keep,
     )
+    return seq(name, gated, op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False), keep=keep)
 
 
-def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
-    t = batch * s
+def _attention(cfg: DecoderConfig, ex: Execution, shape: Batch):
+    t = shape.tokens
     q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     proj = dict(tokens=t, d_in=cfg.hidden, bias=cfg.attention_bias, keep=True)
     rope = [
@@ -162,38 +195,46 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
             op(
                 "cos_sin",
                 "bmm",
-                batch=batch,
+                batch=shape.seqs,
                 m=cfg.head_dim // 2,
                 k=1,
-                n=s,
+                n=1,
+                n_total=t,
                 kernels=_ROPE_TABLE_KERNELS,
                 keep=True,
             ),
         )
+    qk = [op("q_proj", "linear", d_out=q_dim, **proj), op("k_proj", "linear", d_out=kv_dim, **proj)]
+    if cfg.qk_norm:  # norm(proj(x)) per head: each projection's output dies after its norm
+        norm = dict(dim=cfg.head_dim, fused=ex.fused_norms, keep=True)
+        qk = [
+            op("q_proj", "linear", d_out=q_dim, **(proj | {"keep": False})),
+            op("q_norm", "rms_norm", tokens=t * cfg.heads, **norm),
+            op("k_proj", "linear", d_out=kv_dim, **(proj | {"keep": False})),
+            op("k_norm", "rms_norm", tokens=t * cfg.kv_heads, **norm),
+        ]
     return seq(
         "attn",
-        op("q_proj", "linear", d_out=q_dim, **proj),
-        op("k_proj", "linear", d_out=kv_dim, **proj),
+        *qk,
         op("v_proj", "linear", d_out=kv_dim, **proj),
         seq("rope", *rope, keep=True),
         op(
             "kv_cache",
             "kv_cache",
-            batch=batch,
             kv_heads=cfg.kv_heads,
             d=cfg.head_dim,
-            new=s,
-            cached=past,
+            new=t,
+            cached=shape.cached,
             concat=ex.concat_cache,
         ),
         op(
             "attn_core",
             "attention",
-            batch=batch,
             heads=cfg.heads,
             kv_heads=cfg.kv_heads,
-            s_q=s,
-            s_k=past + s,
+            queries=t,
+            pairs=shape.pairs,
+            keys=shape.keys,
             d=cfg.head_dim,
             fused=ex.attention != "eager",
         ),
@@ -282,15 +323,15 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
     )
 
 
-def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bool, count: int):
-    t = batch * s
+def _layer(name: str, cfg: DecoderConfig, ex: Execution, shape: Batch, moe: bool, count: int):
+    t = shape.tokens
     norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_norms)
     mlp = _moe(cfg, ex, t) if moe else _swiglu("mlp", cfg, t, cfg.dense_ff)
     return repeat(
         name,
         count,
         op("input_norm", "rms_norm", **norm),
-        _attention(cfg, ex, batch, s, past),
+        _attention(cfg, ex, shape),
         op("residual1", "elementwise", elems=t * cfg.hidden, n_inputs=2, keep=True),
         op("post_norm", "rms_norm", **norm),
         mlp,
@@ -298,18 +339,18 @@ def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bo
     )
 
 
-def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
-    """Embedding, dense then MoE layers, final norm, lm_head (all positions or the last), and
-    the fp32 upcast of the logits where the runtime's forward does it."""
-    t = batch * s
-    logit_rows = t if ex.logits_all else batch
+def forward(cfg: DecoderConfig, ex: Execution, shape: Batch, name: str = "decoder"):
+    """Embedding, dense then MoE layers, final norm, lm_head (all positions or each sequence's
+    last), and the fp32 upcast of the logits where the runtime's forward does it."""
+    t = shape.tokens
+    logit_rows = t if ex.logits_all else shape.seqs
     parts = []
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
         parts.append(
             op(
                 "rotary",
                 "elementwise",
-                elems=2 * batch * s * cfg.head_dim,
+                elems=2 * t * cfg.head_dim,
                 fn="copy",
                 kernels=1 if ex.fused_norms else _ROPE_TABLE_KERNELS,
                 keep=True,
@@ -318,11 +359,9 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     parts.append(op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden))
     if cfg.dense_layers:  # "layers" when every layer is dense
         dense_name = "layer0" if cfg.experts else "layers"
-        parts.append(_layer(dense_name, cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
+        parts.append(_layer(dense_name, cfg, ex, shape, moe=False, count=cfg.dense_layers))
     if cfg.layers > cfg.dense_layers:
-        parts.append(
-            _layer("moe_layers", cfg, ex, batch, s, past, moe=True, count=cfg.layers - cfg.dense_layers)
-        )
+        parts.append(_layer("moe_layers", cfg, ex, shape, moe=True, count=cfg.layers - cfg.dense_layers))
     parts += [
         op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_norms),
         op(
@@ -340,10 +379,22 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     return seq(name, *parts)
 
 
+def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
+    """``batch`` sequences of ``s`` new tokens after ``past`` cached ones: the uniform forward."""
+    return forward(cfg, ex, Batch.uniform(batch, s, past), name)
+
+
+def step(cfg: DecoderConfig, ex: Execution, shape: Batch, name: str = "step"):
+    """One engine step: the forward over a mixed batch, then each sequence's next token (a
+    sequence still in its prefill samples one too, and the engine drops it)."""
+    rows = shape.tokens if ex.logits_all else shape.seqs
+    return seq(name, forward(cfg, ex, shape), next_token(cfg, ex, shape.seqs, rows))
+
+
 def decode_step(cfg: DecoderConfig, ex: Execution, batch, past, name: str = "step"):
     """One generated token per sequence: the decoder on 1 new token, then the next token."""
-    step = seq(name, decoder(cfg, ex, batch, 1, past), next_token(cfg, ex, batch, batch))
-    return captured(step) if ex.graph_decode else step
+    one = step(cfg, ex, Batch.uniform(batch, 1, past), name)
+    return captured(one) if ex.graph_decode else one
 
 
 def next_token(cfg: DecoderConfig, ex: Execution, batch, logit_rows):

@@ -53,7 +53,7 @@ CONFIG = json.loads((_HERE / "config.json").read_text())
 PREPROCESSOR = json.loads((_HERE / "preprocessor_config.json").read_text())
 # NB: transformers computes the M-RoPE cos/sin once per forward by broadcasting (uncounted); its
 # PaddleOCRMLP is down(act(gate(x)) * up(x)): the gate output is freed by the activation
-DECODER = DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=False, act_before_up=True)
+DECODER = DecoderConfig.from_hf(CONFIG, rope_matmul_per_layer=False)
 VISION = VisionConfig.from_hf(CONFIG)
 # checkpoint -> its image processor's resize bounds. PaddleOCR-VL-1.5: the same architecture name;
 # its preprocessor_config.json (huggingface.co/PaddlePaddle/PaddleOCR-VL-1.5) sets min_pixels
