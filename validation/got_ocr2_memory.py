@@ -94,10 +94,10 @@ class Runner:
         return self._forward(embeds, None, logits), [embeds]
 
     def decode_case(self, batch: int, past: int):
-        from .ocr2 import _cache
+        from .measure import dynamic_cache
 
         embeds = self._randn(batch, 1, self.model.config.text_config.hidden_size, seed=3)
-        cache = _cache(self.model.config.text_config, past, embeds)
+        cache = dynamic_cache(self.model.config.text_config, past, embeds)
         pre = [t for layer in cache.layers for t in (layer.keys, layer.values)]
         return self._forward(embeds, cache, "last"), [embeds, *pre]
 

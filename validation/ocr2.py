@@ -49,7 +49,16 @@ import re
 from pathlib import Path
 
 # FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
-from validation.measure import COUNTERS, LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
+from validation.measure import (
+    COUNTERS,
+    LAYER_PARTS,
+    _attribute,
+    _exclusive,
+    _op_kind,
+    _torch_counts,
+    build_native,
+    decoder_wrapper,
+)
 from validation.reference_model import share_layer_weights
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
@@ -131,39 +140,16 @@ def build_model(device="meta", dtype=None, *, real=None, shared_layers=False):
     ``shared_layers``: the decoder's MoE layers share one set of weights
     (``validation.reference_model.share_layer_weights``).
     """
-    import torch
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
-    from transformers.initialization import no_init_weights
 
-    dtype = dtype or torch.bfloat16
     config = DeepseekOcr2Config(**load_config())
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), no_init_weights():  # parameters straight in dtype, uninitialised
-            model = DeepseekOcr2ForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
-    if shared_layers:  # the untouched storage of the other layers is freed, never written
+
+    def share(model):
         share_layer_weights(model.model.language_model.layers)
-    if device != "meta":
-        keep = tuple(real) if real is not None else ("",)
-        done: dict[int, tuple] = {}  # id -> (parameter, what replaces it): a shared one is done once
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            for module_name, module in model.named_modules():
-                for name, p in list(module._parameters.items()):
-                    full = f"{module_name}.{name}" if module_name else name
-                    if p is None:
-                        continue
-                    if id(p) not in done:
-                        if full.startswith(keep):
-                            p.normal_(0.0, 0.02)
-                            done[id(p)] = (p, p)
-                        else:  # drop the (never touched) storage
-                            done[id(p)] = (p, torch.nn.Parameter(p.to("meta"), requires_grad=False))
-                    module._parameters[name] = done[id(p)][1]
-    return model.eval()
+
+    return build_native(
+        DeepseekOcr2ForConditionalGeneration, config, device, dtype, real, share if shared_layers else None
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -391,48 +377,6 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None, batch: int 
 # --------------------------------------------------------------------------- decoder
 
 
-def _cache(text, l_past, like):
-    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for i in range(text.num_hidden_layers):
-        kv = torch.zeros(
-            like.shape[0],
-            text.num_key_value_heads,
-            l_past,
-            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads,
-            device=like.device,
-            dtype=like.dtype,
-        )
-        cache.update(kv, kv.clone(), i)
-    return cache
-
-
-def _decoder_wrapper(model, l_past, logits_to_keep):
-    from torch import nn
-
-    class Decoder(nn.Module):
-        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, inputs_embeds):
-            cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
-            out = self.m(
-                inputs_embeds=inputs_embeds,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=logits_to_keep,
-            )
-            return out.logits
-
-    return Decoder()
-
-
 def _decoder_columns(path, op, dense):
     """Column names (layer parts as ``L<i>_<part>``) one decoder (module path, op) count belongs to."""
     if _kind(op) not in ("linear", "attn_core"):
@@ -479,7 +423,7 @@ def decoder_counts(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
     names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
     names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
     language_model, before = model.model.language_model, text._attn_implementation
