@@ -38,6 +38,7 @@ class DecoderConfig:
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
+    rope_axes: int = 1  # position axes with their own cos/sin table (M-RoPE: t, h, w), recomposed
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -299,6 +300,10 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     t = batch * s
     logit_rows = t if ex.logits_all else batch
     parts = []
+    if cfg.rope_axes > 1 and not ex.fused_norms:  # M-RoPE: half-width cos/sin per axis, then 2 cats each
+        parts.append(
+            op("rotary_axes", "elementwise", elems=cfg.rope_axes * batch * s * cfg.head_dim, fn="copy", kernels=4)
+        )
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
         parts.append(
             op(

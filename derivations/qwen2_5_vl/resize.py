@@ -1,0 +1,171 @@
+"""Qwen2.5-VL's image layout: the processor's ``smart_resize`` (every image size its own grid of
+28-px tokens), optionally after olmOCR's page render.
+
+    image W x H px --smart_resize--> W' x H' (multiples of 28) --> (W'/28) x (H'/28) image tokens
+
+``smart_resize`` (transformers 5.23, ``models/qwen2_vl/image_processing_qwen2_vl.py``):
+refuse ``max(H, W) / min(H, W) > 200``; ``H' = round(H / 28) * 28`` (Python's round: half to
+even), the same for W; if ``H' W' > max_pixels``: ``beta = sqrt(H W / max_pixels)``,
+``H' = max(28, floor(H / beta / 28) * 28)``; elif ``H' W' < min_pixels``: ``beta =
+sqrt(min_pixels / (H W))``, ``H' = ceil(H * beta / 28) * 28``. Here the same IEEE double
+operations run in NumPy, in the same order (exact: every integer involved is below 2**53).
+
+olmOCR's render (allenai/olmocr ``olmocr/data/renderpdf.py::render_pdf_to_base64png``): the page
+of W x H points (its MediaBox, as ``pdfinfo`` prints it) goes through ``pdftoppm -r
+str(1288 * 72 / max(W, H))``; pdftoppm (poppler 22.12) makes ``ceil(W * r / 72.0)`` x
+``ceil(H * r / 72.0)`` px (checked against pdftoppm on 372 page sizes: all equal). The long side
+is 1288 px, or 1289 where the float product lands just above 1288 (e.g. 2880 x 2763 pt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import isqrt
+
+import numpy as np
+import sympy as sp
+
+from symcost import ComputedLayout, Input, SymcostError
+
+__all__ = ["ResizeConfig", "PageRender", "smart_resize", "token_grid", "layout"]
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    """The processor's resize settings (``preprocessor_config.json``)."""
+
+    factor: int  # patch_size * merge_size: both sides become multiples of it
+    min_pixels: int
+    max_pixels: int
+    max_ratio: int = 200  # smart_resize refuses a longer-to-shorter side ratio above this
+
+    @classmethod
+    def from_hf(cls, c: dict) -> ResizeConfig:
+        return cls(c["patch_size"] * c["merge_size"], c["min_pixels"], c["max_pixels"])
+
+    def max_side_tokens(self) -> int:
+        """An upper bound of either side's tokens over every image, from the three branches: kept (round(side/f), its product with the other side <= max_pixels/f^2 and
+        side <= max_ratio x the other), scaled down (<= sqrt(max_ratio * max_pixels) / f), scaled
+        up (<= ceil(sqrt(max_ratio * min_pixels) / f))."""
+        f, cap = self.factor, self.max_pixels // (self.factor * self.factor)
+        other = np.arange(1, cap + 1)  # the other side's tokens, kept branch
+        kept = int(np.minimum(cap // other, self.max_ratio * other + self.max_ratio // 2 + 1).max())
+        down = isqrt(self.max_ratio * self.max_pixels) // f + 1
+        up = -(-(isqrt(self.max_ratio * self.min_pixels) + 1) // f)
+        return max(kept, down, up)
+
+
+@dataclass(frozen=True)
+class PageRender:
+    """A page rendered by ``pdftoppm -r longest_px*72/longest_side`` (olmOCR's pipeline)."""
+
+    name: str
+    longest_px: int
+
+    def pixels(self, width_pt: np.ndarray, height_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rendered image's (width, height) in px for pages of the given size in points."""
+        longest = np.maximum(width_pt, height_pt).astype(np.float64)  # pdfinfo's floats
+        dpi = (self.longest_px * 72) / longest  # the -r argument (repr round-trips the double)
+        return (
+            np.ceil(width_pt * dpi / 72.0).astype(np.int64),
+            np.ceil(height_pt * dpi / 72.0).astype(np.int64),
+        )
+
+
+def smart_resize(cfg: ResizeConfig, height: np.ndarray, width: np.ndarray):
+    """``(H', W', refused)`` per point, exactly as the processor's ``smart_resize`` computes them
+    (int64 sides, a bool mask where it raises: aspect ratio above ``max_ratio``)."""
+    h, w = np.asarray(height, dtype=np.int64), np.asarray(width, dtype=np.int64)
+    f = cfg.factor
+    refused = np.maximum(h, w) / np.minimum(h, w) > cfg.max_ratio
+    h_bar = np.rint(h / f) * f  # round() of a float: half to even, as np.rint
+    w_bar = np.rint(w / f) * f
+    area = h * w
+    down = h_bar * w_bar > cfg.max_pixels
+    up = ~down & (h_bar * w_bar < cfg.min_pixels)
+    with np.errstate(divide="ignore"):
+        beta = np.sqrt(area / cfg.max_pixels)
+        h_bar = np.where(down, np.maximum(f, np.floor(h / beta / f) * f), h_bar)
+        w_bar = np.where(down, np.maximum(f, np.floor(w / beta / f) * f), w_bar)
+        beta = np.sqrt(cfg.min_pixels / area)
+        h_bar = np.where(up, np.ceil(h * beta / f) * f, h_bar)
+        w_bar = np.where(up, np.ceil(w * beta / f) * f, w_bar)
+    return h_bar.astype(np.int64), w_bar.astype(np.int64), refused
+
+
+def token_grid(cfg: ResizeConfig, render: PageRender | None, width, height):
+    """``(w_tokens, h_tokens, refused, (W px, H px))``: the image the processor receives (the
+    page rendered first where ``render``), its tokens across and down, and the refusal mask."""
+    w, h = np.asarray(width, dtype=np.int64), np.asarray(height, dtype=np.int64)
+    if render is not None:
+        w, h = render.pixels(w, h)
+    h_bar, w_bar, refused = smart_resize(cfg, h, w)
+    return w_bar // cfg.factor, h_bar // cfg.factor, refused, (w, h)
+
+
+def _round_half_even(x: sp.Expr, f: int) -> sp.Expr:
+    """``round(x / f)`` for an integer x and an even f, exactly: floor((x + f/2) / f), less one on
+    the ties x = f/2 (mod 2f), which go to the even neighbour."""
+    return sp.floor((x + f // 2) / f) - sp.Piecewise((1, sp.Eq(sp.Mod(x, 2 * f), f // 2)), (0, True))
+
+
+def _expressions(cfg: ResizeConfig, w: sp.Expr, h: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """(w_tokens, h_tokens) as closed forms in the image size; the scaled branches use the real
+    square root where the processor takes it in doubles."""
+    f = cfg.factor
+    kept_w, kept_h = _round_half_even(w, f), _round_half_even(h, f)
+    kept = kept_w * kept_h * f * f
+    down = sp.sqrt(sp.Rational(cfg.max_pixels) / (w * h))
+    up = sp.sqrt(sp.Rational(cfg.min_pixels) / (w * h))
+    return tuple(  # type: ignore[return-value]
+        sp.Piecewise(
+            (sp.Max(1, sp.floor(side * down / f)), kept > cfg.max_pixels),
+            (sp.ceiling(side * up / f), kept < cfg.min_pixels),
+            (kept_side, True),
+        )
+        for side, kept_side in ((w, kept_w), (h, kept_h))
+    )
+
+
+def layout(
+    cfg: ResizeConfig,
+    render: PageRender | None,
+    inputs: tuple[Input, Input],
+    outputs: tuple[sp.Symbol, sp.Symbol],
+) -> ComputedLayout:
+    """The family's layout: (width, height) -> (w_tokens, h_tokens), refusing as the processor does."""
+
+    def rule(width, height):
+        w_tok, h_tok, refused, (w_px, h_px) = token_grid(cfg, render, width, height)
+        if refused.any():
+            k = int(np.flatnonzero(refused.reshape(-1))[0])
+            w0, h0 = int(np.reshape(width, -1)[k]), int(np.reshape(height, -1)[k])
+            size = f"{w0}x{h0}" + (
+                f" ({render.name} renders {int(w_px.reshape(-1)[k])}x{int(h_px.reshape(-1)[k])} px)"
+                if render
+                else ""
+            )
+            more = int(refused.sum()) - 1
+            raise SymcostError(
+                f"--image: {size} has a side ratio above {cfg.max_ratio}, which the processor's "
+                f"smart_resize refuses" + (f" ({more} more such points)" if more else "")
+            )
+        return w_tok, h_tok
+
+    w, h = (i.symbol for i in inputs)
+    f = cfg.factor
+    text = (
+        f"smart_resize to multiples of {f} px inside [{cfg.min_pixels}, {cfg.max_pixels}] px "
+        f"(round half to even; scaled by sqrt in doubles where out of range; side ratio "
+        f"<= {cfg.max_ratio}), {outputs[0]} x {outputs[1]} tokens of {f} px"
+    )
+    if render is not None:
+        text = (
+            f"the page (W x H in points) rendered as pdftoppm -r {render.longest_px}*72/max(W, H) "
+            f"does it (ceil(side * r / 72) px), then " + text
+        )
+        # the rendered sides with the real product in place of the doubles
+        w, h = (sp.ceiling(side * render.longest_px / sp.Max(w, h)) for side in (w, h))
+    bound = cfg.max_side_tokens()
+    exprs = _expressions(cfg, w, h)
+    return ComputedLayout(inputs, outputs, rule, exprs, (bound, bound), text)
