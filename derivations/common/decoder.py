@@ -300,10 +300,9 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     t = batch * s
     logit_rows = t if ex.logits_all else batch
     parts = []
-    if cfg.rope_axes > 1 and not ex.fused_norms:  # M-RoPE: half-width cos/sin per axis, then 2 cats each
-        parts.append(
-            op("rotary_axes", "elementwise", elems=cfg.rope_axes * batch * s * cfg.head_dim, fn="copy", kernels=4)
-        )
+    if cfg.rope_axes > 1 and not ex.fused_norms:  # M-RoPE: half-width cos/sin per axis, 2 cats each
+        axes = cfg.rope_axes * batch * s * cfg.head_dim
+        parts.append(op("rotary_axes", "elementwise", elems=axes, fn="copy", kernels=4))
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
         parts.append(
             op(

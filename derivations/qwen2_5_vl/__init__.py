@@ -21,7 +21,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from symcost import Family, Model, Option, get_runtime, op, seq
+from symcost import Family, Model, Option, get_runtime, seq
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (

@@ -44,9 +44,10 @@ class ResizeConfig:
         return cls(c["patch_size"] * c["merge_size"], c["min_pixels"], c["max_pixels"])
 
     def max_side_tokens(self) -> int:
-        """An upper bound of either side's tokens over every image, from the three branches: kept (round(side/f), its product with the other side <= max_pixels/f^2 and
-        side <= max_ratio x the other), scaled down (<= sqrt(max_ratio * max_pixels) / f), scaled
-        up (<= ceil(sqrt(max_ratio * min_pixels) / f))."""
+        """An upper bound of either side's tokens over every image, from the three branches: kept
+        (round(side/f); its product with the other side's <= max_pixels/f^2, and side <= max_ratio
+        x the other side), scaled down (<= sqrt(max_ratio * max_pixels) / f), scaled up
+        (<= ceil(sqrt(max_ratio * min_pixels) / f))."""
         f, cap = self.factor, self.max_pixels // (self.factor * self.factor)
         other = np.arange(1, cap + 1)  # the other side's tokens, kept branch
         kept = int(np.minimum(cap // other, self.max_ratio * other + self.max_ratio // 2 + 1).max())
@@ -117,7 +118,7 @@ def _expressions(cfg: ResizeConfig, w: sp.Expr, h: sp.Expr) -> tuple[sp.Expr, sp
     kept = kept_w * kept_h * f * f
     down = sp.sqrt(sp.Rational(cfg.max_pixels) / (w * h))
     up = sp.sqrt(sp.Rational(cfg.min_pixels) / (w * h))
-    return tuple(  # type: ignore[return-value]
+    return tuple(
         sp.Piecewise(
             (sp.Max(1, sp.floor(side * down / f)), kept > cfg.max_pixels),
             (sp.ceiling(side * up / f), kept < cfg.min_pixels),

@@ -24,6 +24,7 @@ padding, no mask. vLLM runs one flash-attention varlen call per block over all w
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from symcost import SymcostError, current, op, repeat, seq
 from symcost.dtypes import FP32_BYTES
@@ -57,7 +58,9 @@ class VisionConfig:
         if self.window_px % (self.patch * self.merge):
             raise SymcostError(f"vision window_size: {self.window_px} is not whole merged tokens")
         if any(not 0 <= b < self.depth for b in self.full_blocks):
-            raise SymcostError(f"vision fullatt_block_indexes: {self.full_blocks} outside 0..{self.depth - 1}")
+            raise SymcostError(
+                f"vision fullatt_block_indexes: {self.full_blocks} outside 0..{self.depth - 1}"
+            )
 
     @classmethod
     def from_hf(cls, c: dict) -> VisionConfig:
@@ -91,7 +94,7 @@ class VisionConfig:
         return self.merge * self.merge
 
 
-def windows(cfg: VisionConfig, w_tokens, h_tokens) -> tuple[tuple[str, object, object], ...]:
+def windows(cfg: VisionConfig, w_tokens, h_tokens) -> tuple[tuple[str, Any, Any], ...]:
     """The window classes of one image: ``(name, windows, merged tokens per window)``; a class
     whose count is 0 is absent (``a // k`` and ``-(-a // k)`` are floor and ceiling, for ints and
     SymPy symbols alike)."""
