@@ -348,6 +348,11 @@ class ComputedLayout:
     steps done in the same IEEE operations, in the same order); ``expressions`` state the rule
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
+
+    Optionally the rule's outcomes are enumerable: ``table`` holds every output row the rule can
+    give (int64 [code, output]; a superset is fine) and ``index(*arrays)`` gives each point's row
+    (intp; the same refusals as ``rule``). Then the engine may evaluate a compiled model once per
+    row and gather per point, as for a tiler, wherever there are more points than rows.
     """
 
     inputs: tuple[Input, ...]
@@ -356,15 +361,30 @@ class ComputedLayout:
     expressions: tuple[sp.Expr, ...]
     maxima: tuple[int, ...]
     text: str  # the rule in words
+    table: np.ndarray | None = None
+    index: Callable[..., np.ndarray] | None = None
 
     def __post_init__(self):
         if not len(self.outputs) == len(self.expressions) == len(self.maxima):
             raise ValueError("one expression and one maximum per output")
+        if (self.table is None) != (self.index is None):
+            raise ValueError("table and index come together")
+        if self.table is not None and self.table.shape[1:] != (len(self.outputs),):
+            raise ValueError("one table column per output")
 
-    outcomes = None  # no table: the engine evaluates per point
+    @property
+    def outcomes(self) -> np.ndarray | None:
+        return self.table  # None: the engine evaluates per point
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
-        raise TypeError("a computed layout has no outcome codes; use at()")
+        if self.index is None:
+            raise TypeError("a computed layout without a table has no outcome codes; use at()")
+        shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
+        code = self.index(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
+        if out is None:
+            return code
+        out[...] = code
+        return out
 
     def at(self, *arrays) -> tuple[np.ndarray, ...]:
         shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
@@ -379,7 +399,12 @@ class ComputedLayout:
         return self.text
 
     def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        raise TypeError("a computed layout has no breakpoints; evaluate along the ray")
+        """Scales k after which the outputs of ``(a*k, b*k)`` change, for k in [1, k_max]: the rule
+        evaluated at every scale along the ray (one vectorised call)."""
+        k = np.arange(1, k_max + 1, dtype=np.int64)
+        outs = np.stack(self.at(a * k, b * k))
+        changed = (outs[:, 1:] != outs[:, :-1]).any(axis=0)
+        return [int(x) for x in k[:-1][changed]]
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache

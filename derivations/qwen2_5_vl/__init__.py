@@ -39,7 +39,17 @@ from ..common.vlm import (
 from .resize import PageRender, ResizeConfig, layout
 from .vision import VisionConfig, tower
 
-__all__ = ["FAMILY", "load", "PRESETS", "RENDERS", "Preset", "w_tokens", "h_tokens", "patches"]
+__all__ = [
+    "FAMILY",
+    "load",
+    "PRESETS",
+    "RENDERS",
+    "Preset",
+    "w_tokens",
+    "h_tokens",
+    "w_rest",
+    "h_rest",
+]
 
 _CONFIGS = Path(__file__).with_name("configs")
 
@@ -108,7 +118,8 @@ HF = HfCode(attention="sdpa", logits="last", logits_upcast=False, clone_logits=F
 # Layout outputs and named quantities
 w_tokens = sp.Symbol("w_tokens", integer=True, positive=True)  # image tokens across (W'/28)
 h_tokens = sp.Symbol("h_tokens", integer=True, positive=True)  # image tokens down (H'/28)
-patches = sp.Symbol("patches", integer=True, positive=True)  # 14-px patches per image
+w_rest = sp.Symbol("w_rest", integer=True, nonnegative=True)  # tokens of the partial window column
+h_rest = sp.Symbol("h_rest", integer=True, nonnegative=True)  # tokens of the partial window row
 
 
 def load(
@@ -128,12 +139,12 @@ def load(
     def vision(v):
         # transformers' get_image_features and vLLM's _process_image_input (vllm-project/vllm
         # 002d181, models/qwen2_5_vl.py) both run every image of the batch through one tower call
-        return tower(vis, v.batch, v.w_tokens, v.h_tokens, fused)
+        return tower(vis, v.batch, (v.w_tokens, v.h_tokens, v.w_rest, v.h_rest), fused)
 
     def weights():
         return seq(
             "model",
-            tower(vis, 1, 1, 1, fused),
+            tower(vis, 1, (1, 1, 1, 1), fused),
             decoder(dec, ex, 1, 1, 0),
         )
 
@@ -145,10 +156,11 @@ def load(
     return Model(
         family=FAMILY,
         options={"preset": preset, "render": render, **serving},
-        layout=layout(p.resize, _RENDERERS[render], INPUTS[:2], (w_tokens, h_tokens)),
+        layout=layout(
+            p.resize, _RENDERERS[render], vis.window, INPUTS[:2], (w_tokens, h_tokens, w_rest, h_rest)
+        ),
         named={
             image_tokens: lambda v: v.w_tokens * v.h_tokens,
-            patches: lambda v: vis.unit * v.image_tokens,
             prefill_tokens: lambda v: v.prompt_tokens + v.image_tokens,
         },
         stages=stages(dec, ex, vision, summary),

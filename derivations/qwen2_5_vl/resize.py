@@ -73,35 +73,53 @@ class PageRender:
         )
 
 
-def smart_resize(cfg: ResizeConfig, height: np.ndarray, width: np.ndarray):
-    """``(H', W', refused)`` per point, exactly as the processor's ``smart_resize`` computes them
-    (int64 sides, a bool mask where it raises: aspect ratio above ``max_ratio``)."""
-    h, w = np.asarray(height, dtype=np.int64), np.asarray(width, dtype=np.int64)
+def smart_resize(cfg: ResizeConfig, height, width):
+    """``(H' / f, W' / f, refused)`` per point: the resized sides in tokens of ``f`` px (float64
+    integers), exactly as the processor's ``smart_resize`` computes ``(H', W')``, and a bool mask
+    where it raises.
+
+    Every step is the processor's double operation on the same values (the token counts are
+    those doubles before ``* factor``), except the refusal: ``max/min > R`` in doubles is
+    ``max > R * min`` in integers (a ratio above R exceeds it by >= 1/65535, far above an ulp
+    at R; at or below R, rounding cannot pass the representable R). The scaled branches run on
+    the points that take them only.
+    """
+    h, w = np.broadcast_arrays(np.asarray(height, dtype=np.int64), np.asarray(width, dtype=np.int64))
+    shape, h, w = h.shape, h.reshape(-1), w.reshape(-1)  # 1-d: branches are written by index
     f = cfg.factor
-    refused = np.maximum(h, w) / np.minimum(h, w) > cfg.max_ratio
-    h_bar = np.rint(h / f) * f  # round() of a float: half to even, as np.rint
-    w_bar = np.rint(w / f) * f
-    area = h * w
-    down = h_bar * w_bar > cfg.max_pixels
-    up = ~down & (h_bar * w_bar < cfg.min_pixels)
-    with np.errstate(divide="ignore"):
-        beta = np.sqrt(area / cfg.max_pixels)
-        h_bar = np.where(down, np.maximum(f, np.floor(h / beta / f) * f), h_bar)
-        w_bar = np.where(down, np.maximum(f, np.floor(w / beta / f) * f), w_bar)
-        beta = np.sqrt(cfg.min_pixels / area)
-        h_bar = np.where(up, np.ceil(h * beta / f) * f, h_bar)
-        w_bar = np.where(up, np.ceil(w * beta / f) * f, w_bar)
-    return h_bar.astype(np.int64), w_bar.astype(np.int64), refused
+    refused = np.maximum(h, w) > cfg.max_ratio * np.minimum(h, w)
+    hf, wf = h.astype(np.float64), w.astype(np.float64)
+    h_tok, w_tok = np.rint(hf / f), np.rint(wf / f)  # round(): half to even, as np.rint
+    kept = h_tok * w_tok
+    kept *= f * f  # H' W', exact in doubles
+    for at, down in (
+        (np.flatnonzero(kept > cfg.max_pixels), True),
+        (np.flatnonzero(kept < cfg.min_pixels), False),
+    ):
+        if at.size:
+            h_tok[at], w_tok[at] = _scaled(cfg, hf[at], wf[at], down)
+    return h_tok.reshape(shape), w_tok.reshape(shape), refused.reshape(shape)
+
+
+def _scaled(cfg: ResizeConfig, h: np.ndarray, w: np.ndarray, down: bool):
+    """Tokens of the sides (doubles) of images out of [min_pixels, max_pixels] once rounded."""
+    f = cfg.factor
+    if down:
+        beta = np.sqrt(h * w / cfg.max_pixels)
+        return np.maximum(1.0, np.floor(h / beta / f)), np.maximum(1.0, np.floor(w / beta / f))
+    beta = np.sqrt(cfg.min_pixels / (h * w))
+    return np.ceil(h * beta / f), np.ceil(w * beta / f)
 
 
 def token_grid(cfg: ResizeConfig, render: PageRender | None, width, height):
     """``(w_tokens, h_tokens, refused, (W px, H px))``: the image the processor receives (the
-    page rendered first where ``render``), its tokens across and down, and the refusal mask."""
+    page rendered first where ``render``), its tokens across and down (float64 integers), and
+    the refusal mask."""
     w, h = np.asarray(width, dtype=np.int64), np.asarray(height, dtype=np.int64)
     if render is not None:
         w, h = render.pixels(w, h)
-    h_bar, w_bar, refused = smart_resize(cfg, h, w)
-    return w_bar // cfg.factor, h_bar // cfg.factor, refused, (w, h)
+    h_tok, w_tok, refused = smart_resize(cfg, h, w)
+    return w_tok, h_tok, refused, (w, h)
 
 
 def _round_half_even(x: sp.Expr, f: int) -> sp.Expr:
@@ -131,34 +149,32 @@ def _expressions(cfg: ResizeConfig, w: sp.Expr, h: sp.Expr) -> tuple[sp.Expr, sp
 def layout(
     cfg: ResizeConfig,
     render: PageRender | None,
+    window: int,
     inputs: tuple[Input, Input],
-    outputs: tuple[sp.Symbol, sp.Symbol],
+    outputs: tuple[sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol],
 ) -> ComputedLayout:
-    """The family's layout: (width, height) -> (w_tokens, h_tokens), refusing as the processor does."""
+    """The family's layout: (width, height) -> (w_tokens, h_tokens, w_rest, h_rest), the token grid
+    and the tokens of its last, partial ``window``-token window column and row (``tokens mod
+    window``), refusing as the processor does. The rests are outputs, not floor divisions in the
+    closed forms, so compiled programs stay polynomial (and their int64 bound tight)."""
+
+    def tokens(width, height):
+        w_tok, h_tok, refused, pixels = token_grid(cfg, render, width, height)
+        if refused.any():
+            _refuse(cfg, render, width, height, refused, pixels)
+        return w_tok, h_tok
 
     def rule(width, height):
-        w_tok, h_tok, refused, (w_px, h_px) = token_grid(cfg, render, width, height)
-        if refused.any():
-            k = int(np.flatnonzero(refused.reshape(-1))[0])
-            w0, h0 = int(np.reshape(width, -1)[k]), int(np.reshape(height, -1)[k])
-            size = f"{w0}x{h0}" + (
-                f" ({render.name} renders {int(w_px.reshape(-1)[k])}x{int(h_px.reshape(-1)[k])} px)"
-                if render
-                else ""
-            )
-            more = int(refused.sum()) - 1
-            raise SymcostError(
-                f"--image: {size} has a side ratio above {cfg.max_ratio}, which the processor's "
-                f"smart_resize refuses" + (f" ({more} more such points)" if more else "")
-            )
-        return w_tok, h_tok
+        w_tok, h_tok = (t.astype(np.int64) for t in tokens(width, height))
+        return w_tok, h_tok, w_tok % window, h_tok % window
 
     w, h = (i.symbol for i in inputs)
     f = cfg.factor
     text = (
         f"smart_resize to multiples of {f} px inside [{cfg.min_pixels}, {cfg.max_pixels}] px "
         f"(round half to even; scaled by sqrt in doubles where out of range; side ratio "
-        f"<= {cfg.max_ratio}), {outputs[0]} x {outputs[1]} tokens of {f} px"
+        f"<= {cfg.max_ratio}), {outputs[0]} x {outputs[1]} tokens of {f} px; "
+        f"{outputs[2]}, {outputs[3]} = tokens mod {window} (the partial attention window's side)"
     )
     if render is not None:
         text = (
@@ -169,4 +185,64 @@ def layout(
         w, h = (sp.ceiling(side * render.longest_px / sp.Max(w, h)) for side in (w, h))
     bound = cfg.max_side_tokens()
     exprs = _expressions(cfg, w, h)
-    return ComputedLayout(inputs, outputs, rule, exprs, (bound, bound), text)
+    exprs += tuple(sp.Mod(e, window) for e in exprs)
+    table, row = _enumerate(cfg, bound, window)
+    return ComputedLayout(
+        inputs,
+        outputs,
+        rule,
+        exprs,
+        (bound, bound, window - 1, window - 1),
+        text,
+        table,
+        lambda width, height: row(*tokens(width, height)),
+    )
+
+
+def _refuse(cfg: ResizeConfig, render: PageRender | None, width, height, refused, pixels):
+    """The processor's refusal, as one line naming --image, the first such point and the count."""
+    k = int(np.flatnonzero(refused.reshape(-1))[0])
+    w0, h0 = (int(np.reshape(x, -1)[k]) for x in (width, height))
+    size = f"{w0}x{h0}"
+    if render is not None:
+        w_px, h_px = (int(np.reshape(x, -1)[k]) for x in pixels)
+        size += f" ({render.name} renders {w_px}x{h_px} px)"
+    more = int(refused.sum()) - 1
+    raise SymcostError(
+        f"--image: {size} has a side ratio above {cfg.max_ratio}, which the processor's "
+        f"smart_resize refuses" + (f" ({more} more such points)" if more else "")
+    )
+
+
+def _enumerate(cfg: ResizeConfig, bound: int, window: int):
+    """Every (w, h, w mod window, h mod window) the rule can give, and ``row(w_tok, h_tok)``
+    giving each point's row (token counts as doubles).
+
+    Rows: sides in [1, bound] with ``(w - 1)(h - 1) <= cap + 1``, ``cap = max_pixels / f^2``: the
+    kept branch has ``w h <= cap``; the scaled-down one floors two reals whose product is ``cap``
+    (a double may land one above each floor); the scaled-up one gives products near
+    ``min_pixels / f^2``. ``row`` checks each point is in the table all the same."""
+    cap = cfg.max_pixels // (cfg.factor * cfg.factor)
+    side = np.arange(1, bound + 1, dtype=np.int64)
+    widths = np.minimum(bound, 1 + (cap + 1) // np.maximum(side - 1, 1))
+    widths[0] = bound  # w = 1: any h
+    start = np.zeros(bound + 1, dtype=np.int64)  # the row of (w, h) is start[w] + h
+    start[1:] = np.cumsum(widths) - widths - 1
+    w_col = np.repeat(side, widths)
+    h_col = np.arange(len(w_col), dtype=np.int64) - np.repeat(start[1:], widths)
+    table = np.stack([w_col, h_col, w_col % window, h_col % window], axis=1)
+    start_f = start.astype(np.float64)
+    limit = np.concatenate([[0.0], widths.astype(np.float64)])  # the largest h in the table per w
+
+    def row(w_tok, h_tok):
+        w_i = w_tok.astype(np.intp)
+        try:
+            inside = (h_tok <= np.take(limit, w_i)).all()
+            code = np.take(start_f, w_i) + h_tok
+        except IndexError:
+            inside = False
+        if not inside:
+            raise SymcostError("layout: a token grid outside the enumerated outcomes (a bug)")
+        return code.astype(np.intp)
+
+    return table, row

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sympy as sp
+
 from symcost import SymcostError, current, op, repeat, seq
 from symcost.dtypes import FP32_BYTES
 
@@ -94,20 +96,37 @@ class VisionConfig:
         return self.merge * self.merge
 
 
-def windows(cfg: VisionConfig, w_tokens, h_tokens) -> tuple[tuple[str, Any, Any], ...]:
-    """The window classes of one image: ``(name, windows, merged tokens per window)``; a class
-    whose count is 0 is absent (``a // k`` and ``-(-a // k)`` are floor and ceiling, for ints and
-    SymPy symbols alike)."""
+def windows(cfg: VisionConfig, w_tokens, h_tokens, w_rest, h_rest) -> tuple[tuple[str, Any, Any, Any], ...]:
+    """The window classes of one image of ``w_tokens x h_tokens`` tokens whose last window column
+    and row hold ``w_rest`` and ``h_rest`` tokens (``tokens mod 4``; 0: no partial one):
+    ``(name, windows, merged tokens per window, SDPA calls)``.
+
+    A class absent for a rest of 0 still counts its windows but has size 0, so every cost that
+    grows with the size is right as a polynomial; only the calls (kernel launches) need the
+    indicator ``rest > 0``. Polynomial in the four inputs (ints or SymPy symbols alike), so
+    compiled programs need no floor division and closed forms no Min."""
     k = cfg.window
-    w_full, h_full = w_tokens // k, h_tokens // k
-    w_rest, h_rest = w_tokens - k * w_full, h_tokens - k * h_full
-    w_edge, h_edge = -(-w_tokens // k) - w_full, -(-h_tokens // k) - h_full  # 1 where a rest exists
+    w_full, h_full = _whole(w_tokens - w_rest, k), _whole(h_tokens - h_rest, k)
+    w_edge, h_edge = _nonzero(w_rest, k), _nonzero(h_rest, k)
     return (
-        ("interior", w_full * h_full, k * k),
-        ("right_edge", h_full * w_edge, k * w_rest),
-        ("bottom_edge", w_full * h_edge, k * h_rest),
-        ("corner", w_edge * h_edge, w_rest * h_rest),
+        ("interior", w_full * h_full, k * k, w_full * h_full),
+        ("right_edge", h_full, k * w_rest, h_full * w_edge),
+        ("bottom_edge", w_full, k * h_rest, w_full * h_edge),
+        ("corner", 1, w_rest * h_rest, w_edge * h_edge),
     )
+
+
+def _whole(x, k: int):
+    """``x / k`` for an ``x`` that ``k`` divides: an int for ints, a rational multiple for SymPy."""
+    return x // k if isinstance(x, int) else x / k
+
+
+def _nonzero(r, k: int):
+    """1 where ``r`` (in 0..k-1) is positive, else 0: for SymPy, the polynomial
+    ``1 - prod_j (1 - r/j)`` over j = 1..k-1, which takes those values there."""
+    if isinstance(r, int):
+        return int(r > 0)
+    return sp.expand(1 - sp.Mul(*[1 - r / sp.Integer(j) for j in range(1, k)]))
 
 
 def _rope(tokens, dim: int, fused: bool):
@@ -140,9 +159,10 @@ def _rope(tokens, dim: int, fused: bool):
     return replace(node, own=cost)
 
 
-def _attention(cfg: VisionConfig, batch, w_tokens, h_tokens, full: bool, fused: bool):
+def _attention(cfg: VisionConfig, batch, grid, full: bool, fused: bool):
     """qkv, RoPE, SDPA per window (or per image), the heads merged back, proj."""
     c, d = cfg.hidden, cfg.head_dim
+    w_tokens, h_tokens, w_rest, h_rest = grid
     n = batch * cfg.unit * w_tokens * h_tokens  # patches in the call
     if full:  # one SDPA call per image over all its patches
         patches = cfg.unit * w_tokens * h_tokens
@@ -162,8 +182,8 @@ def _attention(cfg: VisionConfig, batch, w_tokens, h_tokens, full: bool, fused: 
         calls = batch
     else:
         cores, calls = [], 0
-        for k, (name, count, size) in enumerate(windows(cfg, w_tokens, h_tokens)):
-            calls += batch * count
+        for k, (name, count, size, launches) in enumerate(windows(cfg, *grid)):
+            calls += batch * launches
             s = cfg.unit * size
             cores.append(
                 op(
@@ -175,7 +195,7 @@ def _attention(cfg: VisionConfig, batch, w_tokens, h_tokens, full: bool, fused: 
                     d_qk=d,
                     d_v=d,
                     # HF: one call per window; vLLM: one varlen call for all (put on the first class)
-                    kernels=(1 if k == 0 else 0) if fused else batch * count,
+                    kernels=(1 if k == 0 else 0) if fused else batch * launches,
                     keep=True,
                 )
             )
@@ -191,16 +211,16 @@ def _attention(cfg: VisionConfig, batch, w_tokens, h_tokens, full: bool, fused: 
     )
 
 
-def _block(cfg: VisionConfig, name: str, count: int, batch, w_tokens, h_tokens, full: bool, fused: bool):
+def _block(cfg: VisionConfig, name: str, count: int, batch, grid, full: bool, fused: bool):
     """Pre-norm block: RMSNorm, attention, +x, RMSNorm, SwiGLU (with biases), +h."""
     c, f = cfg.hidden, cfg.ff
-    n = batch * cfg.unit * w_tokens * h_tokens
+    n = batch * cfg.unit * grid[0] * grid[1]
     norm = dict(tokens=n, dim=c, fused=fused)
     return repeat(
         name,
         count,
         op("norm1", "rms_norm", **norm),
-        _attention(cfg, batch, w_tokens, h_tokens, full, fused),
+        _attention(cfg, batch, grid, full, fused),
         op("residual1", "elementwise", elems=n * c, n_inputs=2, keep=True),
         op("norm2", "rms_norm", **norm),
         seq(  # down(silu(gate(x)) * up(x)): gate is freed once silu has read it
@@ -215,10 +235,12 @@ def _block(cfg: VisionConfig, name: str, count: int, batch, w_tokens, h_tokens, 
     )
 
 
-def tower(cfg: VisionConfig, batch, w_tokens, h_tokens, fused: bool, name: str = "vision"):
-    """One tower call on ``batch`` images of ``w_tokens x h_tokens`` tokens each; ``fused``: vLLM's
-    kernels (fused norms and RoPE, one varlen attention call per block)."""
+def tower(cfg: VisionConfig, batch, grid, fused: bool, name: str = "vision"):
+    """One tower call on ``batch`` images of ``grid = (w_tokens, h_tokens, w_rest, h_rest)`` each
+    (see :func:`windows`); ``fused``: vLLM's kernels (fused norms and RoPE, one varlen attention
+    call per block)."""
     c = cfg.hidden
+    w_tokens, h_tokens = grid[:2]
     n = batch * cfg.unit * w_tokens * h_tokens
     tokens = batch * w_tokens * h_tokens
     pixels = cfg.in_channels * cfg.temporal_patch * cfg.patch * cfg.patch  # per patch
@@ -247,8 +269,8 @@ def tower(cfg: VisionConfig, batch, w_tokens, h_tokens, fused: bool, name: str =
             keep=True,
         ),
         op("window_order", "elementwise", elems=n * c, fn="copy"),
-        _block(cfg, "window_blocks", cfg.depth - n_full, batch, w_tokens, h_tokens, full=False, fused=fused),
-        _block(cfg, "full_blocks", n_full, batch, w_tokens, h_tokens, full=True, fused=fused),
+        _block(cfg, "window_blocks", cfg.depth - n_full, batch, grid, full=False, fused=fused),
+        _block(cfg, "full_blocks", n_full, batch, grid, full=True, fused=fused),
         seq(
             "merger",
             op("ln_q", "rms_norm", tokens=n, dim=c, fused=fused),
