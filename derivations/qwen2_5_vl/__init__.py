@@ -44,6 +44,7 @@ __all__ = [
     "load",
     "PRESETS",
     "RENDERS",
+    "RENDERERS",
     "Preset",
     "w_tokens",
     "h_tokens",
@@ -109,7 +110,7 @@ RENDERS = {
     "olmocr": "the image given is a page of W x H points, rendered as olmOCR's pipeline does "
     "(pdftoppm -r 1288*72/max(W, H): longest side 1288 px), then resized",
 }
-_RENDERERS = {"none": None, "olmocr": PageRender("olmocr", 1288)}
+RENDERERS = {"none": None, "olmocr": PageRender("olmocr", 1288)}
 
 # transformers 5.23: SDPA attention (vision and decoder), generate() keeps the last position's
 # logits, no upcast in the forward
@@ -157,7 +158,7 @@ def load(
         family=FAMILY,
         options={"preset": preset, "render": render, **serving},
         layout=layout(
-            p.resize, _RENDERERS[render], vis.window, INPUTS[:2], (w_tokens, h_tokens, w_rest, h_rest)
+            p.resize, RENDERERS[render], vis.window, INPUTS[:2], (w_tokens, h_tokens, w_rest, h_rest)
         ),
         named={
             image_tokens: lambda v: v.w_tokens * v.h_tokens,
