@@ -19,6 +19,7 @@ is 1288 px, or 1289 where the float product lands just above 1288 (e.g. 2880 x 2
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from math import isqrt
 
@@ -124,8 +125,10 @@ def token_grid(cfg: ResizeConfig, render: PageRender | None, width, height):
 
 def _round_half_even(x: sp.Expr, f: int) -> sp.Expr:
     """``round(x / f)`` for an integer x and an even f, exactly: floor((x + f/2) / f), less one on
-    the ties x = f/2 (mod 2f), which go to the even neighbour."""
-    return sp.floor((x + f // 2) / f) - sp.Piecewise((1, sp.Eq(sp.Mod(x, 2 * f), f // 2)), (0, True))
+    the ties x = f/2 (mod 2f), which go to the even neighbour (that indicator as two floors)."""
+    h = f // 2
+    tie = sp.floor((x - h) / (2 * f)) - sp.floor((x - h - 1) / (2 * f))
+    return sp.floor((x + h) / f) - tie
 
 
 def _expressions(cfg: ResizeConfig, w: sp.Expr, h: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
@@ -136,16 +139,22 @@ def _expressions(cfg: ResizeConfig, w: sp.Expr, h: sp.Expr) -> tuple[sp.Expr, sp
     kept = kept_w * kept_h * f * f
     down = sp.sqrt(sp.Rational(cfg.max_pixels) / (w * h))
     up = sp.sqrt(sp.Rational(cfg.min_pixels) / (w * h))
+    # unevaluated: SymPy's own simplification of these conditions takes seconds
     return tuple(
         sp.Piecewise(
-            (sp.Max(1, sp.floor(side * down / f)), kept > cfg.max_pixels),
-            (sp.ceiling(side * up / f), kept < cfg.min_pixels),
+            (
+                sp.Max(1, sp.floor(side * down / f)),
+                sp.StrictGreaterThan(kept, cfg.max_pixels, evaluate=False),
+            ),
+            (sp.ceiling(side * up / f), sp.StrictLessThan(kept, cfg.min_pixels, evaluate=False)),
             (kept_side, True),
+            evaluate=False,
         )
         for side, kept_side in ((w, kept_w), (h, kept_h))
     )
 
 
+@functools.lru_cache(maxsize=16)  # built once per setting: its closed forms take SymPy a while
 def layout(
     cfg: ResizeConfig,
     render: PageRender | None,
