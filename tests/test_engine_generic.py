@@ -14,7 +14,7 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
 FORBIDDEN = re.compile(
-    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|"
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|olmocr|pdftoppm|smart_resize|"
     r"\b(640|768|896|1280|6848|129280|129,280)\b",
     re.IGNORECASE,
 )

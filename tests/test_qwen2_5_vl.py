@@ -267,3 +267,41 @@ def test_resize_rule_on_a_grid_sample():
     sides = list(range(1, 60)) + [995, 1288, 3585, 3600, 4096]
     got = grid_mismatches("olmocr-2-7b", sides, sides, processes=1)
     assert got["mismatches"] == 0 and got["refused"] > 0, got["first"]
+
+
+# --------------------------------------------------------------------------- peak memory
+
+TOLERANCE = 0.10  # the issue's bar for modelled peak memory
+
+
+def _check_memory(analytic: int, measured: int):
+    print(f"analytic {analytic:,} B, measured {measured:,} B, ratio {analytic / measured:.4f}")
+    assert abs(analytic - measured) <= TOLERANCE * measured
+
+
+def test_vision_peak_memory():
+    """Two blocks (windowed, full) of the real tower on CPU in bf16, 5 x 3 tokens (edge windows)."""
+    from dataclasses import replace
+
+    from derivations.qwen2_5_vl.vision import tower
+
+    vis = replace(PRESETS["olmocr-2-7b"].vision, depth=2, full_blocks=(1,))
+    got = q.measure_memory("olmocr-2-7b", "vision", w_tokens=5, h_tokens=3)["peak_bytes"]
+    _check_memory(int(tower(vis, 1, (5, 3, 1, 3), False).cost.peak_bytes), got)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,shape,batch", [("prefill", {"seq": 200}, 1), ("decode", {"past": 500}, 2)])
+def test_decoder_peak_memory(stage, shape, batch):
+    """Two decoder layers of the 3B preset on CPU in bf16 (transformers' sdpa, DynamicCache)."""
+    from dataclasses import replace
+
+    from derivations.common.decoder import decoder
+    from derivations.common.vlm import execution
+    from derivations.qwen2_5_vl import HF
+
+    dec = replace(PRESETS["qwen2.5-vl-3b"].decoder, layers=2, dense_layers=2)
+    ex, _ = execution("hf", None, None, "expected", HF)
+    s, past = (shape["seq"], 0) if stage == "prefill" else (1, shape["past"])
+    got = q.measure_memory("qwen2.5-vl-3b", stage, batch=batch, **shape)["peak_bytes"]
+    _check_memory(int(decoder(dec, ex, batch, s, past).cost.peak_bytes), got)

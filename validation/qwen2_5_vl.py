@@ -403,3 +403,61 @@ def run_processor(preset: str, width: int, height: int) -> dict:
         "grid_thw": (t, gh, gw),
         "pixel_rows": len(out["pixel_values"]),
     }
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def measure_memory(preset: str, stage: str, *, depth: int = 2, batch: int = 1, **shape) -> dict:
+    """Peak live tensor bytes (``validation.memory.LiveBytes``, inputs excluded) of one stage on real
+    CPU bf16 tensors of a reduced-depth model: ``vision`` (``w_tokens``, ``h_tokens``: the tower's own
+    ``get_image_features`` path, ``depth`` blocks, the last one full attention), ``prefill``
+    (``seq``: the model's forward, ``logits_to_keep`` 1) or ``decode`` (``past``: one token after a
+    DynamicCache of ``past``), ``depth`` decoder layers; sdpa as transformers defaults to."""
+    import gc
+
+    import torch
+
+    from validation.memory import LiveBytes
+
+    if stage == "vision":
+        from transformers import Qwen2_5_VLConfig
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+        config = Qwen2_5_VLConfig(**load_config(preset)).vision_config
+        config.depth, config.fullatt_block_indexes = depth, [depth - 1]
+        torch.manual_seed(0)
+        model = Qwen2_5_VisionTransformerPretrainedModel._from_config(config, torch_dtype=torch.bfloat16).eval()
+        m = config.spatial_merge_size
+        grid = torch.tensor([[1, m * shape["h_tokens"], m * shape["w_tokens"]]] * batch)
+        per_patch = config.in_channels * config.temporal_patch_size * config.patch_size**2
+        inputs = [torch.randn(int(grid.prod(-1).sum()), per_patch)]  # the processor's fp32 pixels
+
+        def run():
+            return model(inputs[0].type(model.dtype), grid_thw=grid).pooler_output  # get_image_features
+
+    else:
+        model = build_model(preset, "cpu", vision_depth=1, text_layers=depth)
+        hidden = model.config.text_config.hidden_size
+        seq, past = (shape["seq"], 0) if stage == "prefill" else (1, shape["past"])
+        inputs = [torch.randn(batch, seq, hidden, dtype=torch.bfloat16)]
+        if past:
+            inputs.append(_cache(model.config.text_config, past, inputs[0]))
+
+        def run():
+            cache = inputs[1] if past else None
+            return model(inputs_embeds=inputs[0], past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+
+    pre = [t for t in inputs if isinstance(t, torch.Tensor)]
+    if len(inputs) > 1:
+        cache = inputs[1]
+        pre += [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    gc.collect()
+    with torch.no_grad():
+        run()  # warm-up: lazy inits
+        tracker = LiveBytes(preexisting=pre, keep_events=False)
+        del pre
+        with tracker:
+            out = run()
+    del out
+    return {"peak_bytes": tracker.peak_bytes, "stage": stage, "preset": preset, "depth": depth, **shape}
