@@ -75,13 +75,11 @@ def load_config(preset: str) -> dict:
     return {k: v for k, v in PRESETS[preset].config.items() if k not in _DROP}
 
 
-def build_model(preset: str, device="meta", dtype=None, *, vision_depth=None, text_layers=None):
-    """``Qwen2_5_VLForConditionalGeneration`` from the preset's config, eval(), parameters in ``dtype``
-    (bf16). ``vision_depth`` / ``text_layers`` cut the depth (the last vision block full-attention,
-    the others windowed), for real-tensor runs; off meta, weights are random (normal(0, 0.02), seed 0)."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.initialization import no_init_weights
+def _config(preset: str, vision_depth=None, text_layers=None):
+    """``Qwen2_5_VLConfig`` of the preset; ``vision_depth`` / ``text_layers`` cut the depth (the last
+    vision block full-attention, the others windowed)."""
+    from transformers import Qwen2_5_VLConfig
+    from transformers.utils import logging
 
     raw = load_config(preset)
     if vision_depth is not None:
@@ -96,14 +94,22 @@ def build_model(preset: str, device="meta", dtype=None, *, vision_depth=None, te
             text = dict(raw["text_config"], num_hidden_layers=text_layers)
             text["layer_types"] = text.get("layer_types", ["full_attention"] * text_layers)[:text_layers]
             raw["text_config"] = text
-    from transformers.utils import logging
-
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the flat configs' rope_scaling keys draw standardisation notes
     try:
-        config = Qwen2_5_VLConfig(**raw)
+        return Qwen2_5_VLConfig(**raw)
     finally:
         logging.set_verbosity(verbosity)
+
+
+def build_model(preset: str, device="meta", dtype=None, *, vision_depth=None, text_layers=None):
+    """``Qwen2_5_VLForConditionalGeneration`` from the preset's config (depths cut as ``_config``),
+    eval(), parameters in ``dtype`` (bf16); off meta, weights are random (normal(0, 0.02), seed 0)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers.initialization import no_init_weights
+
+    config = _config(preset, vision_depth, text_layers)
     dtype = dtype or torch.bfloat16
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -421,13 +427,13 @@ def measure_memory(preset: str, stage: str, *, depth: int = 2, batch: int = 1, *
     from validation.memory import LiveBytes
 
     if stage == "vision":
-        from transformers import Qwen2_5_VLConfig
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+            Qwen2_5_VisionTransformerPretrainedModel,
+        )
 
-        config = Qwen2_5_VLConfig(**load_config(preset)).vision_config
-        config.depth, config.fullatt_block_indexes = depth, [depth - 1]
+        config = _config(preset, vision_depth=depth).vision_config
         torch.manual_seed(0)
-        model = Qwen2_5_VisionTransformerPretrainedModel._from_config(config, torch_dtype=torch.bfloat16).eval()
+        model = Qwen2_5_VisionTransformerPretrainedModel._from_config(config, dtype=torch.bfloat16).eval()
         m = config.spatial_merge_size
         grid = torch.tensor([[1, m * shape["h_tokens"], m * shape["w_tokens"]]] * batch)
         per_patch = config.in_channels * config.temporal_patch_size * config.patch_size**2
@@ -446,7 +452,9 @@ def measure_memory(preset: str, stage: str, *, depth: int = 2, batch: int = 1, *
 
         def run():
             cache = inputs[1] if past else None
-            return model(inputs_embeds=inputs[0], past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+            return model(
+                inputs_embeds=inputs[0], past_key_values=cache, use_cache=True, logits_to_keep=1
+            ).logits
 
     pre = [t for t in inputs if isinstance(t, torch.Tensor)]
     if len(inputs) > 1:
