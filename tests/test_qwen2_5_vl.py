@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,6 +153,16 @@ def test_compiled_equals_numeric_per_point_and_by_table():
         r = m.evaluate(int(w[k]), int(h[k]), "request", prompt_tokens=7, new_tokens=3)
         for name in metrics + ("w_tokens", "h_tokens", "image_tokens"):
             assert by_table[name][k] == per_point[name][k] == r[name], (name, w[k], h[k])
+
+
+def test_import_does_not_load_torch():
+    code = (
+        "import sys, symcost, validation.qwen2_5_vl_compare as c\n"
+        "c.validate_case(symcost.load('qwen2.5-vl'), 'decode', 'torch', {'kv_len': 9}, check_only=True)\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_every_runtime_and_convention():

@@ -23,7 +23,8 @@ checkpoint's min/max pixels) and a word-level tokenizer built offline that knows
 import functools
 import re
 
-from validation.measure import COUNTERS, _attribute, _exclusive, _op_kind, _torch_counts
+from validation.measure import COUNTERS, _attribute, _op_kind
+from validation.ocr2 import _cache, _count, _decoder_wrapper  # the same wrappers as DeepSeek-OCR-2's
 
 MEASURED_COUNTERS = ("torch", "torch-cpu")  # fvcore: not measured for this family
 ATTENTIONS = ("sdpa", "eager")
@@ -161,12 +162,6 @@ def param_counts(model) -> dict[str, int]:
 # --------------------------------------------------------------------------- counting
 
 
-def _count(module, inputs, counter):
-    """(path, op) -> flops counted in that module itself, paths relative to the wrapped model."""
-    counts = _exclusive(_torch_counts(module, inputs, counter))
-    return {("" if path == "m" else path.removeprefix("m."), op): n for (path, op), n in counts.items()}
-
-
 def _image_features_wrapper(model):
     from torch import nn
 
@@ -244,44 +239,6 @@ def measure_vision(
     if len(set(wrapper.rows)) != 1 or len(wrapper.rows) != batch:
         raise RuntimeError(f"expected {batch} images of equal feature rows, got {wrapper.rows}")
     return {**{k: int(x) for k, x in cols.items()}, "image_features": wrapper.rows[0]}
-
-
-def _cache(text, l_past, like):
-    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    head_dim = text.hidden_size // text.num_attention_heads
-    for i in range(text.num_hidden_layers):
-        kv = torch.zeros(
-            like.shape[0], text.num_key_value_heads, l_past, head_dim, device=like.device, dtype=like.dtype
-        )
-        cache.update(kv, kv.clone(), i)
-    return cache
-
-
-def _decoder_wrapper(model, l_past, logits_to_keep):
-    from torch import nn
-
-    class Decoder(nn.Module):
-        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, inputs_embeds):
-            cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
-            out = self.m(
-                inputs_embeds=inputs_embeds,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=logits_to_keep,
-            )
-            return out.logits
-
-    return Decoder()
 
 
 def _decoder_columns(path, op):
