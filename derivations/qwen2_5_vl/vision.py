@@ -15,7 +15,8 @@ windows are whole (4 x 4) but for one column of ``w mod 4`` tokens and one row o
     and ``unique_consecutive`` drops them)
 
 so the attention work is ``sum n_i^2 = 16 (16 floor(h/4) + (h mod 4)^2)(16 floor(w/4) + (w mod 4)^2)``
-patches squared per image: piecewise in the grid, exact with floor divisions.
+patches squared per image: piecewise in the grid, but a polynomial in (w, h, w mod 4, h mod 4), the
+layout's four outputs (``floor(w/4) = (w - w mod 4)/4``), so closed forms need no floor.
 NB: transformers (sdpa, eager) splits q, k, v at ``cu_seqlens`` and calls SDPA once per window (and
 once per image in the full-attention blocks): FlopCounterMode sees each call's own square, no
 padding, no mask. vLLM runs one flash-attention varlen call per block over all windows.
