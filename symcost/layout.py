@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2
+from math import ceil, isqrt, log2, prod
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -349,10 +349,12 @@ class ComputedLayout:
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
 
-    Optionally the rule's outcomes are enumerable: ``table`` holds every output row the rule can
-    give (int64 [code, output]; a superset is fine) and ``index(*arrays)`` gives each point's row
-    (intp; the same refusals as ``rule``). Then the engine may evaluate a compiled model once per
-    row and gather per point, as for a tiler, wherever there are more points than rows.
+    Outputs are nonnegative. Where their combinations in [0, maximum] number at most
+    ``TABLE_OUTCOMES``, the layout is also a table (:attr:`outcomes`, :meth:`codes`): the engine
+    evaluates a model once per combination and gathers per point, as for a tiler. A rule whose
+    combinations are more but whose outcomes can be listed gives them instead: ``table``, every
+    output row the rule can give (int64 [code, output]; a superset is fine), and ``index(*arrays)``,
+    each point's row (intp; the same refusals as ``rule``).
     """
 
     inputs: tuple[Input, ...]
@@ -361,8 +363,8 @@ class ComputedLayout:
     expressions: tuple[sp.Expr, ...]
     maxima: tuple[int, ...]
     text: str  # the rule in words
-    table: np.ndarray | None = None
-    index: Callable[..., np.ndarray] | None = None
+    table: np.ndarray | None = field(default=None, compare=False)
+    index: Callable[..., np.ndarray] | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if not len(self.outputs) == len(self.expressions) == len(self.maxima):
@@ -372,19 +374,46 @@ class ComputedLayout:
         if self.table is not None and self.table.shape[1:] != (len(self.outputs),):
             raise ValueError("one table column per output")
 
-    @property
+    @cached_property
+    def _radix(self) -> tuple[int, ...] | None:
+        """Values each output can take, [0, maximum]; None when the combinations are too many."""
+        sizes = tuple(m + 1 for m in self.maxima)
+        return sizes if prod(sizes) <= TABLE_OUTCOMES else None
+
+    @cached_property
     def outcomes(self) -> np.ndarray | None:
-        return self.table  # None: the engine evaluates per point
+        """The given ``table``, else every combination of output values, int64 ``[code, output]`` in
+        mixed radix (the last output varies fastest); None: too many, the engine evaluates per point."""
+        if self.table is not None:
+            return self.table
+        if self._radix is None:
+            return None
+        grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in self._radix], indexing="ij")
+        return np.stack([g.reshape(-1) for g in grids], axis=1)
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
-        if self.index is None:
-            raise TypeError("a computed layout without a table has no outcome codes; use at()")
-        shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
-        code = self.index(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
-        if out is None:
-            return code
-        out[...] = code
-        return out
+        """Each point's row of :attr:`outcomes` (intp), written into ``out`` when given."""
+        if self.index is not None:
+            shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
+            code = self.index(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
+            if out is None:
+                return code
+            out[...] = code
+            return out
+        if self._radix is None:
+            raise TypeError("this computed layout has too many outcomes for codes; use at()")
+        got = self.at(*arrays)
+        for g, m in zip(got, self.maxima):  # a rule beyond its declared range would gather wrong rows
+            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
+        code = np.empty(got[0].shape, dtype=np.intp) if out is None else out
+        code[...] = got[0]
+        for n, g in zip(self._radix[1:], got[1:]):
+            code *= n
+            code += g
+        return code
 
     def at(self, *arrays) -> tuple[np.ndarray, ...]:
         shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
@@ -408,6 +437,7 @@ class ComputedLayout:
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache
+TABLE_OUTCOMES = 1 << 16  # a computed layout with at most this many output combinations is a table
 _SCRATCH = threading.local()
 
 

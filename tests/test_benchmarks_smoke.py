@@ -14,9 +14,11 @@ NUMBER = r"[0-9][0-9.]*(?:e[+-][0-9]+)?"
 FIGURES = {  # figure name -> unit
     "compiled deepseek-ocr": "points/s",
     "compiled deepseek-ocr2": "points/s",
+    "compiled lighton-ocr": "points/s",
     "compiled qwen2.5-vl": "points/s",
     "compiled / numeric deepseek-ocr": "x per point",
     "compiled / numeric deepseek-ocr2": "x per point",
+    "compiled / numeric lighton-ocr": "x per point",
     "compiled / numeric qwen2.5-vl": "x per point",
     "compiled / torch deepseek-ocr": "x per shape",
     "compiled / torch deepseek-ocr2": "x per shape",
@@ -27,6 +29,7 @@ FIGURES = {  # figure name -> unit
 CHECKS = (
     "compiled == numeric Model.evaluate, deepseek-ocr",
     "compiled == numeric Model.evaluate, deepseek-ocr2",
+    "compiled == numeric Model.evaluate, lighton-ocr",
     "compiled == numeric Model.evaluate, qwen2.5-vl",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr2",

@@ -232,7 +232,7 @@ def test_eval_header_leaves_out_settings_the_stage_ignores(capsys):
     assert "preset" not in decode and "vision_mode" not in decode
 
 
-@pytest.mark.parametrize("family", [OCR, OCR2])
+@pytest.mark.parametrize("family", [OCR, OCR2, "lighton-ocr"])
 def test_declared_option_stages_are_true(family):
     """An option left out of a stage's header changes none of that stage's numbers."""
     fam = symcost.get_family(family)

@@ -6,6 +6,7 @@ import re
 import tokenize
 from pathlib import Path
 
+import pytest
 import sympy as sp
 
 import symcost
@@ -14,8 +15,9 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
 FORBIDDEN = re.compile(
-    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|olmocr|pdftoppm|smart_resize|"
-    r"\b(640|768|896|1280|6848|129280|129,280)\b",
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|lighton|pixtral|mistral|"
+    r"olmocr|pdftoppm|smart_resize|"
+    r"\b(640|768|896|1280|1540|6848|129280|129,280)\b",
     re.IGNORECASE,
 )
 ALLOWED = {'"clip"'}  # NumPy's np.take(..., mode="clip")
@@ -105,9 +107,11 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert int(got["flops"]) == r["flops"]
 
 
-def test_a_computed_layout_runs_per_point(monkeypatch):
-    """A resize-style layout (every size its own grid, no table): compile = evaluate = the
-    closed form with the rule substituted, at every point, with the image inputs as arrays."""
+@pytest.mark.parametrize("cap", [64, 4096], ids=["table", "per-point"])
+def test_a_computed_layout_runs_per_point(monkeypatch, cap):
+    """A resize-style layout (every size its own grid): compile = evaluate = the closed form with
+    the rule substituted, at every point, with the image inputs as arrays; with few output
+    combinations (cap 64: 65^2) as a table evaluated once per combination, else per point."""
     import numpy as np
 
     from symcost import ComputedLayout
@@ -118,17 +122,18 @@ def test_a_computed_layout_runs_per_point(monkeypatch):
     gw, gh = sp.symbols("gw gh", integer=True, positive=True)
     patches = sp.Symbol("patches", integer=True, positive=True)
 
-    def rule(x, y):  # round each side up to whole 14-px patches, at most 64 a side
-        return np.minimum(-(-x // 14), 64), np.minimum(-(-y // 14), 64)
+    def rule(x, y):  # round each side up to whole 14-px patches, at most cap a side
+        return np.minimum(-(-x // 14), cap), np.minimum(-(-y // 14), cap)
 
     layout = ComputedLayout(
         (w, h),
         (gw, gh),
         rule,
-        (sp.Min(sp.ceiling(w.symbol / 14), 64), sp.Min(sp.ceiling(h.symbol / 14), 64)),
-        (64, 64),
-        "ceil(side / 14) patches a side, at most 64",
+        (sp.Min(sp.ceiling(w.symbol / 14), cap), sp.Min(sp.ceiling(h.symbol / 14), cap)),
+        (cap, cap),
+        f"ceil(side / 14) patches a side, at most {cap}",
     )
+    assert (layout.outcomes is None) == (cap == 4096)
 
     def stage(v):
         return seq("encode", op("proj", "linear", tokens=v.batch * v.patches, d_in=8, d_out=4))
@@ -164,10 +169,17 @@ def test_a_computed_layout_runs_per_point(monkeypatch):
     ws, hs = rng.integers(1, 4097, 5000), rng.integers(1, 4097, 5000)
     for batch in (3, rng.integers(1, 65, 5000)):
         got = m.compile("encode", ["flops"])(ws, hs, batch=batch)
-        want = 2 * np.asarray(batch) * np.minimum(-(-ws // 14), 64) * np.minimum(-(-hs // 14), 64) * 8 * 4
+        want = 2 * np.asarray(batch) * np.minimum(-(-ws // 14), cap) * np.minimum(-(-hs // 14), cap) * 8 * 4
         assert (got["flops"] == want).all()
     closed = m.formula("encode", "flops", image=True)
     for x, y in [(1, 1), (14, 15), (895, 897), (4096, 30)]:
         r = m.evaluate(x, y, batch=2)
         assert r["flops"] == closed.subs({w.symbol: x, h.symbol: y, b.symbol: 2})
         assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))
+    if layout.outcomes is not None:  # each point's code names its row of the table
+        assert (layout.outcomes[layout.codes(ws, hs)] == np.stack(rule(ws, hs), axis=1)).all()
+        wrong = ComputedLayout(
+            (w, h), (gw, gh), rule, layout.expressions, (cap - 1, cap), "too small a maximum"
+        )
+        with pytest.raises(ValueError, match="outside"):
+            wrong.codes(ws, hs)

@@ -39,6 +39,10 @@ class DecoderConfig:
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
     rope_axes: int = 1  # position axes with their own cos/sin table (M-RoPE: t, h, w), recomposed
+    qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
+    # down(act(gate(x)) * up(x)) frees gate's output after act, act's and up's after the product
+    # (transformers' MLP, measured); False keeps all three until down ends (an upper bound)
+    mlp_frees_early: bool = False
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -51,9 +55,12 @@ class DecoderConfig:
             raise SymcostError("decoder config: a model without experts has only dense layers")
 
     @classmethod
-    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool) -> DecoderConfig:
+    def from_hf(
+        cls, c: dict, *, rope_matmul_per_layer: bool, qk_norm: bool = False, mlp_frees_early: bool = False
+    ) -> DecoderConfig:
         """From a Hugging Face text config dict: DeepSeek-V2 keys, or a dense model's (Llama,
-        Qwen2 ...), which has no ``n_routed_experts``."""
+        Qwen2, Qwen3 ...), which has no ``n_routed_experts``; ``qk_norm`` where the model class
+        norms q and k per head (Qwen3: no config key says so)."""
         heads = c["num_attention_heads"]
         experts = c.get("n_routed_experts") or 0
         layer_types = c.get("mlp_layer_types")
@@ -80,6 +87,8 @@ class DecoderConfig:
             attention_bias=bool(c.get("attention_bias", False)),
             tied_embeddings=bool(c.get("tie_word_embeddings", False)),
             rope_matmul_per_layer=rope_matmul_per_layer,
+            qk_norm=qk_norm,
+            mlp_frees_early=mlp_frees_early,
         )
 
     @property
@@ -126,14 +135,22 @@ _MOE_AROUND_KERNELS = 8
 
 
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
-    """``down(silu(gate(x)) * up(x))``, no bias, in Python's order: gate's output is freed once silu
-    has read it, before up runs (3 intermediates live at the mul, not 4)."""
+    """``down(silu(gate(x)) * up(x))``, no bias."""
     h = cfg.hidden
+    if cfg.mlp_frees_early:
+        gated = seq(  # left to right: gate's output dies after silu, silu's and up's after mul
+            "gated",
+            op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
+            op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
+            op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+            op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
+        )
+        return seq(name, gated, op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False), keep=keep)
     return seq(
         name,
-        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
-        op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
-        op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
+        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+        op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+        op("silu", "elementwise", elems=t * ff, fn="silu"),
         op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
         op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
         keep=keep,
@@ -167,10 +184,18 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
                 keep=True,
             ),
         )
+    qk = [op("q_proj", "linear", d_out=q_dim, **proj), op("k_proj", "linear", d_out=kv_dim, **proj)]
+    if cfg.qk_norm:  # norm(proj(x)) per head: each projection's output dies after its norm
+        norm = dict(dim=cfg.head_dim, fused=ex.fused_norms, keep=True)
+        qk = [
+            op("q_proj", "linear", d_out=q_dim, **(proj | {"keep": False})),
+            op("q_norm", "rms_norm", tokens=t * cfg.heads, **norm),
+            op("k_proj", "linear", d_out=kv_dim, **(proj | {"keep": False})),
+            op("k_norm", "rms_norm", tokens=t * cfg.kv_heads, **norm),
+        ]
     return seq(
         "attn",
-        op("q_proj", "linear", d_out=q_dim, **proj),
-        op("k_proj", "linear", d_out=kv_dim, **proj),
+        *qk,
         op("v_proj", "linear", d_out=kv_dim, **proj),
         seq("rope", *rope, keep=True),
         op(
