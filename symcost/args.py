@@ -4,6 +4,7 @@ its default and what it means; values are parsed by exact patterns, never evalua
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 from .conventions import CONVENTIONS
@@ -17,7 +18,9 @@ __all__ = [
     "Parser",
     "choice",
     "int_in",
+    "real_in",
     "fraction",
+    "NUMBERS",
     "parse_image",
     "add_model_options",
     "add_inputs",
@@ -32,13 +35,55 @@ __all__ = [
     "single",
 ]
 
-# Leading zeros are matched apart and never converted: int() of a string over 4,300 digits
-# raises; the significant digits are bounded, so no huge number is built or echoed.
+# One number syntax for every flag: ASCII digits only (no sign, no "_" separators, no other
+# scripts' digits); an integer is digits, a real number digits with an optional fraction and
+# exponent (1000, 0.5, 1e12). Leading zeros are matched apart and never converted: int() of a
+# string over 4,300 digits raises; the significant digits are bounded, so no huge number is
+# built or echoed.
+NUMBERS = (
+    "numbers: ASCII digits only, no sign and no '_' (integers: 1000; reals: 1000, 0.5, 1e12); "
+    "a flag given twice and an abbreviated flag are errors"
+)
 _DIGITS = re.compile(r"0*([0-9]{1,18})")
+_REAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 _IMAGE = re.compile(r"0*([0-9]{1,5})[xX]0*([0-9]{1,5})")
 
 
+class _Once(argparse.Action):
+    """A single-value flag: given twice is an error, not "the last one wins"."""
+
+    def __init__(self, option_strings, dest, nargs=None, const=None, **kw):
+        super().__init__(option_strings, dest, nargs=nargs, const=const, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given", set())
+        if self.dest in seen:
+            raise argparse.ArgumentError(self, "given twice; give it once")
+        seen.add(self.dest)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+class _OnceTrue(_Once):
+    def __init__(self, option_strings, dest, default=False, required=False, help=None):
+        super().__init__(
+            option_strings, dest, nargs=0, const=True, default=default, required=required, help=help
+        )
+
+
 class Parser(argparse.ArgumentParser):
+    """argparse with one rule for every flag: no abbreviations, a single-value flag once."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **{**kw, "allow_abbrev": False})
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
+        self.register("action", "store_true", _OnceTrue)
+
+    def parse_args(self, *args, **kw):
+        namespace = super().parse_args(*args, **kw)
+        namespace.__dict__.pop("_given", None)
+        return namespace
+
     def error(self, message):  # one line naming the flag, exit 2 (not argparse's usage + exit)
         raise SymcostError(message.removeprefix("argument "))
 
@@ -66,16 +111,23 @@ def int_in(lo: int, hi: int):
     return parse
 
 
+def real_in(lo: float, hi: float, unit: str = ""):
+    """A real number in ``[lo, hi]`` (``unit``: what it counts, for the message)."""
+    of = f" of {unit}" if unit else ""
+
+    def parse(text: str) -> float:
+        value = float(text) if _REAL.fullmatch(text) else math.nan
+        if not lo <= value <= hi:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"{_echo(text)} is not a number{of} in [{lo:g}, {hi:g}]")
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     from .checks import MIN_FRACTION
 
-    try:
-        value = float(text) if len(text) <= 40 else float("nan")
-    except ValueError:
-        value = float("nan")
-    if not MIN_FRACTION <= value <= 1:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"{_echo(text)} is not a number in [{MIN_FRACTION:g}, 1]")
-    return value
+    return real_in(MIN_FRACTION, 1)(text)
 
 
 def parse_image(text: str, width: Input, height: Input) -> tuple[int, int]:

@@ -9,12 +9,20 @@ import numpy as np
 
 from .errors import SymcostError
 
-__all__ = ["check_int", "check_ints", "check_shapes", "check_fraction", "check_positive", "shown"]
+__all__ = [
+    "check_int",
+    "check_ints",
+    "check_shapes",
+    "check_fraction",
+    "check_positive",
+    "shown",
+    "printable",
+]
 
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
-    """A plain integer within ``[lo, hi]`` (bools, floats, NaN and strings refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    """A plain integer within ``[lo, hi]`` (bools, durations, floats, NaN and strings refused)."""
+    if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(value, numbers.Integral):
         raise SymcostError(f"{name}: {shown(value)} is not an integer in [{lo}, {hi}]")
     if not lo <= int(value) <= hi:
         raise SymcostError(f"{name}: {shown(int(value))} is out of range [{lo}, {hi}]")
@@ -22,14 +30,17 @@ def check_int(name: str, value, lo: int, hi: int) -> int:
 
 
 def check_ints(name: str, values, lo: int, hi: int) -> np.ndarray:
-    """An int64 array with every element within ``[lo, hi]``."""
+    """An int64 array with every element within ``[lo, hi]`` (masked arrays refused: the mask
+    would be dropped)."""
+    if isinstance(values, np.ma.MaskedArray):
+        raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got a masked array (fill it first)")
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError):  # ragged nesting
         raise SymcostError(f"{name}: expected integers in [{lo}, {hi}], got a ragged sequence") from None
     if arr.size == 0:  # no points: nothing to check, e.g. [] (float64 by default)
         return arr.astype(np.int64)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+    if arr.dtype == bool or arr.dtype.kind == "m" or not np.issubdtype(arr.dtype, np.integer):
         if arr.dtype == object and all(
             isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in arr.reshape(-1)
         ):
@@ -66,28 +77,29 @@ MIN_FRACTION = 1e-6
 
 def check_fraction(name: str, value) -> float:
     """A real number in [1e-6, 1] (NaN, inf, bools and strings refused)."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, numbers.Real)
-        or not MIN_FRACTION <= float(value) <= 1
-    ):  # the comparison is False for NaN
+    number = _real(value)
+    if number is None or not MIN_FRACTION <= number <= 1:  # the comparison is False for NaN
         raise SymcostError(f"{name}: {shown(value)} is not a number in [{MIN_FRACTION:g}, 1]")
-    return float(value)
+    return number
 
 
 def check_positive(name: str, value, unit: str, lo: float, hi: float) -> float:
     """A finite real in [lo, hi] (``unit`` names what it measures)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        try:
-            number = float(value)
-        except OverflowError:  # a Python int beyond float range
-            ok = False
-        else:
-            ok = math.isfinite(number) and lo <= number <= hi
-    if not ok:
+    number = _real(value)
+    if number is None or not (math.isfinite(number) and lo <= number <= hi):
         raise SymcostError(f"{name}: {shown(value)} is not a number of {unit} in [{lo:g}, {hi:g}]")
     return number
+
+
+def _real(value) -> float | None:
+    """``value`` as a float when it is a real number (not a bool, a duration or a string), else None
+    (also for a Python int beyond float range)."""
+    if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def shown(value) -> str:
@@ -104,3 +116,9 @@ def shown(value) -> str:
     except ValueError:  # e.g. an object array holding such an integer
         text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (a newline in a file name shows as
+    ``\\n``, never breaks the line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -18,29 +18,32 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
 
-
-def build_parser():
+def build_parser(argv=None):
+    """The parser of every command and family; with ``argv`` naming a command and a family
+    (``COMMAND FAMILY ...``), of that pair only: start-up does not grow with their number."""
     from importlib import import_module
 
-    from .args import Parser
+    from .args import NUMBERS, Parser
     from .commands import COMMANDS
     from .family import families, get_family
 
     names = families()
+    pair = list(argv[:2]) if argv is not None else []
+    if not (len(pair) == 2 and pair[0] in COMMANDS and pair[1] in names):
+        pair = []
     parser = Parser(
         prog="symcost",
         description="Exact closed-form costs of models: FLOPs, "
         "bytes, memory, time, capacity. Families: " + ", ".join(names) + ".",
-        epilog="Run `symcost COMMAND FAMILY --help` for a command's options.",
+        epilog=f"Run `symcost COMMAND FAMILY --help` for a command's options. Flags: {NUMBERS}.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in pair[:1] or COMMANDS:
         mod = import_module(f".commands.{name}", __package__)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family", required=True)
-        for fname in names:
+        for fname in pair[1:] or names:
             fam = get_family(fname)
             fp = fams.add_parser(fname, help=fam.summary, description=f"{mod.HELP}. {fam.summary}.")
             mod.add_arguments(fp, fam)
@@ -48,20 +51,20 @@ def build_parser():
     return parser
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
-    saved = _handle(_SIGNALS, _interrupt)
+    saved: list = []
+    interrupted = False
     # Output is kept until the command succeeds: an error leaves stdout empty, and a stdout that
     # cannot take it (closed, full disk) is reported once, at the one place it is written.
     stdout, sys.stdout = sys.stdout, io.StringIO()
     try:
+        from .files import handle, raise_once
+
+        saved = handle(raise_once)
         from .errors import SymcostError
 
         try:
-            parser = build_parser()
+            parser = build_parser(sys.argv[1:] if argv is None else argv)
             args = parser.parse_args(argv)
             if args.command is None:  # `symcost` alone: the commands and families
                 parser.print_help()
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
         text, sys.stdout = sys.stdout.getvalue(), stdout
         return _write_stdout(text, code)
     except KeyboardInterrupt:
-        _print_error("symcost: interrupted")
+        interrupted = True  # the process is ending: signals stay ignored (a second Ctrl-C
+        _print_error("symcost: interrupted")  # must not turn this line into a traceback)
         return 130
     except Exception as e:  # a bug, not bad input: still one line, no traceback
         if os.environ.get("SYMCOST_DEBUG") == "1":
@@ -88,16 +92,8 @@ def main(argv=None) -> int:
         return 70
     finally:
         sys.stdout = stdout
-        for s, old in saved:
+        for s, old in saved if not interrupted else ():
             signal.signal(s, old)
-
-
-def _handle(signals, handler) -> list:
-    """Install ``handler``; returns what to restore (nothing outside the main thread)."""
-    try:
-        return [(s, signal.signal(s, handler)) for s in signals]
-    except ValueError:
-        return []
 
 
 def _write_stdout(text: str, code: int) -> int:
@@ -145,7 +141,9 @@ def _as_flag(message: str, argv) -> str:
 
 def _one_line(text: str) -> str:
     """Non-printable characters escaped (argparse echoes raw arguments), at most 500 characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    from .checks import printable
+
+    text = printable(text)
     return text if len(text) <= 500 else text[:497] + "..."
 
 

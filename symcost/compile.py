@@ -192,9 +192,11 @@ def _expected_distinct_any(*args):
     return expected_distinct_numpy(*args)
 
 
-_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any}
+# The programs call ``numpy.<name>``: NumPy itself is their namespace (lambdify's "numpy" would
+# run ``from numpy import *``, importing f2py, testing and the rest: a fifth of a cold compile).
+_NAMESPACE = {"_fvcore_einsum": _fvcore_einsum_any, "_expected_distinct": _expected_distinct_any, "numpy": np}
 # the same functions under their SymPy names, for lambdify's default printer (float programs)
-FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any}
+FUNCTIONS = {"fvcore_einsum": _fvcore_einsum_any, "expected_distinct": _expected_distinct_any, "numpy": np}
 _MAX_OF = (
     sp.Max,
     sp.Min,
@@ -238,22 +240,44 @@ def _array_max(*xs):
     return reduce(np.maximum, [float(x) if isinstance(x, int) else x for x in xs])
 
 
+def _check_symbols(args, steps, exprs) -> None:
+    """Every symbol is an argument or an earlier step."""
+    known = set(args)
+    for sym, e in steps:
+        _check_known(e, known, args)
+        known.add(sym)
+    for e in exprs:
+        _check_known(e, known, args)
+
+
+def _check_known(expr, known: set, args) -> None:
+    extra = expr.free_symbols - known
+    if extra:
+        raise TypeError(f"expression has symbols {extra} not among arguments {args}")
+
+
 class CompiledFunction:
     """``f(*arrays) -> dict name -> int64 (or object, exact) array``, vectorised and chunked."""
 
-    def __init__(self, args: Sequence[sp.Symbol], exprs: dict[str, sp.Expr]):
+    def __init__(
+        self,
+        args: Sequence[sp.Symbol],
+        exprs: dict[str, sp.Expr],
+        steps: Sequence[tuple[sp.Symbol, sp.Expr]] = (),
+    ):
+        """``steps``: ``(symbol, expression)`` pairs computed first, in order, each in the
+        arguments and earlier steps (e.g. a model's named quantities); outputs may use them."""
         self.args = tuple(args)
         self.names = tuple(exprs)
         self.exprs = tuple(sp.sympify(exprs[n]) for n in self.names)
-        for e in self.exprs:
-            extra = e.free_symbols - set(self.args)
-            if extra:
-                raise TypeError(f"expression has symbols {extra} not among arguments {self.args}")
+        steps = [(sym, sp.sympify(e)) for sym, e in steps]
+        _check_symbols(self.args, steps, self.exprs)
         subs, reduced = sp.cse([_integerize(e) for e in self.exprs])
+        subs = [(sym, _integerize(e)) for sym, e in steps] + subs
         self._fn: Callable = sp.lambdify(
             self.args,
             reduced,
-            modules=[_NAMESPACE, "numpy"],
+            modules=[_NAMESPACE, np],
             printer=_ExactPrinter,
             cse=lambda _: (subs, reduced),
         )
@@ -265,7 +289,7 @@ class CompiledFunction:
             lines.append(f"    x{k} = {_bound_code(rhs, names)}")
             names[sym] = f"x{k}"
         outs = [_bound_code(e, names) for e in reduced]
-        every = [f"x{k}" for k in range(len(subs))] + outs
+        every = ["1"] + [f"x{k}" for k in range(len(subs))] + outs  # "1": a program may have no output
         params = ", ".join(f"a{k}" for k in range(len(self.args)))
         self.bound_source = (
             f"def bound({params}):\n" + "\n".join(lines) + f"\n    return _max({', '.join(every)}, 1)\n"
@@ -347,5 +371,5 @@ class CompiledFunction:
         return {name: o.reshape(shape) for name, o in zip(self.names, out)}
 
 
-def compile_exprs(args: Sequence[sp.Symbol], exprs: dict[str, sp.Expr]) -> CompiledFunction:
-    return CompiledFunction(args, exprs)
+def compile_exprs(args: Sequence[sp.Symbol], exprs: dict[str, sp.Expr], steps=()) -> CompiledFunction:
+    return CompiledFunction(args, exprs, steps)

@@ -40,7 +40,9 @@ class Precision:
 def precision(dtype: str = "bf16", kv_dtype: str | None = None) -> Precision:
     """The precision for a weight ``dtype`` and a KV-cache ``kv_dtype`` (default: ``dtype``)."""
     for name, value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
-        if value is not None and (not isinstance(value, str) or value not in DTYPE_BYTES):
+        if (value is not None or name == "dtype") and (
+            not isinstance(value, str) or value not in DTYPE_BYTES
+        ):
             raise SymcostError(f"{name}: {shown(value)} is not one of {', '.join(DTYPE_BYTES)}")
     kv_dtype = kv_dtype or dtype
     w = DTYPE_BYTES[dtype]

@@ -51,25 +51,35 @@ class Evaluator:
         self.args = (tuple(model.layout.outputs) if self.uses_layout else ()) + tuple(
             i.symbol for i in self.scalar_inputs
         )
-        exprs = model.expressions(stage, convention, prec.dtype, prec.kv_dtype)
+        # programs in the named quantities, which they compute first: nothing is expanded
+        steps = model.steps(self.args)
+        exprs = model.expressions(stage, convention, prec.dtype, prec.kv_dtype, named=True)
         wanted = {m: exprs[m] for m in metrics if m in exprs}
         if "arithmetic_intensity" in metrics:
             wanted.update(work=exprs["work"], io_bytes=exprs["io_bytes"])
         self.quantities = model.stage_quantities(stage)
-        wanted.update(self.quantities)
+        wanted.update({str(s): s for s, _ in steps if str(s) in self.quantities})
         if components:
             per = model.formula(
                 stage, "flops", convention, by="component", dtype=prec.dtype, kv_dtype=prec.kv_dtype
             )
             wanted.update({f"components.{k}": v for k, v in per.items()})
-        self._fn = CompiledFunction(self.args, wanted)
+        self._fn = CompiledFunction(self.args, wanted, steps)
         self._time = None
         if hardware is not None:
             times = model.time_expressions(
-                stage, hardware, prec.dtype, prec.kv_dtype, compute_efficiency, bandwidth_efficiency
+                stage,
+                hardware,
+                prec.dtype,
+                prec.kv_dtype,
+                compute_efficiency,
+                bandwidth_efficiency,
+                named=True,
             )
             self._time_names = tuple(times)
-            self._time = sp.lambdify(self.args, list(times.values()), modules=[FUNCTIONS, "numpy"])
+            self._time = sp.lambdify(
+                self.args, list(times.values()), modules=[FUNCTIONS, np], cse=lambda e: _after(steps, e)
+            )
         self._drop = {"work", "io_bytes"} - set(metrics) if "arithmetic_intensity" in metrics else set()
         self._table: tuple = (None, {})  # (scalar inputs, outputs per layout outcome)
 
@@ -184,6 +194,13 @@ class Evaluator:
     @staticmethod
     def _finish(out: dict, shape) -> dict[str, np.ndarray]:
         return {k: np.broadcast_to(v, shape) if np.shape(v) != shape else v for k, v in out.items()}
+
+
+def _after(steps: list, exprs: list) -> tuple[list, list]:
+    """lambdify's program: the steps, then ``exprs`` with their common terms computed once
+    (``time_s`` repeats every op of ``ttft_s``)."""
+    subs, reduced = sp.cse(exprs)
+    return steps + subs, reduced
 
 
 _LOCAL = threading.local()

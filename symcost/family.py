@@ -22,7 +22,6 @@ from .errors import SymcostError
 from .inputs import Input
 
 if TYPE_CHECKING:
-    from .model import Model
     from .tree import Node
 
 __all__ = ["Option", "Stage", "Timing", "Serving", "Family", "families", "get_family"]
@@ -83,7 +82,10 @@ class Stage:
 @dataclass(frozen=True)
 class Serving:
     """What ``plan`` needs: the stage of one whole request and the inputs that mean
-    "requests in a batch" and "tokens generated per request"."""
+    "requests in a batch" and "tokens generated per request"; and what ``simulate`` needs: the
+    stage of one serving-engine step over a mixed batch of ``batch`` sequences, in aggregates
+    (tokens run, score pairs, keys read), the stage encoding images (run once per image) and
+    where a request's image block sits (``step`` None: the family cannot be simulated)."""
 
     stage: str
     batch: str
@@ -91,6 +93,14 @@ class Serving:
     prompt_tokens: str
     first_token: str = "ttft_s"  # timing names of the request stage
     per_token: str = "tpot_s"
+    step: str | None = None  # stage: one forward over a mixed batch, then each sequence's token
+    step_tokens: str = ""  # its inputs: tokens run (sum over sequences of new tokens) ...
+    score_pairs: str = ""  # ... sum of new tokens x keys attended ...
+    attended_keys: str = ""  # ... sum of keys attended (cached + new)
+    vision: str | None = None  # stage encoding ``batch`` images (None: text only)
+    image_tokens: str = ""  # named quantity: the image block's length in the prompt
+    image_offset: int = 0  # prompt tokens before the image block
+    max_positions: int | None = None  # the longest sequence the model takes (tokens)
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ class Family:
     inputs: tuple[Input, ...]
     options: tuple[Option, ...]
     stage_names: tuple[str, ...]  # in the order a request runs them
-    load: Callable[..., Model]  # load(**options) -> Model
+    load: Callable[..., Any]  # load(**options) -> symcost.Model (model.py imports this module)
     image: tuple[str, str] | None = None  # inputs set by CLI --image WxH
     serving: Serving | None = None
     default_stage: str = ""

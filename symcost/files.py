@@ -1,16 +1,23 @@
 """Files: outputs written whole or not at all, inputs read only when small and regular.
 
-Outputs go to a temporary file in the same folder, then are linked into place: the link fails
-if the target appeared meanwhile (``--force`` replaces instead), so two writers never
-silently overwrite each other. SIGTERM, SIGHUP and SIGQUIT are turned into the same interrupt
-as Ctrl-C while a file is written, so no ``.symcost-*.part`` stays behind.
+Outputs go to a temporary file (``.symcost-*.part``) in the same folder, then are linked into
+place: the link fails if the target appeared meanwhile (``--force`` replaces instead), so two
+writers never silently overwrite each other. Interrupt signals (Ctrl-C, SIGTERM, SIGHUP,
+SIGQUIT) become one KeyboardInterrupt while a file is written; the first one ignores the
+others, so cleanup runs to its end and no temporary file stays behind. A writer holds a lock
+on its temporary file or folder for as long as it (or a process it forked) lives; one that no
+process holds was left by a killed writer, and the next write in that folder removes it and
+says so.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +25,31 @@ from typing import IO
 
 from .errors import SymcostError
 
-__all__ = ["atomic_write", "check_target", "read_small_file", "interrupts_as_keyboard"]
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no locks, so leftovers are never removed
+    fcntl = None  # type: ignore[assignment]
 
-_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
+__all__ = [
+    "atomic_write",
+    "check_target",
+    "read_small_file",
+    "interrupts_as_keyboard",
+    "shielded",
+    "raise_once",
+    "handle",
+    "restore",
+    "locked_temp",
+    "remove_leftovers",
+    "umask",
+    "INTERRUPTS",
+]
+
+INTERRUPTS = tuple(
+    getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
+)
+TEMP_PREFIX, TEMP_SUFFIX = ".symcost-", ".part"
+_TEMP = re.compile(r"\.symcost-[A-Za-z0-9_]{1,64}\.part")
 
 
 def check_target(path: str, *, force: bool = False, param: str = "--out", extensions=None) -> str:
@@ -48,23 +77,120 @@ def check_target(path: str, *, force: bool = False, param: str = "--out", extens
     return ext
 
 
+def raise_once(signum, frame):
+    """Signal handler: ignore every interrupt signal from now on, then raise KeyboardInterrupt
+    (a second Ctrl-C 30 ms later cannot interrupt the cleanup the first one started)."""
+    for s in INTERRUPTS:
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def handle(handler) -> list:
+    """Install ``handler`` for every interrupt signal; what to restore (nothing outside the
+    main thread, where signals cannot be caught)."""
+    try:
+        return [(s, signal.signal(s, handler)) for s in INTERRUPTS]
+    except ValueError:
+        return []
+
+
+def restore(saved: list) -> None:
+    for s, old in saved:
+        signal.signal(s, old)
+
+
 @contextmanager
 def interrupts_as_keyboard() -> Iterator[None]:
-    """Within the block, SIGTERM/SIGHUP/SIGQUIT raise KeyboardInterrupt (cleanup runs)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        saved = [(s, signal.signal(s, handler)) for s in _SIGNALS]
-    except ValueError:  # not the main thread: signals cannot be caught here
+    """Within the block every interrupt signal raises KeyboardInterrupt once (cleanup runs);
+    a no-op when an outer caller (the CLI) has installed the same handler."""
+    if signal.getsignal(signal.SIGTERM) is raise_once:
         yield
         return
+    saved = handle(raise_once)
     try:
         yield
     finally:
-        for s, old in saved:
-            signal.signal(s, old)
+        restore(saved)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Interrupt signals ignored within the block: cleanup is never cut short."""
+    saved = handle(signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        restore(saved)
+
+
+def _lock(fd: int, wait: bool) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _same(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def locked_temp(folder: str, directory: bool = False) -> tuple[int, str]:
+    """A new ``.symcost-*.part`` file or folder in ``folder`` and a descriptor holding its lock
+    (a file's is open for writing; close it after the temporary is renamed or removed).
+    Forked processes share the lock."""
+    while True:
+        if directory:
+            path = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+        else:
+            fd, path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+            os.close(fd)
+        lock = os.open(path, os.O_RDONLY if directory else os.O_RDWR)
+        _lock(lock, wait=True)
+        if _same(lock, path):  # else a cleaner took it between creation and lock: retry
+            return lock, path
+        os.close(lock)
+
+
+def remove_leftovers(folder: str) -> list[str]:
+    """Remove the ``.symcost-*.part`` files and folders in ``folder`` that no process holds
+    (left by a writer killed with SIGKILL, or a machine that went down), saying so on stderr;
+    their names. A live writer's lock keeps its temporary."""
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(folder) if _TEMP.fullmatch(e.name)]
+    except OSError:
+        return removed
+    for e in entries:
+        try:
+            fd = os.open(e.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if fcntl is None or not _lock(fd, wait=False) or not _same(fd, e.path):
+                continue
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed.append(e.name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    for name in removed:
+        print(
+            f"symcost: removed {name} in {folder[:200]!r}, a temporary file of an interrupted "
+            "write that no process holds",
+            file=sys.stderr,
+        )
+    return removed
 
 
 def atomic_write(
@@ -78,16 +204,16 @@ def atomic_write(
     check_target(path, force=force, param=param)
     folder = os.path.dirname(os.path.abspath(path))
     with interrupts_as_keyboard():
+        remove_leftovers(folder)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".symcost-", suffix=".part", dir=folder)
+            lock, tmp = locked_temp(folder)
         except OSError as e:
             raise SymcostError(f"{param}: cannot write in {folder[:200]!r} ({e.strerror})") from None
         try:
+            fd = os.dup(lock)  # closing the file keeps the lock: ``lock`` still holds it
             with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
                 write(f)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+            os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the usual mode
             if force:
                 os.replace(tmp, path)
             else:
@@ -99,11 +225,21 @@ def atomic_write(
                     ) from None
                 os.unlink(tmp)
         except BaseException as e:  # error or interrupt: no partial file stays behind
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            with shielded():
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
             if isinstance(e, OSError):  # disk full, permissions, a folder in the way
                 raise SymcostError(f"{param}: cannot write {path[:200]!r} ({e.strerror or e})") from None
             raise
+        finally:
+            os.close(lock)
+
+
+def umask() -> int:
+    """The process's umask (read without changing it for longer than two calls)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_small_file(path: str, param: str, max_bytes: int) -> str:

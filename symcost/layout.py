@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from math import ceil, isqrt, log2, prod
+from math import ceil, log2
 from types import SimpleNamespace
 from typing import Protocol
 
@@ -39,7 +39,7 @@ import sympy as sp
 from .errors import SymcostError
 from .inputs import Input
 
-__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "by_tile_count"]
+__all__ = ["Layout", "AspectTiler", "FixedLayout", "ComputedLayout", "dense_table", "by_tile_count"]
 
 
 class Layout(Protocol):
@@ -63,8 +63,6 @@ class Layout(Protocol):
     def pieces(self) -> tuple[tuple[object, tuple[int, ...]], ...]: ...  # ordered conditions
 
     def describe(self) -> str: ...
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]: ...  # see AspectTiler.breaks
 
 
 def by_tile_count(candidates: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -109,9 +107,6 @@ class FixedLayout:
     def describe(self) -> str:
         names = ", ".join(map(str, self.outputs))
         return f"({names}) = {self.values}: {self.reason}"
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        return []
 
 
 @dataclass(frozen=True)
@@ -213,24 +208,6 @@ class AspectTiler:
             f"{counts[-1]}; none when {self.shortcut_text}; ties to the later candidate "
             f"above {self._tie}^2*i*j/2 px"
         )
-
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        """Scales k after which the grid of ``(a*k, b*k)`` may change, for k in [1, k_max].
-
-        Along the ray the aspect ratio is fixed, so only the shortcut (assumed to hold for small
-        images only: its last k is found by bisection) and the area bins (``a*b*k^2`` against
-        each tie threshold) can change the outcome.
-        """
-        out = set()
-        if self.shortcut(a, b):
-            lo, hi = 1, k_max + 1  # shortcut(lo) holds; hi is past the end
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if self.shortcut(a * mid, b * mid) else (lo, mid)
-            out.add(lo)
-        for t in self.thresholds:  # largest k with a*b*k^2 <= t
-            out.add(isqrt(t // (a * b)))
-        return sorted(k for k in out if 1 <= k < k_max)
 
     # -- numeric --------------------------------------------------------------------------
     @cached_property
@@ -340,8 +317,8 @@ def _table_at(layout, arrays) -> tuple[np.ndarray, ...]:
 
 @dataclass(frozen=True)
 class ComputedLayout:
-    """A layout computed point by point: a rule with too many outcomes for a table, such as a
-    resize that maps every image size to its own grid of patches.
+    """A layout computed point by point: a rule with too many outcomes for a tiler's table, such
+    as a resize that maps every image size to its own grid of patches.
 
     ``rule(*arrays)`` takes int64 arrays of the inputs (checked against their bounds) and returns
     one int64 array per output, exactly as the model's own preprocessing computes them (float
@@ -349,12 +326,10 @@ class ComputedLayout:
     as closed forms in the input symbols (for formulas; a float step may appear as its real-valued
     counterpart, which ``describe`` says); ``maxima`` bound each output over the input bounds.
 
-    Outputs are nonnegative. Where their combinations in [0, maximum] number at most
-    ``TABLE_OUTCOMES``, the layout is also a table (:attr:`outcomes`, :meth:`codes`): the engine
-    evaluates a model once per combination and gathers per point, as for a tiler. A rule whose
-    combinations are more but whose outcomes can be listed gives them instead: ``table``, every
-    output row the rule can give (int64 [code, output]; a superset is fine), and ``index(*arrays)``,
-    each point's row (intp; the same refusals as ``rule``).
+    Optionally ``table`` (int64 ``[code, output]``) lists every outcome the rule can give (a finite
+    superset, e.g. every grid within a token budget, or :func:`dense_table`) and ``index(*outputs)``
+    gives each point's row in it: the engine then evaluates a model once per outcome and gathers
+    per point, as for a tiler, instead of running the whole program at every point.
     """
 
     inputs: tuple[Input, ...]
@@ -363,57 +338,31 @@ class ComputedLayout:
     expressions: tuple[sp.Expr, ...]
     maxima: tuple[int, ...]
     text: str  # the rule in words
-    table: np.ndarray | None = field(default=None, compare=False)
-    index: Callable[..., np.ndarray] | None = field(default=None, compare=False)
+    table: np.ndarray | None = field(default=None, compare=False, repr=False)
+    index: Callable[..., np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not len(self.outputs) == len(self.expressions) == len(self.maxima):
             raise ValueError("one expression and one maximum per output")
         if (self.table is None) != (self.index is None):
-            raise ValueError("table and index come together")
-        if self.table is not None and self.table.shape[1:] != (len(self.outputs),):
-            raise ValueError("one table column per output")
+            raise ValueError("a table of outcomes needs its index, and an index its table")
+        if self.table is not None and (self.table.ndim != 2 or self.table.shape[1] != len(self.outputs)):
+            raise ValueError("the table has one row per outcome and one column per output")
 
-    @cached_property
-    def _radix(self) -> tuple[int, ...] | None:
-        """Values each output can take, [0, maximum]; None when the combinations are too many."""
-        sizes = tuple(m + 1 for m in self.maxima)
-        return sizes if prod(sizes) <= TABLE_OUTCOMES else None
-
-    @cached_property
+    @property
     def outcomes(self) -> np.ndarray | None:
-        """The given ``table``, else every combination of output values, int64 ``[code, output]`` in
-        mixed radix (the last output varies fastest); None: too many, the engine evaluates per point."""
-        if self.table is not None:
-            return self.table
-        if self._radix is None:
-            return None
-        grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in self._radix], indexing="ij")
-        return np.stack([g.reshape(-1) for g in grids], axis=1)
+        """The table of outcomes, if the layout has one (else the engine evaluates per point)."""
+        return self.table
 
     def codes(self, *arrays, out: np.ndarray | None = None) -> np.ndarray:
-        """Each point's row of :attr:`outcomes` (intp), written into ``out`` when given."""
-        if self.index is not None:
-            shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
-            code = self.index(*(np.broadcast_to(np.asarray(a, dtype=np.int64), shape) for a in arrays))
-            if out is None:
-                return code
-            out[...] = code
-            return out
-        if self._radix is None:
-            raise TypeError("this computed layout has too many outcomes for codes; use at()")
-        got = self.at(*arrays)
-        for g, m in zip(got, self.maxima):  # a rule beyond its declared range would gather wrong rows
-            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
-                raise ValueError(
-                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
-                )
-        code = np.empty(got[0].shape, dtype=np.intp) if out is None else out
-        code[...] = got[0]
-        for n, g in zip(self._radix[1:], got[1:]):
-            code *= n
-            code += g
-        return code
+        """Each point's row in :attr:`table` (intp), written into ``out`` when given."""
+        if self.index is None:
+            raise TypeError("a computed layout without a table has no outcome codes; use at()")
+        code = self.index(*self.at(*arrays))
+        if out is None:
+            return np.asarray(code, dtype=np.intp)
+        out[...] = code
+        return out
 
     def at(self, *arrays) -> tuple[np.ndarray, ...]:
         shape = np.broadcast_shapes(*[np.shape(a) for a in arrays])
@@ -427,17 +376,30 @@ class ComputedLayout:
     def describe(self) -> str:
         return self.text
 
-    def breaks(self, a: int, b: int, k_max: int) -> list[int]:
-        """Scales k after which the outputs of ``(a*k, b*k)`` change, for k in [1, k_max]: the rule
-        evaluated at every scale along the ray (one vectorised call)."""
-        k = np.arange(1, k_max + 1, dtype=np.int64)
-        outs = np.stack(self.at(a * k, b * k))
-        changed = (outs[:, 1:] != outs[:, :-1]).any(axis=0)
-        return [int(x) for x in k[:-1][changed]]
+
+def dense_table(maxima: Sequence[int]) -> tuple[np.ndarray, Callable[..., np.ndarray]]:
+    """``(table, index)`` for a :class:`ComputedLayout` whose outputs are small nonnegative
+    integers: every combination in ``[0, maximum]`` (mixed radix, the last output fastest)."""
+    sizes = tuple(m + 1 for m in maxima)
+    grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in sizes], indexing="ij")
+    table = np.stack([g.reshape(-1) for g in grids], axis=1)
+
+    def index(*outputs) -> np.ndarray:
+        for g, m in zip(outputs, maxima):  # a rule beyond its declared range would gather wrong rows
+            if g.size and not 0 <= int(g.min()) <= int(g.max()) <= m:
+                raise ValueError(
+                    f"computed layout: an output outside [0, {m}]: {int(g.min())}..{int(g.max())}"
+                )
+        code = np.array(outputs[0], dtype=np.intp)
+        for n, g in zip(sizes[1:], outputs[1:]):
+            code *= n
+            code += g
+        return code
+
+    return table, index
 
 
 BLOCK = 1 << 16  # points per pass of AspectTiler.codes: its scratch arrays stay in cache
-TABLE_OUTCOMES = 1 << 16  # a computed layout with at most this many output combinations is a table
 _SCRATCH = threading.local()
 
 

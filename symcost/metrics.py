@@ -4,12 +4,14 @@
 - ``macs``: every multiply-accumulate once, einsums exact.
 - ``params``: parameters of the modules the stage runs, each module once (all experts).
 - ``weight_bytes``: ``params`` stored at the weight dtype.
+- ``kv_in_bytes``: the KV cache held when the stage begins (its input), at the KV dtype.
 - ``kv_bytes``: the KV cache held after the stage, at the KV dtype, for the whole batch.
 - ``activation_bytes``: the peak, over the stage, of live bytes above what was live when it
   began (weights and the input KV cache excluded): activations kept for later ops, logits and
   their upcasts, cache growth and transient copies (a liveness walk, :mod:`symcost.tree`).
-- ``memory_bytes``: ``weight_bytes`` + the input KV cache + ``activation_bytes``: the device
-  memory the stage needs.
+- ``memory_bytes`` = ``weight_bytes`` + ``kv_in_bytes`` + ``activation_bytes``: the device
+  memory the stage needs (the three parts add up to it; the cache the stage writes is part of
+  ``activation_bytes``).
 - ``io_bytes``: bytes moved to and from device memory by every kernel (weights they use,
   activations, KV cache), each read or written once per kernel.
 - ``arithmetic_intensity``: work the hardware does (``2*macs + vector FLOPs``) per byte of
@@ -30,9 +32,10 @@ METRICS = {
     "macs": ("MAC", "multiply-accumulates, each once"),
     "params": ("parameters", "parameters of the modules the stage runs"),
     "weight_bytes": ("B", "those parameters at the weight dtype"),
+    "kv_in_bytes": ("B", "KV cache held when the stage begins"),
     "kv_bytes": ("B", "KV cache held after the stage"),
     "activation_bytes": ("B", "peak live bytes above the stage's start (no weights, no input KV)"),
-    "memory_bytes": ("B", "device memory the stage needs: weights + input KV + activations"),
+    "memory_bytes": ("B", "device memory the stage needs: weights + kv_in + activations"),
     "io_bytes": ("B", "bytes moved to and from device memory"),
     "arithmetic_intensity": ("FLOP/B", "(2*MACs + vector FLOPs) per byte moved"),
     "time_s": ("s", "time on the hardware and runtime (needs --hardware)"),

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .arith import smax, where
-from .checks import check_fraction, check_shapes, shown
+from .checks import check_fraction, check_int, check_shapes, shown
 from .conventions import get_convention
 from .cost import Cost
 from .dtypes import Precision, building, precision
@@ -25,16 +25,17 @@ from .hardware import Hardware, get_hardware, op_times
 from .inputs import Input
 from .layout import Layout
 from .metrics import INT_METRICS, check_metric, check_metrics
-from .render import tidy
+from .render import piecewise, tidy
 from .runtime import Runtime
-from .tree import Node, choose
+from .tree import Node, choose, live_before
 
 __all__ = ["Model"]
 
 BREAKDOWNS = ("component", "kind")
+BOUNDS = ("compute", "memory", "launch")  # what an op's time is bound by, in op_times' order
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Model:
     family: Family
     options: Mapping[str, object]  # every option as resolved (defaults filled in)
@@ -46,6 +47,11 @@ class Model:
     runtime: Runtime
     settings: tuple[tuple[str, str], ...]  # what this configuration is, for headers
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        """One line: the family and its declared options as resolved."""
+        options = ", ".join(f"{o.name}={self.options.get(o.name)!r}" for o in self.family.options)
+        return f"<Model {self.family.name}: {options}>"
 
     def _memo(self, key, make):
         if key not in self._cache:
@@ -78,17 +84,26 @@ class Model:
             "definitions", lambda: {s: sp.sympify(fn(self.symbols())) for s, fn in self.named.items()}
         )
 
+    @property
+    def _expanded(self) -> dict[sp.Symbol, sp.Expr]:
+        """Each named quantity's definition in inputs and layout symbols only."""
+
+        def make() -> dict:
+            out: dict = {}
+            for sym, definition in self.definitions.items():  # a definition uses earlier names only
+                out[sym] = definition.xreplace(out)
+            return out
+
+        return self._memo("expanded", make)
+
     def expand(self, expr):
-        """Replace named quantities by their definitions (latest first, so chains resolve)."""
-        expr = sp.sympify(expr)
-        for sym, definition in reversed(tuple(self.definitions.items())):
-            expr = expr.subs(sym, definition)
-        return expr
+        """Replace named quantities by their definitions (one pass: definitions come expanded)."""
+        return sp.sympify(expr).xreplace(self._expanded)
 
     @property
     def quantities(self) -> dict[str, sp.Expr]:
         """Each named quantity fully expanded, keyed by name."""
-        return {str(s): self.expand(s) for s in self.named}
+        return {str(s): e for s, e in self._expanded.items()}
 
     # -- stages ---------------------------------------------------------------------------
     def stage(self, stage: str) -> Stage:
@@ -165,14 +180,16 @@ class Model:
         params = self.stage_params(stage)
         kv_per_token = self.kv_elems_per_token * prec.kv
         weight_bytes = prec.weight * params
+        kv_in = kv_per_token * spec.kv_in(v)
         return {
             "flops": get_convention(convention).flops(cost),
             "macs": cost.macs,
             "params": params,
             "weight_bytes": weight_bytes,
+            "kv_in_bytes": kv_in,
             "kv_bytes": kv_per_token * spec.kv_out(v),
             "activation_bytes": cost.peak_bytes,
-            "memory_bytes": weight_bytes + kv_per_token * spec.kv_in(v) + cost.peak_bytes,
+            "memory_bytes": weight_bytes + kv_in + cost.peak_bytes,
             "io_bytes": cost.io_bytes,
         }
 
@@ -182,20 +199,35 @@ class Model:
         convention: str = "torch",
         dtype: str = "bf16",
         kv_dtype: str | None = None,
+        named: bool = False,
     ) -> dict[str, sp.Expr]:
-        """All integer metrics of a stage as closed forms in layout and input symbols, plus
-        ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
+        """All integer metrics of a stage as closed forms in layout and input symbols (``named``:
+        in named quantities too), plus ``work`` (2*MACs + vector FLOPs, for arithmetic intensity)."""
         prec = precision(dtype, kv_dtype)
         get_convention(convention)
-        key = ("expr", stage, convention, prec)
+        if not named:
+            return self._memo(
+                ("expr", stage, convention, prec),
+                lambda: {
+                    m: self.expand(e)
+                    for m, e in self.expressions(stage, convention, dtype, kv_dtype, True).items()
+                },
+            )
 
         def make():
             cost = self.tree(stage, dtype, kv_dtype).cost
             out = self._metrics(cost, stage, convention, prec, self.symbols())
             out["work"] = 2 * cost.macs + cost.vector_flops
-            return {m: self.expand(e) for m, e in out.items()}
+            return {m: sp.sympify(e) for m, e in out.items()}
 
-        return self._memo(key, make)
+        return self._memo(("expr", stage, convention, prec, "named"), make)
+
+    def steps(self, available) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The named quantities that the symbols ``available`` determine, as ``(symbol,
+        definition)`` in order (a definition uses earlier names): a program computes them first."""
+        return [
+            (s, d) for s, d in self.definitions.items() if self._expanded[s].free_symbols <= set(available)
+        ]
 
     def formula(
         self,
@@ -211,9 +243,10 @@ class Model:
         hardware=None,
         compute_efficiency: float = 1.0,
         bandwidth_efficiency: float = 1.0,
+        depth: int | None = None,
     ):
-        """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` or per
-        ``"kind"``.
+        """A metric as a tidy SymPy expression: total (``by=None``), per ``"component"`` (down to
+        ``depth`` levels below the stage root) or per ``"kind"``.
 
         ``named=True`` keeps the model's named quantities (e.g. ``n_crops``) as symbols; by
         default they are expanded into layout and input symbols; ``image=True`` also
@@ -224,6 +257,10 @@ class Model:
         self.stage(stage)
         if by is not None:
             choose("by", dict.fromkeys(BREAKDOWNS), by)
+        if depth is not None:
+            if by != "component":
+                raise SymcostError("depth: applies to by='component' only")
+            depth = check_int("depth", depth, 0, 1 << 10)
         prec = precision(dtype, kv_dtype)
         get_convention(convention)
         if metric == "time_s":
@@ -242,13 +279,13 @@ class Model:
             return self._finish(
                 self._metrics(cost, stage, convention, prec, self.symbols())[metric], named, image
             )
-        if metric in ("params", "weight_bytes", "kv_bytes", "memory_bytes"):
+        if metric in ("params", "weight_bytes", "kv_in_bytes", "kv_bytes", "memory_bytes"):
             raise SymcostError(
                 f"metric: {shown(metric)} has no per-{by} breakdown; "
                 "use parameters() for per-module parameters"
             )
         tree = self.tree(stage, dtype, kv_dtype)
-        costs = tree.components() if by == "component" else tree.by_kind()
+        costs = tree.components(depth) if by == "component" else tree.by_kind()
         names = {
             "flops": lambda c: get_convention(convention).flops(c),
             "macs": lambda c: c.macs,
@@ -265,18 +302,11 @@ class Model:
             return tidy(expr, self._collect_by())
         # one branch per case of the layout rule, the outcome substituted as numbers (substituting
         # the rule's Piecewise into the expression's own branches would explode)
-        branches: list = []
-        for cond, values in self.layout.pieces:
-            value = tidy(
-                expr.xreplace(dict(zip(self.layout.outputs, map(sp.sympify, values)))), self._collect_by()
-            )
-            if branches and branches[-1][0] == value:  # neighbours that agree share a branch
-                branches[-1] = (value, sp.Or(branches[-1][1], cond))
-            else:
-                branches.append((value, cond))
-        if len(branches) == 1:
-            return branches[0][0]
-        return sp.Piecewise(*branches[:-1], (branches[-1][0], True), evaluate=False)
+        outputs = self.layout.outputs
+        return piecewise(
+            (tidy(expr.xreplace(dict(zip(outputs, map(sp.sympify, values)))), self._collect_by()), cond)
+            for cond, values in self.layout.pieces
+        )
 
     def _collect_by(self) -> tuple[sp.Symbol, ...]:
         serving = self.family.serving
@@ -298,21 +328,21 @@ class Model:
         time of ops bound by compute, memory and launches, and the stage's ``bound``."""
         spec = self.stage(stage)
         ops = [(path, op_times(c, hw, prec, self.runtime, graph, ce, be)) for path, c, graph in tree.leaves()]
-        zero = 0.0 if shares else sp.Integer(0)
+        op_s = [(path, smax(smax(*t[:2]), t[2])) for path, t in ops]  # each op takes the largest
+        total_of = (lambda xs: sum(xs, 0.0)) if shares else (lambda xs: sp.Add(*xs))  # Add: one flatten
 
-        def seconds(under=None):
-            return sum(
-                (
-                    smax(smax(*t[:2]), t[2])
-                    for path, t in ops
-                    if under is None or path == under or path.startswith(under + ".")
-                ),
-                zero,
+        def seconds(*under):
+            return total_of(
+                [
+                    s
+                    for path, s in op_s
+                    if not under or any(path == u or path.startswith(u + ".") for u in under)
+                ]
             )
 
         out = {"time_s": seconds()}
         for timing in spec.timings:
-            total = sum((seconds(f"{tree.name}.{p}") for p in timing.paths), zero)
+            total = seconds(*(f"{tree.name}.{p}" for p in timing.paths))
             per = timing.per(v) if timing.per else 1
             out[timing.name] = (
                 where(sp.sympify(per) >= 1, total / per, 0)
@@ -320,12 +350,7 @@ class Model:
                 else (total / per if per >= 1 else 0.0)
             )
         if shares:
-            parts = dict.fromkeys(("compute", "memory", "launch"), 0.0)
-            for _, t in ops:
-                k = max(range(3), key=lambda i: t[i])
-                parts[("compute", "memory", "launch")[k]] += t[k]
-            out.update({f"{k}_bound_s": x for k, x in parts.items()})
-            out["bound"] = max(parts, key=lambda k: parts[k])
+            out.update(_bounds(t for _, t in ops))
         return out
 
     def time_expressions(
@@ -343,12 +368,20 @@ class Model:
         ce = check_fraction("compute_efficiency", compute_efficiency)
         be = check_fraction("bandwidth_efficiency", bandwidth_efficiency)
         prec = precision(dtype, kv_dtype)
-        key = ("time", stage, hw, prec, ce, be, named)
+        key = ("time", stage, hw, prec, ce, be)
+        if not named:
+            return self._memo(
+                (*key, "expanded"),
+                lambda: {
+                    k: self.expand(e)
+                    for k, e in self.time_expressions(stage, hw, dtype, kv_dtype, ce, be, named=True).items()
+                },
+            )
 
         def make():
             tree = self.tree(stage, dtype, kv_dtype)
             times = self._times(tree, stage, hw, prec, ce, be, self.symbols())
-            return {k: (sp.sympify(e) if named else self.expand(e)) for k, e in times.items()}
+            return {k: sp.sympify(e) for k, e in times.items()}
 
         return self._memo(key, make)
 
@@ -393,13 +426,16 @@ class Model:
         hardware=None,
         compute_efficiency: float = 1.0,
         bandwidth_efficiency: float = 1.0,
+        steps: bool = False,
         **inputs,
     ) -> dict:
         """The numeric model at one point, ``evaluate(*image, stage, **inputs)`` (image values in the
         family's ``image`` order, e.g. width and height): the cost tree built from plain ints.
 
         Returns the layout outputs, named quantities, every integer metric, ``components``
-        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times.
+        (dotted path -> FLOPs under ``convention``) and, with ``hardware``, times. ``steps=True``
+        adds ``steps``: per step of the stage (each child of its root, in order) the device memory
+        when it peaks, the KV cache when it ends and, with ``hardware``, its time and bound.
         NB: only the sum over decode steps touches SymPy (a one-variable power sum).
         """
         stage, image = self._parse_call(args, stage)
@@ -411,6 +447,8 @@ class Model:
         hw = get_hardware(hardware) if hardware is not None else None
         if hw is None and (ce != 1.0 or be != 1.0):
             raise SymcostError("compute_efficiency/bandwidth_efficiency: apply only with hardware")
+        if not isinstance(steps, bool):
+            raise SymcostError(f"steps: {shown(steps)} is not True or False")
         grid = (1,) * len(self.layout.outputs)
         out: dict = {}
         if self.uses_layout(stage):
@@ -427,6 +465,15 @@ class Model:
         if hw is not None:
             times = self._times(tree, stage, hw, prec, ce, be, v, shares=True)
             out.update({k: (t if isinstance(t, str) else float(t)) for k, t in times.items()})
+        if steps:
+            ops = (
+                []
+                if hw is None
+                else [(p, op_times(c, hw, prec, self.runtime, g, ce, be)) for p, c, g in tree.leaves()]
+            )
+            out["steps"] = _steps(
+                tree, out["weight_bytes"] + out["kv_in_bytes"], out["kv_in_bytes"], ops, hw is not None
+            )
         return out
 
     def compile(
@@ -462,3 +509,32 @@ class Model:
         return self._memo(
             key, lambda: Evaluator(self, stage, metrics, convention, prec, components, hw, ce, be)
         )
+
+
+def _bounds(times) -> dict:
+    """Seconds of the ops bound by compute, by memory and by launches (each op counted under the
+    largest of its three times), and ``bound``: the largest of those sums."""
+    parts = dict.fromkeys(BOUNDS, 0.0)
+    for t in times:
+        k = max(range(3), key=lambda i: t[i])
+        parts[BOUNDS[k]] += float(t[k])
+    return {**{f"{k}_bound_s": x for k, x in parts.items()}, "bound": max(parts, key=lambda k: parts[k])}
+
+
+def _steps(tree: Node, base_bytes: int, kv_in_bytes: int, ops: list, timed: bool) -> dict:
+    """Per child of a numeric stage tree's root (a plain ``seq``): ``memory_bytes`` when it peaks
+    (``base_bytes``, i.e. weights and the input cache, plus what the liveness walk holds), the
+    ``kv_bytes`` held when it ends (the input cache and the growth of it and earlier steps) and,
+    with times, its ``time_s`` and bound."""
+    out = {}
+    kv = kv_in_bytes
+    for child, live in live_before(tree.children):
+        kv += int(child.cost.retained_bytes)
+        step: dict = {"memory_bytes": int(base_bytes + live + child.cost.peak_bytes), "kv_bytes": kv}
+        if timed:
+            under = f"{tree.name}.{child.name}"
+            mine = [t for path, t in ops if path == under or path.startswith(under + ".")]
+            step["time_s"] = float(sum(max(t) for t in mine))
+            step.update(_bounds(mine))
+        out[child.name] = step
+    return out

@@ -229,15 +229,17 @@ def cast(elems, to_bytes=FP32_BYTES) -> Cost:
 
 
 @register("bmm")
-def bmm(batch, m, k, n) -> Cost:
-    """``[batch, m, k] @ [batch, k, n]``."""
+def bmm(batch, m, k, n, n_total=None) -> Cost:
+    """``[batch, m, k] @ [batch, k, n]``; ``n_total``: a ragged batch's sum of ``n`` over its
+    ``batch`` products (default ``batch * n``; ``n`` is then unused)."""
     p = current()
+    cols = batch * n if n_total is None else n_total
     return Cost(
-        mm_macs=batch * m * k * n,
-        act_read_bytes=batch * (m * k + k * n) * p.act,
-        act_write_bytes=batch * m * n * p.act,
+        mm_macs=m * k * cols,
+        act_read_bytes=(batch * m * k + k * cols) * p.act,
+        act_write_bytes=m * cols * p.act,
         kernels=1,
-        **_out(batch * m * n, p.act),
+        **_out(m * cols, p.act),
     )
 
 
@@ -292,8 +294,12 @@ def moe_linear(tokens, d_in, d_out, experts, experts_read) -> Cost:
 
 
 @register("attention")
-def attention(batch, heads, kv_heads, s_q, s_k, d, fused=False) -> Cost:
-    """Decoder attention ``softmax(QK^T/sqrt(d) + mask) V`` over ``s_k`` cached keys and values.
+def attention(heads, kv_heads, queries, pairs, keys, d, fused=False) -> Cost:
+    """Decoder attention ``softmax(QK^T/sqrt(d) + mask) V`` over a batch of sequences, each with
+    its own new tokens and keys (cached + new), in aggregates: ``queries`` new tokens in all,
+    ``pairs`` = sum over sequences of new tokens x keys (score entries per head), ``keys`` = sum
+    of keys. ``b`` sequences of ``s_q`` queries over ``s_k`` keys each: ``queries = b*s_q``,
+    ``pairs = b*s_q*s_k``, ``keys = b*s_k`` (a ragged batch is what a varlen kernel runs).
 
     Eager (HF): QK^T, /sqrt(d), +mask, softmax to fp32, cast back, PV: 6 kernels, each reading
     and writing the ``[batch, heads, s_q, s_k]`` scores; with GQA (kv_heads < heads) K and V are
@@ -302,15 +308,15 @@ def attention(batch, heads, kv_heads, s_q, s_k, d, fused=False) -> Cost:
     NB: the full ``s_q x s_k`` rectangle is computed (no causal skipping), as eager code does.
     """
     p = current()
-    scores = batch * heads * s_q * s_k
-    q_or_out = batch * heads * s_q * d
-    cached = 2 * batch * kv_heads * s_k * d
+    scores = heads * pairs
+    q_or_out = heads * queries * d
+    cached = 2 * kv_heads * keys * d
     # eager, bytes per score element: 4 kernels write (and 4 read) it at the activation dtype,
     # the softmax writes (and the cast reads) it in fp32; the mask is read once per sequence
     per_score = 0 if fused else 4 * p.act + FP32_BYTES
-    mask = 0 if fused else batch * s_q * s_k * p.act
+    mask = 0 if fused else pairs * p.act
     gqa = kv_heads != heads and not fused
-    expand = 2 * batch * heads * s_k * d * p.act if gqa else 0
+    expand = 2 * heads * keys * d * p.act if gqa else 0
     macs = 2 * scores * d
     return Cost(
         mm_macs=0 if fused else macs,
@@ -347,15 +353,17 @@ def sdpa(batch_heads, s_q, s_k, d_qk, d_v, mask_elems=0) -> Cost:
 
 
 @register("kv_cache")
-def kv_cache(batch, kv_heads, d, new, cached, concat=True) -> Cost:
-    """Store ``new`` keys and values per sequence next to ``cached`` ones, for one layer.
+def kv_cache(kv_heads, d, new, cached, concat=True) -> Cost:
+    """Store ``new`` keys and values next to ``cached`` ones for one layer, both summed over the
+    batch's sequences (``b`` sequences of ``s`` new tokens after ``L`` cached: ``new = b*s``,
+    ``cached = b*L``).
 
     ``concat`` (HF DynamicCache): K and V are each replaced by ``cat([old, new])``: reads the
     old cache, writes all of it again, and holds a second copy of one tensor while it copies.
     Otherwise (paged): the new rows are written in place.
     """
     p = current()
-    row = batch * kv_heads * d  # one token of K (or V), all sequences
+    row = kv_heads * d  # one token of K (or V)
     grown = 2 * new * row * p.kv
     if not concat:
         return Cost(

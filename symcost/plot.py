@@ -23,7 +23,7 @@ from .errors import SymcostError
 from .family import families, get_family
 from .files import atomic_write, check_target, read_small_file
 from .metrics import UNITS
-from .sweep import Ray, Sweep, model_of
+from .sweep import Images, Range, Ray, Sweep, model_of
 
 __all__ = [
     "Measured",
@@ -37,8 +37,10 @@ __all__ = [
     "line_data",
     "heat_data",
     "title_lines",
+    "plotted",
     "draw_lines",
     "draw_heat",
+    "draw_simulation",
     "PLOT_FORMATS",
     "MAX_MEASURED_BYTES",
     "MAX_HEAT_SIDE",
@@ -305,10 +307,21 @@ def title_lines(sweep: Sweep, compare: str | None, modes, varied: str) -> str:
     return "\n".join(lines)
 
 
+def plotted(sweep: Sweep) -> tuple[Range | Ray, ...]:
+    """The sweep's varied axes, each numeric (listed images have no axis to plot along)."""
+    for a in sweep.varied:
+        if isinstance(a, Images):
+            raise SymcostError(
+                "--plot: draws along numeric inputs; --image lists images (give one, or vary "
+                "--width/--height or --aspect/--long-side)"
+            )
+    return tuple(a for a in sweep.varied if not isinstance(a, Images))
+
+
 def line_data(sweep: Sweep, modes, measured: list[Measured]) -> Lines:
     """Every mode's curve along the sweep's one varied axis, and the measured points on it
     (points off the family are left out) with the analytic value at each."""
-    axis = sweep.varied[0]
+    (axis,) = plotted(sweep)
     dense = axis.dense()
     fixed = sweep.fixed
     model = model_of(sweep.target)
@@ -362,7 +375,7 @@ class Heat:
 def heat_data(sweep: Sweep) -> Heat:
     """Metrics (and the layout) over the sweep's two varied axes, thinned to at most
     ``MAX_HEAT_SIDE`` of the sweep's own points per side."""
-    xa, ya = sweep.varied
+    xa, ya = plotted(sweep)
     thin = {id(a): replace(a, step=a.step * -(-a.size // MAX_HEAT_SIDE)) for a in (xa, ya)}
     small = sweep.with_axes(thin.get(id(a), a) for a in sweep.axes)
     tx, ty = thin[id(xa)], thin[id(ya)]
@@ -552,4 +565,47 @@ def draw_heat(heat: Heat, path: str, force: bool = False) -> None:
         ax.set_ylabel(heat.ylabel, fontsize=9)
         ax.tick_params(labelsize=8)
     fig.suptitle(heat.title, fontsize=9)
+    _save(fig, path, force)
+
+
+def draw_simulation(result: dict, path: str, force: bool = False) -> None:
+    """``symcost simulate --plot``: the first device's timeline (running sequences, KV cache in
+    use, output tokens/s per event) and the CDFs of time to first token and end-to-end latency."""
+    t = result["timeline"]
+    fig = _figure(figsize=(11, 6.5))
+    grid = fig.add_gridspec(3, 2, width_ratios=(2, 1))
+    times = _floats(t["t_s"])
+    panels = [
+        ("running sequences", t["seqs"], ""),
+        ("KV cache in use", t["kv_tokens"], "tokens"),
+        ("output tokens/s", t["tokens_per_s"], "tokens/s"),
+    ]
+    axes: list = []
+    for row, (label, values, unit) in enumerate(panels):
+        ax = fig.add_subplot(grid[row, 0], sharex=axes[0] if axes else None)
+        ax.step(times, _floats(values), where="pre", linewidth=0.8)
+        ax.set_ylabel(f"{label} ({unit})" if unit else label)
+        ax.grid(alpha=0.3)
+        axes.append(ax)
+    if result.get("kv_capacity_tokens"):
+        axes[1].axhline(result["kv_capacity_tokens"], color="0.3", linestyle="--", linewidth=0.8)
+    axes[-1].set_xlabel("time (s)")
+    cdf = fig.add_subplot(grid[:, 1])
+    for key, label in (("ttft_s", "time to first token"), ("e2e_s", "end-to-end")):
+        x = np.sort(_floats(t[key]))
+        cdf.plot(x, np.arange(1, len(x) + 1) / len(x), label=label)
+    cdf.set_xlabel("latency (s)")
+    cdf.set_ylabel("share of pages")
+    cdf.grid(alpha=0.3)
+    cdf.legend(loc="lower right")
+    fig.suptitle(
+        textwrap.fill(
+            f"{result['family']} on {result['hardware']}, runtime {result['runtime']}: "
+            f"{result['pages']:,} pages, {result['arrivals_text']}; "
+            f"{result['output_tokens_per_s']:,.0f} output tokens/s"
+            + (" (first device)" if result["devices"] > 1 else ""),
+            110,
+        ),
+        fontsize=10,
+    )
     _save(fig, path, force)

@@ -3,8 +3,6 @@ with units in every column title."""
 
 from __future__ import annotations
 
-import math
-
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
@@ -19,6 +17,7 @@ __all__ = [
     "settings_lines",
     "applies",
     "holds_kv",
+    "reads_kv",
     "time_line",
     "formulas_text",
     "layout_text",
@@ -27,24 +26,24 @@ __all__ = [
     "human",
 ]
 
-# column -> (title, unit); the unit gets an SI prefix chosen per column, so a reader sees
-# 3.081 TFLOP rather than 3081000000000 ("s" scales down to ms, us, ns)
+# column -> (title, unit, value of one unit in the metric's base unit): one unit per column,
+# whatever the rows and the run, so two tables read side by side (times in ms as `plan`
+# prints them, bytes in GB as hardware memory is given)
 COLUMNS = {
-    "flops": ("flops", "FLOP"),
-    "macs": ("macs", "MAC"),
-    "params": ("params", ""),
-    "weight_bytes": ("weights", "B"),
-    "kv_bytes": ("kv", "B"),
-    "activation_bytes": ("activations", "B"),
-    "memory_bytes": ("memory", "B"),
-    "io_bytes": ("io", "B"),
-    "arithmetic_intensity": ("intensity", "FLOP/B"),
-    "time_s": ("time", "s"),
-    "ttft_s": ("ttft", "s"),
-    "tpot_s": ("tpot", "s"),
+    "flops": ("flops", "GFLOP", 1e9),
+    "macs": ("macs", "GMAC", 1e9),
+    "params": ("params", "M", 1e6),
+    "weight_bytes": ("weights", "GB", 1e9),
+    "kv_in_bytes": ("kv in", "GB", 1e9),
+    "kv_bytes": ("kv after", "GB", 1e9),
+    "activation_bytes": ("activations", "GB", 1e9),
+    "memory_bytes": ("memory", "GB", 1e9),
+    "io_bytes": ("io", "GB", 1e9),
+    "arithmetic_intensity": ("intensity", "FLOP/B", 1),
+    "time_s": ("time", "ms", 1e-3),
+    "ttft_s": ("ttft", "ms", 1e-3),
+    "tpot_s": ("tpot", "ms", 1e-3),
 }
-_UP = ("", "k", "M", "G", "T", "P", "E", "Z")
-_DOWN = ("", "m", "u", "n")
 
 
 class _Latex(LatexPrinter):
@@ -129,6 +128,11 @@ def holds_kv(model: Model, stage: str) -> bool:
     return not (sp.sympify(spec.kv_in(v)) == 0 and sp.sympify(spec.kv_out(v)) == 0)
 
 
+def reads_kv(model: Model, stage: str) -> bool:
+    """Whether the stage starts with a KV cache (its ``kv_in_bytes`` can be other than 0)."""
+    return sp.sympify(model.stage(stage).kv_in(model.symbols())) != 0
+
+
 def _act_name(prec: Precision) -> str:
     return {4: "fp32", 2: "bf16" if prec.dtype in ("bf16", "fp8") else "fp16"}[prec.act]
 
@@ -164,35 +168,17 @@ def human(x) -> str:
     return str(x)
 
 
-def _scale(unit: str, values: list) -> tuple[str, float]:
-    """The prefixed unit and divisor that bring the column's largest magnitude into [1, 1000)."""
-    top = max(
-        (abs(float(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)),
-        default=0.0,
-    )
-    if unit == "FLOP/B" or top == 0:
-        return unit, 1.0
-    if top >= 1:
-        k = min(int(math.log10(top) // 3), len(_UP) - 1)
-        return _UP[k] + unit, 10.0 ** (3 * k)
-    if unit != "s":  # only seconds scale down: 0.45 GB reads better than 450 MB beside 7 GB
-        return unit, 1.0
-    k = min(-int(math.log10(top) // 3), len(_DOWN) - 1)
-    return _DOWN[k] + unit, 10.0 ** (-3 * k)
-
-
 def table(rows: list[dict], columns: list[str]) -> str:
-    """Right-aligned columns; metrics scaled to the unit in their title (missing values: -)."""
+    """Right-aligned columns; metrics in the fixed unit of their title (missing values: -)."""
     titles, cells = [], []
     for c in columns:
         values = [r.get(c) for r in rows]
         if c in COLUMNS:
-            name, base = COLUMNS[c]
-            unit, div = _scale(base, values)
-            titles.append(f"{name} [{unit}]" if unit else name)
+            name, unit, size = COLUMNS[c]
+            titles.append(f"{name} [{unit}]")
             cells.append(
                 [
-                    human(v / div) if isinstance(v, (int, float)) and not isinstance(v, bool) else human(v)
+                    human(v / size) if isinstance(v, (int, float)) and not isinstance(v, bool) else human(v)
                     for v in values
                 ]
             )
@@ -212,7 +198,15 @@ _TEX_SPECIAL = {c: "\\" + c for c in "#$%&_{}"} | {
     "\\": r"\textbackslash{}",
 }
 # metrics whose numbers depend on dtypes (the others count work, not storage)
-_DTYPE_METRICS = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes", "io_bytes", "time_s")
+_DTYPE_METRICS = (
+    "weight_bytes",
+    "kv_in_bytes",
+    "kv_bytes",
+    "activation_bytes",
+    "memory_bytes",
+    "io_bytes",
+    "time_s",
+)
 
 
 def _tex_text(text: str) -> str:
@@ -288,9 +282,9 @@ def formulas_text(
     else:
         total = model.formula(stage, metric, convention, named=True, dtype=dtype, kv_dtype=kv_dtype)
     body.append(_equation(_tex_text(metric) if latex else metric, total, latex))
-    if metric not in ("params", "weight_bytes", "kv_bytes", "memory_bytes", "time_s"):
+    if metric not in ("params", "weight_bytes", "kv_in_bytes", "kv_bytes", "memory_bytes", "time_s"):
         parts = model.formula(
-            stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype
+            stage, metric, convention, by="component", named=True, dtype=dtype, kv_dtype=kv_dtype, depth=depth
         )
         for path, expr in parts.items():
             if 0 < path.count(".") <= depth:

@@ -1,9 +1,11 @@
 """Sweeps: every point of a product of input axes through the compiled closed forms, streamed.
 
 A sweep is a :class:`Target` (family, options, stage, metrics, convention, precision,
-hardware) and its axes: a :class:`Range` of one input, or a :class:`Ray` of images of one
-aspect ratio with the long side varied. Its points are the product of the axes, the first
-axis varying fastest (width, then height, then the other inputs in the family's order).
+hardware) and its axes: a :class:`Range` of one input, a :class:`Ray` of images of one
+aspect ratio with the long side varied, or listed :class:`Images`. Its points are the
+product of the axes, the first axis varying fastest (width, then height, then the other
+inputs in the family's order). :class:`Rows` are sweeps written one after the other to one
+file (one per curve of a plot).
 
 Points run in chunks of ``CHUNK_POINTS``; each chunk is evaluated, formatted and written
 before later ones are taken, so memory stays bounded whatever the size of the sweep (CSV,
@@ -19,18 +21,20 @@ program over every input's declared range fits in int64, else decimal128(38, 0)
 
 from __future__ import annotations
 
+import ctypes
+import itertools
+import json
 import multiprocessing
 import os
 import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from math import prod
 from typing import TYPE_CHECKING
 
@@ -38,7 +42,17 @@ import numpy as np
 
 from .compile import CompiledFunction
 from .errors import SymcostError
-from .files import atomic_write, check_target, interrupts_as_keyboard
+from .files import (
+    INTERRUPTS,
+    atomic_write,
+    check_target,
+    interrupts_as_keyboard,
+    locked_temp,
+    raise_once,
+    remove_leftovers,
+    shielded,
+    umask,
+)
 from .hardware import Hardware, get_hardware
 from .inputs import Input
 from .metrics import INT_METRICS
@@ -50,8 +64,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Range",
     "Ray",
+    "Images",
     "Target",
     "Sweep",
+    "Rows",
     "parse_range",
     "parse_aspect",
     "make_sweep",
@@ -67,6 +83,11 @@ __all__ = [
     "FORMATS",
     "ASPECTS",
     "CHUNK_POINTS",
+    "Limits",
+    "LIMITS",
+    "Estimate",
+    "estimate",
+    "check_estimate",
 ]
 
 FORMATS = ("csv", "json", "parquet")
@@ -77,6 +98,7 @@ _FORMAT_ROWS = 1 << 14  # rows turned into Python objects at a time while format
 _SPEC = re.compile(r"0*([0-9]{1,18})(?::0*([0-9]{1,18})(?::0*([0-9]{1,18}))?)?")
 _RATIO = re.compile(r"0*([0-9]{1,5}):0*([0-9]{1,5})")
 _PART = re.compile(r"part-[0-9]{6,}\.parquet")
+_PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a process gets when its parent dies
 # named aspect ratios, width:height
 ASPECTS = {
     "square": (1, 1),
@@ -174,7 +196,36 @@ class Ray:
         )
 
 
-Axis = Range | Ray
+@dataclass(frozen=True)
+class Images:
+    """Listed images, in the order given (``--image WxH``, repeatable)."""
+
+    names: tuple[str, str]  # (width input, height input)
+    sizes: tuple[tuple[int, int], ...]  # (W, H) each
+
+    @property
+    def size(self) -> int:
+        return len(self.sizes)
+
+    def values(self, k) -> tuple[np.ndarray, ...]:
+        table = np.array(self.sizes, dtype=np.int64)
+        return table[k, 0], table[k, 1]
+
+    def x(self, k) -> np.ndarray:
+        return np.asarray(k, dtype=np.int64)
+
+    def dense(self) -> Images:
+        return self
+
+    def locate(self, point: dict) -> int | None:
+        key = tuple(point.get(n) for n in self.names)
+        return self.sizes.index(key) if key in self.sizes else None
+
+    def describe(self) -> str:
+        return "images " + ", ".join(f"{w}x{h}" for w, h in self.sizes)
+
+
+Axis = Range | Ray | Images
 
 
 def parse_range(text: str, inp: Input, flag: str | None = None) -> Range:
@@ -324,7 +375,12 @@ class Sweep:
 
     @property
     def fixed(self) -> dict[str, int]:
-        return {a.name: a.start for a in self.axes if isinstance(a, Range) and a.size == 1}
+        """Inputs held at one value: unvaried ranges and a single listed image."""
+        out = {a.name: a.start for a in self.axes if isinstance(a, Range) and a.size == 1}
+        for a in self.axes:
+            if isinstance(a, Images) and a.size == 1:
+                out |= dict(zip(a.names, a.sizes[0]))
+        return out
 
     def with_axes(self, axes) -> Sweep:
         return Sweep(self.target, tuple(axes))
@@ -377,14 +433,14 @@ def make_sweep(target: Target, axes) -> Sweep:
     for axis in axes:
         for name in axis.names:
             inp = model.family.input(name)
+            flag = "--image" if isinstance(axis, Images) else inp.flag
             if name not in reads:
                 readers = [s for s in model.stages if name in model.stage(s).inputs]
                 raise SymcostError(
-                    f"{inp.flag}: stage {stage} does not read it (stages that do: "
-                    f"{', '.join(readers) or 'none'})"
+                    f"{flag}: stage {stage} does not read it (stages that do: {', '.join(readers) or 'none'})"
                 )
             if name in given:
-                raise SymcostError(f"{inp.flag}: given twice")
+                raise SymcostError(f"{flag}: given twice")
             last = axis.values(axis.size - 1)[axis.names.index(name)]
             first = axis.values(0)[axis.names.index(name)]
             for v in (int(first), int(last)):
@@ -406,6 +462,57 @@ def make_sweep(target: Target, axes) -> Sweep:
     return sweep
 
 
+_WIDTH = {"int64": 0, "decimal128": 1, "decimal256": 2, "float64": 0, "string": 0}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What one output holds: sweeps one after the other (as many as a plot draws curves). An
+    option whose value differs between them leads every row as a column; a column whose kind
+    differs between them takes the widest."""
+
+    sweeps: tuple[Sweep, ...]
+
+    @staticmethod
+    def of(sweeps: Sweep | Sequence[Sweep]) -> Rows:
+        return Rows((sweeps,) if isinstance(sweeps, Sweep) else tuple(sweeps))
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.sweeps)
+
+    @cached_property
+    def labels(self) -> dict[str, tuple]:
+        """Option -> its value per sweep, for the options whose values differ."""
+        models = [model_of(s.target) for s in self.sweeps]
+        return {
+            o.name: tuple(str(m.options.get(o.name)) for m in models)
+            for o in models[0].family.options
+            if len({str(m.options.get(o.name)) for m in models}) > 1
+        }
+
+    @cached_property
+    def columns(self) -> dict[str, str]:
+        out = dict.fromkeys(self.labels, "string")
+        for sweep in self.sweeps:
+            for name, kind in compiled(sweep.target).columns.items():
+                out[name] = max(out.get(name, kind), kind, key=_WIDTH.__getitem__)
+        return out
+
+    def tasks(self, chunk: int) -> Iterator[tuple[int, int, int]]:
+        """(sweep, start, stop) of every chunk, in row order."""
+        for k, sweep in enumerate(self.sweeps):
+            for start, stop in sweep.chunks(chunk):
+                yield k, start, stop
+
+    def evaluate(self, k: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        cols = self.sweeps[k].evaluate(start, stop)
+        labels = {
+            n: np.broadcast_to(np.array(v[k], dtype=object), (stop - start,)) for n, v in self.labels.items()
+        }
+        return labels | cols
+
+
 # -- formats ----------------------------------------------------------------------------------
 def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
     """CSV rows, or JSON records separated by ``,\\n``, of one chunk (exact ints, float repr)."""
@@ -416,10 +523,20 @@ def _text(cols: dict[str, np.ndarray], fmt: str) -> bytes:
         row, sep = "{{" + ", ".join(f'"{k}": {{}}' for k in names) + "}}", ",\n"
     n = len(cols[names[0]])
     blocks = []
+    quote = json.dumps if fmt == "json" else _csv_cell
     for s in range(0, n, _FORMAT_ROWS):
-        lists = [c[s : s + _FORMAT_ROWS].tolist() for c in cols.values()]
+        lists = [
+            [quote(x) for x in c[s : s + _FORMAT_ROWS]]
+            if c.dtype == object and isinstance(c[0], str)
+            else c[s : s + _FORMAT_ROWS].tolist()
+            for c in cols.values()
+        ]
         blocks.append(sep.join(map(row.format, *lists)).encode())
     return sep.encode().join(blocks)
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\n\r') else text
 
 
 def _arrow_type(kind: str):
@@ -430,6 +547,7 @@ def _arrow_type(kind: str):
         "float64": pa.float64(),
         "decimal128": pa.decimal128(38, 0),
         "decimal256": pa.decimal256(76, 0),
+        "string": pa.string(),
     }[kind]
 
 
@@ -446,7 +564,9 @@ def _record_batch(cols: dict[str, np.ndarray], columns: dict):
     arrays = []
     for name, kind in columns.items():
         v = cols[name]
-        if kind in ("int64", "float64"):  # object ints fit: the declared bound says so
+        if kind == "string":
+            arrays.append(pa.array(list(v), type=pa.string()))
+        elif kind in ("int64", "float64"):  # object ints fit: the declared bound says so
             arrays.append(pa.array(np.asarray(v, dtype=kind)))
         elif v.dtype == object:  # Python ints past int64
             arrays.append(pa.array(v, type=_arrow_type(kind)))
@@ -455,10 +575,10 @@ def _record_batch(cols: dict[str, np.ndarray], columns: dict):
     return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema(columns))
 
 
-def _payload(sweep: Sweep, fmt: str, start: int, stop: int):
-    cols = sweep.evaluate(start, stop)
+def _payload(rows: Rows, fmt: str, k: int, start: int, stop: int):
+    cols = rows.evaluate(k, start, stop)
     if fmt == "parquet":
-        return _record_batch(cols, compiled(sweep.target).columns)
+        return _record_batch(cols, rows.columns)
     return _text(cols, fmt)
 
 
@@ -470,37 +590,221 @@ def require_pyarrow(param: str) -> None:
         raise SymcostError(f"{param}: .parquet needs pyarrow (pip install 'symcost[parquet]')") from None
 
 
-def _worker_init() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies (even by SIGKILL); elsewhere
+    the end of the task pipe tells an idle worker, a failed send a busy one."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def _work(conn, inherited, parent: int, rows: Rows, fmt: str) -> None:
+    """A worker: (sweep, start, stop) tasks in, ("ok", payload) or ("error", exception) out, in order."""
+    for s in INTERRUPTS:  # Ctrl-C goes to the whole group: the parent handles it; others kill
+        signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+    _die_with_parent(parent)
+    for c in inherited:  # other workers' pipe ends: their EOF must not wait for this process
+        c.close()
     from . import compile as compiled
 
     compiled.WORKERS = 1  # the processes are the parallelism: no thread pool inside each
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
-    for s in ("SIGTERM", "SIGHUP", "SIGQUIT"):
-        if hasattr(signal, s):
-            signal.signal(getattr(signal, s), signal.SIG_DFL)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the parent closed the pipe or died
+            os._exit(0)
+        if task is None:
+            os._exit(0)
+        try:
+            answer = ("ok", _payload(rows, fmt, *task))
+        except Exception as e:  # a bug or a refused value: the parent raises it
+            answer = ("error", e)
+        try:
+            conn.send(answer)
+        except OSError:  # the parent died
+            os._exit(0)
+        except Exception as e:  # an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(e).__name__}: {e}")))
 
 
-def _payloads(sweep: Sweep, fmt: str, ranges: Iterator, jobs: int) -> Iterator:
-    """Chunk payloads in order; with ``jobs > 1`` computed by forked workers, at most
-    ``2 * jobs`` chunks in flight (the memory bound)."""
-    if jobs <= 1:
-        for s, e in ranges:
-            yield e - s, _payload(sweep, fmt, s, e)
+class _Workers:
+    """``jobs`` forked processes computing chunk payloads, which come back in the order asked:
+    chunk k goes to worker k % jobs, which answers in order; at most two chunks per worker are
+    in flight (the memory bound). Workers die with this process; on any exit from the block
+    they are stopped and reaped, with interrupts ignored until that is done."""
+
+    def __init__(self, jobs: int, rows: Rows, fmt: str):
+        self.jobs, self.rows, self.fmt = jobs, rows, fmt
+        self.conns: list = []
+        self.procs: list = []
+
+    def __enter__(self) -> _Workers:
+        ctx = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        # blocked across fork: a signal must not reach a worker before its handlers are set
+        signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+        try:
+            for _ in range(self.jobs):
+                mine, theirs = ctx.Pipe()
+                args = (theirs, [*self.conns, mine], parent, self.rows, self.fmt)
+                proc = ctx.Process(target=_work, args=args, daemon=True)
+                proc.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
+        except BaseException as e:
+            self.__exit__(type(e), e, None)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        with shielded():
+            for conn in self.conns:
+                conn.close()  # idle workers see the end of the pipe and exit
+            for proc in self.procs:
+                if kind is not None:
+                    proc.kill()
+                proc.join(10)
+                if proc.exitcode is None:
+                    proc.kill()
+                    proc.join()
+
+    def results(self, tasks: Iterator) -> Iterator:
+        """(points, payload) of every task, in order."""
+        flight: deque = deque()
+        order = itertools.count()
+
+        def submit() -> None:
+            task = next(tasks, None)
+            if task is not None:
+                worker = next(order) % self.jobs
+                self.conns[worker].send(task)
+                flight.append((task[2] - task[1], worker))
+
+        for _ in range(2 * self.jobs):
+            submit()
+        while flight:
+            n, worker = flight.popleft()
+            try:
+                kind, value = self.conns[worker].recv()
+            except (EOFError, OSError):
+                self._died(worker)
+            if kind == "error":
+                raise value
+            submit()
+            yield n, value
+
+    def _died(self, worker: int):
+        proc = self.procs[worker]
+        proc.join(10)
+        code = proc.exitcode
+        if code is not None and -code in INTERRUPTS:  # the signal went to the whole group
+            raise_once(-code, None)
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        raise SymcostError(
+            f"--jobs: worker process {proc.pid} ended ({how}, out of memory?); fewer --jobs need less memory"
+        )
+
+
+def _payloads(rows: Rows, fmt: str, tasks: Iterator, jobs: int) -> Iterator:
+    """Chunk payloads in order, computed here or, with ``jobs > 1``, by forked workers."""
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for k, s, e in tasks:
+            yield e - s, _payload(rows, fmt, k, s, e)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
-    try:
-        window: deque = deque()
-        for s, e in ranges:
-            window.append((e - s, pool.submit(_payload, sweep, fmt, s, e)))
-            if len(window) >= 2 * jobs:
-                n, fut = window.popleft()
-                yield n, fut.result()
-        while window:
-            n, fut = window.popleft()
-            yield n, fut.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with _Workers(jobs, rows, fmt) as workers:
+        yield from workers.results(iter(tasks))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a sweep may cost before it is refused (``--allow-huge`` runs it anyway): its
+    estimated time, and its estimated output size against the free space of the output's
+    folder. Sweeps under ``min_points`` are not estimated (seconds to minutes; a full disk is
+    still one clean error)."""
+
+    max_hours: float = 24.0
+    min_points: int = 1 << 22
+    sample_points: int = 1 << 16  # evaluated and encoded once, at the sweep's end (its largest
+    # numbers: the longest rows)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    points: int
+    sampled: int  # points evaluated and encoded to measure
+    processes: int  # processes the time is divided among
+    seconds: float
+    bytes: int
+
+    def describe(self, fmt: str) -> str:
+        return (
+            f"{self.points:.3e} points would take about {_duration(self.seconds)} on "
+            f"{self.processes} process{'es' if self.processes > 1 else ''} and write about "
+            f"{_bytes(self.bytes)} of {fmt.upper()} (measured on {self.sampled:,} of its points)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:,.3g} {unit}"
+    return f"{n:,.0f} B"
+
+
+LIMITS = Limits()  # what the command line applies
+
+
+def estimate(sweeps: Sweep | Sequence[Sweep], fmt: str, processes: int, limits: Limits = LIMITS) -> Estimate:
+    """Time and output size of the whole sweep (or sweeps written together), from the last
+    ``limits.sample_points`` points evaluated and encoded here, spread over ``processes``."""
+    rows = Rows.of(sweeps)
+    last = rows.sweeps[-1]
+    n = min(limits.sample_points, last.size)
+    start = time.perf_counter()
+    payload = _payload(rows, fmt, len(rows.sweeps) - 1, last.size - n, last.size)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_batches([payload]), sink)
+        size = sink.getvalue().size
+    else:
+        size = len(payload)
+    seconds = (time.perf_counter() - start) * rows.size / n / processes
+    return Estimate(rows.size, n, processes, seconds, rows.size * size // n)
+
+
+def check_estimate(
+    sweeps: Sweep | Sequence[Sweep], path: str, fmt: str, processes: int, limits: Limits = LIMITS
+) -> None:
+    """Refuse a sweep estimated to run over ``limits.max_hours`` or to outgrow the free space
+    of ``path``'s folder, saying its estimated size and time."""
+    if Rows.of(sweeps).size < limits.min_points:
+        return
+    est = estimate(sweeps, fmt, processes, limits)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if est.seconds > limits.max_hours * 3600 or est.bytes > free:
+        raise SymcostError(
+            f"sweep: {est.describe(fmt)}; refused above {limits.max_hours:g} hours or beyond the "
+            f"{_bytes(free)} free for --out: narrow or thin the ranges (A:B:STEP), or pass "
+            "--allow-huge to run it anyway"
+        )
 
 
 def default_jobs() -> int:
@@ -509,7 +813,7 @@ def default_jobs() -> int:
 
 
 def write(
-    sweep: Sweep,
+    sweeps: Sweep | Sequence[Sweep],
     path: str,
     *,
     jobs: int = 1,
@@ -517,20 +821,22 @@ def write(
     progress: Progress | None = None,
     chunk: int = CHUNK_POINTS,
 ) -> None:
-    """Stream the sweep to ``path`` (.csv, .json or .parquet by extension), chunk by chunk,
-    whole or not at all. JSON is one list of records, written record by record. ``jobs``
-    worker processes format CSV and JSON chunks (the Python-bound part)."""
+    """Stream the sweep (or sweeps, one after the other: see :class:`Rows`) to ``path``
+    (.csv, .json or .parquet by extension), chunk by chunk, whole or not at all. JSON is one
+    list of records, written record by record. ``jobs`` worker processes format CSV and JSON
+    chunks (the Python-bound part)."""
     fmt = check_target(path, force=force, extensions=FORMATS)
     if fmt == "parquet":
         require_pyarrow("--out")
-    columns = compiled(sweep.target).columns
+    rows = Rows.of(sweeps)
+    columns = rows.columns
     # Parquet stays in this process: Arrow encodes columns on its own threads, and shipping
     # record batches between processes costs more CPU than it saves (measured: 3x)
-    workers = 1 if fmt == "parquet" or sweep.size <= chunk else jobs
+    workers = 1 if fmt == "parquet" or rows.size <= chunk else jobs
 
     def chunks(put):
         done = 0
-        for n, payload in _payloads(sweep, fmt, sweep.chunks(chunk), workers):
+        for n, payload in _payloads(rows, fmt, rows.tasks(chunk), workers):
             put(payload, done)
             done += n
             if progress:
@@ -556,11 +862,11 @@ def write(
 
 
 # -- dask: a Parquet dataset ------------------------------------------------------------------
-def _write_part(sweep: Sweep, start: int, stop: int, path: str) -> int:
+def _write_part(rows: Rows, k: int, start: int, stop: int, path: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_batches([_payload(sweep, "parquet", start, stop)]), path)
+    pq.write_table(pa.Table.from_batches([_payload(rows, "parquet", k, start, stop)]), path)
     return stop - start
 
 
@@ -582,19 +888,22 @@ def check_dataset_target(path: str, force: bool = False, param: str = "--out") -
         return
     if not force:
         raise SymcostError(f"{param}: {path[:200]!r} exists; pass --force to replace it")
-    if (
-        os.path.islink(path)
-        or not os.path.isdir(path)
-        or not all(_PART.fullmatch(n) for n in os.listdir(path))
-    ):
+    if os.path.islink(path) or not os.path.isdir(path) or not _only_parts(path):
         raise SymcostError(
             f"{param}: {path[:200]!r} exists and is not a dataset symcost wrote "
             "(only part-*.parquet files); remove it yourself"
         )
 
 
+def _only_parts(folder: str) -> bool:
+    """Whether ``folder`` holds nothing but regular files named like part files (kinds checked,
+    not only names: a folder or link named ``part-000000.parquet`` is not ours)."""
+    with os.scandir(folder) as entries:
+        return all(_PART.fullmatch(e.name) and e.is_file(follow_symlinks=False) for e in entries)
+
+
 def write_dataset(
-    sweep: Sweep,
+    sweeps: Sweep | Sequence[Sweep],
     path: str,
     client,
     *,
@@ -611,37 +920,41 @@ def write_dataset(
     path = path.rstrip("/")
     check_dataset_target(path, force)
     require_pyarrow("--out")
-    compiled(sweep.target)
-    ranges = list(sweep.chunks(chunk))
-    digits = max(6, len(str(len(ranges) - 1)))
+    rows = Rows.of(sweeps)
+    rows.columns  # noqa: B018 (compiles every target here, once, before the workers need it)
+    tasks = list(rows.tasks(chunk))
+    digits = max(6, len(str(len(tasks) - 1)))
     folder = os.path.dirname(os.path.abspath(path))
     with interrupts_as_keyboard():
+        remove_leftovers(folder)
         try:
-            tmp = tempfile.mkdtemp(prefix=".symcost-", suffix=".part", dir=folder)
+            lock, tmp = locked_temp(folder, directory=True)
+            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the usual mode, as the files get
         except OSError as e:
             raise SymcostError(f"--out: cannot write in {folder[:200]!r} ({e.strerror})") from None
         futures = []
         try:
             futures = client.map(
                 _write_part,
-                [sweep] * len(ranges),
-                [s for s, _ in ranges],
-                [e for _, e in ranges],
-                [os.path.join(tmp, f"part-{k:0{digits}d}.parquet") for k in range(len(ranges))],
+                [rows] * len(tasks),
+                *zip(*tasks),
+                [os.path.join(tmp, f"part-{k:0{digits}d}.parquet") for k in range(len(tasks))],
                 pure=False,
             )
-            rows = 0
+            done = 0
             for fut in as_completed(futures):
-                rows += fut.result()
+                done += fut.result()
                 if progress:
-                    progress.update(rows)
+                    progress.update(done)
             _rename_folder(tmp, path, force)
-            return rows
+            return done
         except BaseException:
-            client.cancel(futures)
-            shutil.rmtree(tmp, ignore_errors=True)
+            with shielded():
+                client.cancel(futures)
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
+            os.close(lock)
             if progress:
                 progress.close()
 

@@ -30,7 +30,7 @@ from .cost import ADDITIVE_FIELDS, ZERO, Cost, Count
 from .errors import SymcostError
 from .ops import get_op
 
-__all__ = ["Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose"]
+__all__ = ["Node", "op", "seq", "repeat", "sum_over", "when", "captured", "choose", "live_before"]
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def _gate(cost: Cost, cond) -> Cost:
         vanishing = {cond.lhs: 0}
 
     def gate(x):
-        if x == 0 or (vanishing and sp.sympify(x).subs(vanishing) == 0):
+        if x == 0 or (vanishing and isinstance(x, sp.Basic) and x.xreplace(vanishing) == 0):
             return x
         return sp.Piecewise((x, cond), (0, True))
 
@@ -68,11 +68,15 @@ def _power_sum(k: int, var: sp.Symbol, lo, hi):
 def _sum_field(expr, var, lo, hi):
     """``sum(expr for var in lo..hi)`` for ``expr`` polynomial in ``var`` (Faulhaber, closed form;
     0 for an empty range)."""
-    expr = sp.sympify(expr)
-    if not expr.has(var):
+    if not (isinstance(expr, sp.Basic) and expr.has(var)):  # numbers stay plain
         return (hi - lo + 1) * expr
     poly = sp.Poly(sp.expand(expr), var)
     return sp.Add(*[c * _power_sum(k, var, lo, hi) for (k,), c in poly.terms()])
+
+
+def _at(expr, var, value):
+    """``expr`` with ``var = value`` (numbers stay plain)."""
+    return expr.xreplace({var: sp.sympify(value)}) if isinstance(expr, sp.Basic) else expr
 
 
 def _sum_cost(cost: Cost, over) -> Cost:
@@ -80,7 +84,7 @@ def _sum_cost(cost: Cost, over) -> Cost:
     at the last step (steps only grow), after the retained bytes of all earlier steps."""
     var, lo, hi = over
     sums = {f: _sum_field(getattr(cost, f), var, lo, hi) for f in ADDITIVE_FIELDS}
-    at_last = {f: sp.sympify(getattr(cost, f)).subs(var, hi) for f in ("peak_bytes", "out_bytes")}
+    at_last = {f: _at(getattr(cost, f), var, hi) for f in ("peak_bytes", "out_bytes")}
     earlier = _sum_field(cost.retained_bytes, var, lo, hi - 1)
     peak = where(sp.sympify(hi - lo) >= 0, earlier + at_last["out_bytes"] + at_last["peak_bytes"], 0)
     return Cost(
@@ -111,18 +115,33 @@ def _repeat_cost(cost: Cost, count, collect: bool) -> Cost:
     )
 
 
-def _seq_cost(children: tuple[Node, ...]) -> Cost:
-    """Children in order: additive fields summed, liveness walked (see the module docstring)."""
-    total = {f: sum((getattr(c.cost, f) for c in children), 0) for f in ADDITIVE_FIELDS}
-    peak: Count = 0
+def _add(values: list) -> Count:
+    """A sum: numbers stay plain; expressions join one SymPy ``Add`` (one flatten, not one per
+    term as ``sum`` would)."""
+    if all(isinstance(v, numbers.Number) for v in values):
+        return sum(values, 0)
+    return sp.Add(*values)
+
+
+def live_before(children: tuple[Node, ...]) -> Iterator[tuple[Node, Count]]:
+    """Each child of a ``seq`` with the bytes live while it runs besides its own peak: the retained
+    bytes and kept outputs of earlier children, and its input (the previous child's output)."""
     held: Count = 0  # retained bytes and kept outputs of earlier children
     previous: Count = 0  # the previous child's output: this child's input
     for c in children:
         cost = c.cost
-        peak = smax(peak, held + previous + cost.peak_bytes)
+        yield c, held + previous
         held = held + cost.retained_bytes + (cost.out_bytes if c.keep else 0)
         previous = 0 if c.keep else cost.out_bytes
-    retained = sum((c.cost.retained_bytes for c in children), 0)
+
+
+def _seq_cost(children: tuple[Node, ...]) -> Cost:
+    """Children in order: additive fields summed, liveness walked (see the module docstring)."""
+    total = {f: _add([getattr(c.cost, f) for c in children]) for f in ADDITIVE_FIELDS}
+    peak: Count = 0
+    for c, live in live_before(children):
+        peak = smax(peak, live + c.cost.peak_bytes)
+    retained = _add([c.cost.retained_bytes for c in children])
     out = children[-1].cost.out_bytes if children else 0
     return Cost(**total, peak_bytes=peak, out_bytes=out, retained_bytes=retained)
 
@@ -152,8 +171,11 @@ class Node:
         """Total cost of this node: repetitions, summation and condition applied."""
         return self._apply(_seq_cost(self.children) if self.children else self.own)
 
-    def walk(self, prefix: str = "", context=()) -> Iterator[tuple[str, Node, Cost]]:
-        """Yield ``(dotted path, node, cost in context)`` for every node, pre-order.
+    def walk(
+        self, prefix: str = "", context=(), depth: int | None = None
+    ) -> Iterator[tuple[str, Node, Cost]]:
+        """Yield ``(dotted path, node, cost in context)`` for every node (down to ``depth`` levels
+        below this one), pre-order.
 
         The cost in context applies the repetitions, sums and conditions of all ancestors.
         """
@@ -162,24 +184,27 @@ class Node:
         for ancestor in context:  # nearest first
             cost = ancestor._apply(cost)
         yield path, self, cost
-        for child in self.children:
-            yield from child.walk(path, (self,) + context)
+        if depth is None or depth > 0:
+            for child in self.children:
+                yield from child.walk(path, (self,) + context, None if depth is None else depth - 1)
 
     def leaves(self, prefix: str = "", context=(), graph: bool = False) -> Iterator[tuple[str, Cost, bool]]:
-        """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op."""
+        """``(dotted path, cost in context, runs inside a CUDA graph)`` of every op; additive
+        fields only (an op's liveness in context is its ancestors' business)."""
         path = f"{prefix}.{self.name}" if prefix else self.name
         graph = graph or self.graph
         if self.kind is not None:
-            cost = self.cost
+            cost = Cost(**{f: getattr(self.cost, f) for f in ADDITIVE_FIELDS})
             for ancestor in context:
                 cost = ancestor._apply(cost)
             yield path, cost, graph
         for child in self.children:
             yield from child.leaves(path, (self,) + context, graph)
 
-    def components(self) -> dict[str, Cost]:
-        """Every node's cost in context, keyed by dotted path (root included)."""
-        return {path: cost for path, _, cost in self.walk()}
+    def components(self, depth: int | None = None) -> dict[str, Cost]:
+        """Every node's cost in context (down to ``depth`` levels below this one), keyed by dotted
+        path (root included)."""
+        return {path: cost for path, _, cost in self.walk(depth=depth)}
 
     def by_kind(self, under: str | None = None) -> dict[str, Cost]:
         """Leaf costs in context summed per op kind (``linear``, ``sdpa`` ...), optionally only

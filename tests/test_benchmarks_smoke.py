@@ -2,12 +2,14 @@
 check run and passed; a (test-only) perturbed value fails the run. No timing is checked."""
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_readme import COMMANDS as README_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"[0-9][0-9.]*(?:e[+-][0-9]+)?"
@@ -23,8 +25,10 @@ FIGURES = {  # figure name -> unit
     "compiled / torch deepseek-ocr": "x per shape",
     "compiled / torch deepseek-ocr2": "x per shape",
     "cold import sympy": "s",
-    "cold symcost formulas deepseek-ocr": "s",
-    "cold symcost eval deepseek-ocr --preset gundam --image 1280x720": "s",
+    **{f"cold {c}": "s" for c in README_COMMANDS if not c.startswith("symcost validate")},
+    "cold Python compile request flops, memory_bytes, time_s, deepseek-ocr": "s",
+    "cold Python formula prefill time_s, deepseek-ocr": "s",
+    "simulate deepseek-ocr": "s",
 }
 CHECKS = (
     "compiled == numeric Model.evaluate, deepseek-ocr",
@@ -33,6 +37,7 @@ CHECKS = (
     "compiled == numeric Model.evaluate, qwen2.5-vl",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr",
     "compiled vision flops == torch FlopCounterMode, deepseek-ocr2",
+    "simulate makespan == plan's wave time, deepseek-ocr",
 )
 
 
@@ -71,7 +76,7 @@ def test_each_figure_has_a_number_and_its_unit(run, name):
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_agreement_check_ran_and_passed(run, check):
     line = re.search(
-        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes).*: (\S+)$", run.stdout, re.M
+        rf"^agreement {re.escape(check)}: ([0-9]+) (?:points|shapes|pages).*: (\S+)$", run.stdout, re.M
     )
     assert line, f"{check!r} not in:\n{run.stdout}"
     assert int(line.group(1)) >= 1 and line.group(2) == "pass"
@@ -111,3 +116,33 @@ def test_gpu_check_smoke_measures_what_the_model_predicts(tmp_path):
         assert abs(predicted - measured) <= 0.10 * measured, r
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| ") == 4  # header + 3 cases
+
+
+_NO_TORCH = """
+import sys
+class _Absent:  # torch and transformers as if not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+@pytest.mark.slow
+def test_without_torch_the_figures_come_then_one_line_naming_the_extra(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(_NO_TORCH)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout, done.stderr[-2000:]
+    for name in ("compiled deepseek-ocr", "compiled deepseek-ocr2", "cold symcost formulas deepseek-ocr"):
+        assert re.search(rf"^{re.escape(name)}: {NUMBER} ", done.stdout, re.M), name
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("result: FAIL: ") and "torch is not installed" in last
+    assert last.endswith("pip install -e '.[validation]')")

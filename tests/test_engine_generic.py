@@ -107,6 +107,16 @@ def test_a_new_family_needs_nothing_from_the_engine(monkeypatch):
         assert int(got["flops"]) == r["flops"]
 
 
+@pytest.mark.parametrize("family", symcost.families())
+def test_a_model_prints_on_one_line(family):
+    """The family and its declared options, as ``load`` resolved them; nothing else."""
+    model = symcost.load(family)
+    text = repr(model)
+    assert "\n" not in text and len(text) < 300, text
+    options = ", ".join(f"{o.name}={model.options[o.name]!r}" for o in model.family.options)
+    assert text == f"<Model {family}: {options}>"
+
+
 @pytest.mark.parametrize("cap", [64, 4096], ids=["table", "per-point"])
 def test_a_computed_layout_runs_per_point(monkeypatch, cap):
     """A resize-style layout (every size its own grid): compile = evaluate = the closed form with
@@ -114,7 +124,7 @@ def test_a_computed_layout_runs_per_point(monkeypatch, cap):
     combinations (cap 64: 65^2) as a table evaluated once per combination, else per point."""
     import numpy as np
 
-    from symcost import ComputedLayout
+    from symcost import ComputedLayout, dense_table
 
     w = Input("width", sp.Symbol("W", integer=True, positive=True), 1, 4096, None, "px", "width")
     h = Input("height", sp.Symbol("H", integer=True, positive=True), 1, 4096, None, "px", "height")
@@ -125,14 +135,18 @@ def test_a_computed_layout_runs_per_point(monkeypatch, cap):
     def rule(x, y):  # round each side up to whole 14-px patches, at most cap a side
         return np.minimum(-(-x // 14), cap), np.minimum(-(-y // 14), cap)
 
-    layout = ComputedLayout(
-        (w, h),
-        (gw, gh),
-        rule,
-        (sp.Min(sp.ceiling(w.symbol / 14), cap), sp.Min(sp.ceiling(h.symbol / 14), cap)),
-        (cap, cap),
-        f"ceil(side / 14) patches a side, at most {cap}",
-    )
+    def computed(maxima, table):
+        return ComputedLayout(
+            (w, h),
+            (gw, gh),
+            rule,
+            (sp.Min(sp.ceiling(w.symbol / 14), cap), sp.Min(sp.ceiling(h.symbol / 14), cap)),
+            maxima,
+            f"ceil(side / 14) patches a side, at most {cap}",
+            *(dense_table(maxima) if table else (None, None)),
+        )
+
+    layout = computed((cap, cap), table=cap == 64)
     assert (layout.outcomes is None) == (cap == 4096)
 
     def stage(v):
@@ -178,8 +192,6 @@ def test_a_computed_layout_runs_per_point(monkeypatch, cap):
         assert (r["gw"], r["gh"]) == tuple(int(g) for g in m.tile_grid(x, y))
     if layout.outcomes is not None:  # each point's code names its row of the table
         assert (layout.outcomes[layout.codes(ws, hs)] == np.stack(rule(ws, hs), axis=1)).all()
-        wrong = ComputedLayout(
-            (w, h), (gw, gh), rule, layout.expressions, (cap - 1, cap), "too small a maximum"
-        )
+        wrong = computed((cap - 1, cap), table=True)  # a maximum the rule passes
         with pytest.raises(ValueError, match="outside"):
             wrong.codes(ws, hs)

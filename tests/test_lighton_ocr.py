@@ -287,7 +287,8 @@ def test_compiled_equals_evaluate_and_the_closed_form(runtime):
     w, h = w[keep], h[keep]
     out = m.compile("request", list(metrics))(w, h, prompt_tokens=7, new_tokens=30)
     closed = m.formula("request", "flops", image=True)
-    W, H, P, N, B = (i.symbol for i in m.family.inputs if i.name != "kv_len")
+    names = ("width", "height", "prompt_tokens", "new_tokens", "batch")
+    W, H, P, N, B = (m.family.input(n).symbol for n in names)
     for k in range(0, len(w), 30):
         r = m.evaluate(int(w[k]), int(h[k]), "request", prompt_tokens=7, new_tokens=30)
         assert {x: int(out[x][k]) for x in metrics} == {x: r[x] for x in metrics}

@@ -2,7 +2,8 @@
 
 Runtime: about 45 s on 2 cores (meta runs take 0.1-3 s each; the real-CPU global view under FlopCounterMode
 is ~25 s of it). fvcore's run of the same view is in test_ocr2_validate.py (one run serves both files' needs).
-The CPU decoder check (6 GB of bf16 weights, ~45 s) is marked slow (`-m "not slow"` skips it).
+The CPU decoder check (bf16, the MoE layers sharing one set of weights: 1.5 GB, ~45 s) is marked slow
+(`-m "not slow"` skips it).
 """
 
 import csv
@@ -310,10 +311,10 @@ def test_vision_real_cpu_run_equals_meta_run(vision_cpu, model):
     assert ocr2.measure_vision(0, model=vision_cpu) == ocr2.measure_vision(0, model=model)
 
 
-@pytest.mark.slow  # 6 GB of weights, ~30-45 s
+@pytest.mark.slow  # the MoE layers share one set of weights: 1.5 GB, ~30-45 s
 def test_decoder_real_cpu_and_fvcore(model):
     pytest.importorskip("fvcore")
-    cpu = ocr2.build_model("cpu", real=("model.language_model", "lm_head"))
+    cpu = ocr2.build_model("cpu", real=("model.language_model", "lm_head"), shared_layers=True)
     s = int(ROWS[0]["prompt_tokens"])
     meta = ocr2.measure_decoder(s, 0, model=model)
     assert ocr2.measure_decoder(s, 0, model=cpu) == meta

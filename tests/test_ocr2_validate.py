@@ -11,6 +11,7 @@ CPU, shared with the fvcore-vs-FlopCounterMode checks) 8-35 s, ~50 meta-device c
 """
 
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -40,8 +41,14 @@ STATED_TOTAL_PARAMS = 3_389_119_360  # ARCHITECTURE.md
 MAX_SIDE = 4096
 
 
+@functools.cache
+def _load(options: tuple):
+    return symcost.load("deepseek-ocr2", **dict(options))
+
+
 def load(**options):
-    return symcost.load("deepseek-ocr2", **options)
+    """One model per set of options, shared by the tests (its trees and programs are built once)."""
+    return _load(tuple(sorted(options.items())))
 
 
 def assert_all_match(case):
@@ -123,7 +130,7 @@ def test_vision_shapes(size, n_crops):
     case = validate_case(load(), "vision", "torch", {"width": size[0], "height": size[1]})
     assert_all_match(case)
     assert case["n_crops"] == case["measured"]["n_crops"] == n_crops
-    assert any(r["component"].startswith("crops_") for r in case["rows"]) == bool(n_crops)
+    assert any(r["component"].startswith("vision.crops.") for r in case["rows"]) == bool(n_crops)
 
 
 def test_vision_batch_nocrop_and_torch_cpu():
@@ -320,7 +327,9 @@ def test_cli_exit_1_on_a_difference(capsys, monkeypatch):
     monkeypatch.setattr(ocr2, "measure_decoder", off_by_one)
     code, (case,) = run_cli(capsys, "--stage", "decode", "--kv-len", "5")
     assert code == 1 and not case["ok"]
-    assert [r["component"] for r in case["rows"] if not r["ok"]] == ["lm_head"]
+    assert [(r["component"], r["column"]) for r in case["rows"] if not r["ok"]] == [
+        ("decode.decoder.lm_head", "lm_head")
+    ]
 
 
 def test_cli_refuses_in_one_line(capsys):

@@ -83,8 +83,6 @@ def test_curves_follow_the_swept_side_with_exact_steps():
     assert crops.layout["w_tiles"].tolist() == w.tolist()
     changes = [int(x) for x, a, b in zip(crops.x[1:], w[1:] * 10 + h[1:], w[:-1] * 10 + h[:-1]) if a != b]
     assert lines.steps == changes and len(changes) >= 2
-    # the layout's own breaks on the ray (a, b) = (1, 1): a change follows a listed scale
-    assert set(changes) <= {k + 1 for k in m.layout.breaks(1, 1, 3000)}
     ev = m.compile("vision", ("flops", "activation_bytes"))
     assert crops.values["flops"].tolist() == ev(crops.x, crops.x)["flops"].tolist()
     nocrop_hf = symcost.load("deepseek-ocr", preset="gundam", vision_mode="nocrop-hf")
@@ -308,3 +306,96 @@ def test_measure_needs_the_hook():
         validation_hook(family)
     with pytest.raises(SymcostError, match="--measure: deepseek-ocr2 declares no reference"):
         validation_hook(replace(family, validation=None))
+
+
+# -- the file holds what the plot draws --------------------------------------------------------
+A4 = ["sweep", "deepseek-ocr", "--preset", "gundam", "--aspect", "a4", "--long-side", "200:1500"]
+
+
+def _drawn(monkeypatch) -> list:
+    """The curves' modes each line plot draws (drawing itself skipped)."""
+    drawn: list = []
+    monkeypatch.setattr("symcost.plot.draw_lines", lambda lines, *a, **k: drawn.append(lines))
+    return drawn
+
+
+@pytest.mark.parametrize("runtime,modes", [("hf", MODES), ("vllm", ["crops", "nocrop"])])
+def test_the_file_holds_every_curve_the_plot_draws(runtime, modes, tmp_path, monkeypatch, capsys):
+    drawn = _drawn(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(A4 + ["--runtime", runtime, "--out", "a4.csv", "--plot", "a4.png"]) == 0
+    (lines,) = drawn
+    assert [c.mode for c in lines.curves] == modes
+    with open(tmp_path / "a4.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(dict.fromkeys(r["vision_mode"] for r in rows)) == modes  # a block per curve
+    for curve in lines.curves:
+        block = [r for r in rows if r["vision_mode"] == curve.mode]
+        assert [int(r["flops"]) for r in block] == curve.values["flops"].tolist()
+    err = capsys.readouterr().err
+    assert ("nocrop-hf: no curve (vision_mode: nocrop-hf is the HF code's path" in err) == (runtime == "vllm")
+
+
+def test_vision_mode_repeats_to_choose_the_curves_and_blocks(tmp_path, monkeypatch, capsys):
+    drawn = _drawn(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    argv = A4 + ["--vision-mode", "nocrop", "--vision-mode", "crops", "--out", "a4.json", "--plot", "a4.png"]
+    assert main(argv) == 0
+    assert [c.mode for c in drawn[0].curves] == ["nocrop", "crops"]
+    records = json.loads((tmp_path / "a4.json").read_text())
+    assert list(dict.fromkeys(r["vision_mode"] for r in records)) == ["nocrop", "crops"]
+    assert main(A4 + ["--vision-mode", "nocrop", "--out", "one.csv"]) == 0  # one value: no column
+    assert "vision_mode" not in (tmp_path / "one.csv").read_text().splitlines()[0]
+    bad = [
+        (
+            A4 + ["--runtime", "vllm", "--vision-mode", "nocrop-hf", "--out", "x.csv"],
+            "--vision-mode: nocrop-hf",
+        ),
+        (
+            ["sweep", "deepseek-ocr", "--width", "1:50", "--height", "1:50", "--vision-mode", "crops"]
+            + ["--vision-mode", "nocrop", "--plot", "h.png"],
+            "--vision-mode: a heat map draws one value",
+        ),
+    ]
+    capsys.readouterr()
+    for argv, fragment in bad:
+        assert main(argv) == 2
+        assert fragment in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["a4.json", "one.csv"]
+
+
+def test_sweep_takes_listed_images(tmp_path, monkeypatch, capsys):
+    """--image as in every other command: the listed images in order (repeatable), one a fixed
+    image for the other ranges."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", "deepseek-ocr", "--stage", "request", "--image", "1654x2339", "--image", "1280x720"]
+    assert main(argv + ["--new-tokens", "1:3", "--out", "im.csv"]) == 0
+    with open(tmp_path / "im.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    model = symcost.load("deepseek-ocr")
+    assert [(r["width"], r["height"], r["new_tokens"]) for r in rows] == [
+        (w, h, n) for n in "123" for w, h in (("1654", "2339"), ("1280", "720"))
+    ]
+    for r in rows:
+        want = model.evaluate(int(r["width"]), int(r["height"]), "request", new_tokens=int(r["new_tokens"]))
+        assert int(r["flops"]) == want["flops"]
+    one = ["sweep", "deepseek-ocr", "--stage", "request", "--image", "1654x2339", "--new-tokens", "1:500"]
+    drawn = _drawn(monkeypatch)
+    assert main(one + ["--plot", "n.png", "--vision-mode", "crops"]) == 0
+    assert "1654" in drawn[0].title and drawn[0].curves[0].x.tolist() == list(range(1, 501))
+    capsys.readouterr()
+    bad = [
+        (argv + ["--plot", "x.png"], "--plot: draws along numeric inputs; --image lists images"),
+        (argv + ["--width", "1:9", "--out", "x.csv"], "--width: not with --image"),
+        (argv + ["--aspect", "a4", "--long-side", "9", "--out", "x.csv"], "--aspect: not with --image"),
+        (["sweep", "deepseek-ocr", "--image", "0x5", "--out", "x.csv"], "--image: '0x5' is not WxH"),
+        (
+            ["sweep", "deepseek-ocr", "--stage", "decode", "--image", "5x5", "--out", "x.csv"],
+            "--image: stage decode",
+        ),
+    ]
+    for argv, fragment in bad:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and err.count("\n") == 1, err
+    assert os.listdir(tmp_path) == ["im.csv"]  # (drawing is skipped here)

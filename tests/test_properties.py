@@ -1,10 +1,12 @@
 """Compiled NumPy == SymPy evaluated exactly == the numeric model, and the shape of the costs."""
 
 from functools import cache
+from itertools import product
 
+import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import symcost
@@ -37,9 +39,16 @@ def sympy_exact(m, stage, expr, values):
     """Evaluate with SymPy alone: the layout rule's pieces, then the metric's closed form."""
     subs = {i.symbol: sp.Integer(values[i.name]) for i in m.stage_inputs(stage)}
     if m.uses_layout(stage):
-        image = {i.symbol: sp.Integer(values[i.name]) for i in m.layout.inputs}
-        subs.update({o: e.xreplace(image) for o, e in zip(m.layout.outputs, m.layout.expressions)})
+        subs.update(sympy_layout(m.layout, *(values[i.name] for i in m.layout.inputs)))
     return int(expr.xreplace(subs))
+
+
+@cache
+def sympy_layout(layout, *image) -> dict:
+    """The layout rule's pieces evaluated by SymPy at one image (once per image: every metric
+    of a point reads the same outputs)."""
+    values = {i.symbol: sp.Integer(v) for i, v in zip(layout.inputs, image)}
+    return {o: e.xreplace(values) for o, e in zip(layout.outputs, layout.expressions)}
 
 
 POOL = dict(
@@ -61,6 +70,7 @@ POOL = dict(
     **POOL,
 )
 def test_compiled_equals_sympy_and_numeric(fam, stage, runtime, **values):
+    assume(runtime == "hf" or fam[1].get("vision_mode") != "nocrop-hf")  # the HF code's path alone
     m = load(fam[0], {**fam[1], "runtime": runtime})
     kw = inputs_of(m, stage, **values)
     got = m.compile(stage, INT_METRICS, "fvcore")(**kw)
@@ -183,3 +193,75 @@ def test_image_formula_equals_numeric(fam, stage, metric, w, h):
 @cache
 def _image_formula(family, options, stage, metric):
     return load(family, dict(options)).formula(stage, metric, image=True)
+
+
+# -- time_s: the compiled program = the numeric model = the closed form formula() gives ------
+TIME_HARDWARE = "h200"
+TIMES = ("time_s", "ttft_s", "tpot_s")
+
+
+def _choices(family: str, option: str) -> list:
+    return [c for o in symcost.get_family(family).options if o.name == option for c in o.choices]
+
+
+def _variants(family: str) -> list[dict]:
+    """Every runtime x vision mode a family declares, its other options at their defaults."""
+    axes = {name: _choices(family, name) for name in ("runtime", "vision_mode")}
+    axes = {name: choices for name, choices in axes.items() if choices}
+    return [dict(zip(axes, combo)) for combo in product(*axes.values())]
+
+
+TIME_CASES = [(f, v) for f in symcost.families() for v in _variants(f)]
+
+
+@cache
+def _time_formula(family, options, stage):
+    return load(family, dict(options)).formula(stage, "time_s", hardware=TIME_HARDWARE)
+
+
+@settings(max_examples=max(25, settings.default.max_examples // 4))  # each new model derives anew
+@given(case=st.sampled_from(TIME_CASES), stage=st.sampled_from(["vision", "prefill", "decode"]), **POOL)
+@example(  # issue 20: the SAM qkv_split's kernels were paid at batch 1 by the compiled tree only
+    case=("deepseek-ocr2", dict(vision_mode="crops", runtime="hf")),
+    stage="vision",
+    width=1654,
+    height=2339,
+    prompt_tokens=0,
+    kv_len=0,
+    new_tokens=1,
+    batch=1,
+)
+def test_time_compiled_equals_numeric_and_closed_form(case, stage, **values):
+    """``time_s``: every op pays for its launches exactly where it runs, in the compiled program,
+    the numeric model and the closed form ``formula()`` gives (in the layout outputs); every
+    family, runtime and vision mode (the request, at every batch: below)."""
+    family, options = case
+    m = load(family, options)
+    kw = inputs_of(m, stage, **values)
+    ref = m.evaluate(stage=stage, hardware=TIME_HARDWARE, **kw)["time_s"]
+    got = m.compile(stage, ("time_s",), hardware=TIME_HARDWARE)(**kw)["time_s"]
+    assert float(got) == pytest.approx(ref, rel=1e-9, abs=1e-15)
+    subs = {m.family.input(k).symbol: sp.Integer(v) for k, v in kw.items()}
+    if m.uses_layout(stage):
+        grid = m.tile_grid(*[kw[i.name] for i in m.layout.inputs])
+        subs |= {o: sp.Integer(int(g)) for o, g in zip(m.layout.outputs, grid)}
+    closed = _time_formula(family, tuple(sorted(options.items())), stage).xreplace(subs)
+    assert float(closed) == pytest.approx(ref, rel=1e-9, abs=1e-15)
+
+
+SERVED = [(f, r) for f in symcost.families() for r in _choices(f, "runtime")]
+
+
+@pytest.mark.parametrize("family,runtime", SERVED)
+def test_request_times_agree_at_every_batch(family, runtime):
+    """The request runs every op of every stage: compiled = numeric for ``time_s`` and the
+    serving latencies at batches 1..16 (an A4 page at 200 dpi)."""
+    m = load(family, {"runtime": runtime})
+    s = m.family.serving
+    batches = np.arange(1, 17)
+    kw = {**dict(zip(m.family.image, (1654, 2339))), s.prompt_tokens: 12, s.new_tokens: 7}
+    got = m.compile(s.stage, ("time_s",), hardware=TIME_HARDWARE)(**kw, **{s.batch: batches})
+    for k, batch in enumerate(batches):
+        ref = m.evaluate(stage=s.stage, hardware=TIME_HARDWARE, **kw, **{s.batch: int(batch)})
+        for name in TIMES:
+            assert float(got[name][k]) == pytest.approx(ref[name], rel=1e-9, abs=1e-15), (name, batch)

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FAMILY = symcost.get_family("deepseek-ocr")
 E = ("eval", "deepseek-ocr", "--image", "640x640")
 S = ("sweep", "deepseek-ocr", "--width", "600:640:20", "--height", "600:640:20", "--out", "t.csv")
+P = ("plan", "deepseek-ocr", "--image", "640x640", "--hardware", "h200")
 TOKENS = FAMILY.input("prompt_tokens")
 WIDTH = FAMILY.input("width")
 GOOD_HW = {
@@ -152,6 +153,31 @@ CLI_BAD = [  # argv, fragments the one stderr line must contain (parameter, bad 
     (S[:-1] + ("nodir/t.csv",), ["--out", "nodir", "does not exist"]),
     (S[:-1] + ("sub.csv",), ["--out", "'sub.csv'", "not a regular file"]),
     (S[:-1] + ("old.csv",), ["--out", "'old.csv'", "--force"]),
+    # one rule for every flag: ranges named, one number syntax, no abbreviations, once each
+    (P + ("--max-flops", "0"), ["--max-flops", "'0'", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops=-1",), ["--max-flops", "'-1'", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops", "nan"), ["--max-flops", "'nan'", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops", "inf"), ["--max-flops", "'inf'", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops", "1e31"), ["--max-flops", "'1e31'", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops", "9" * 5000), ["--max-flops", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-flops", "1_000_000_000_000"), ["--max-flops", "'1_000_000_000_000'"]),
+    (P + ("--max-flops", "\u0661\u0660\u0660\u0660"), ["--max-flops", "FLOP in [1, 1e+30]"]),
+    (P + ("--max-ttft-ms", "1e-9"), ["--max-ttft-ms", "'1e-9'", "ms in [1e-06, 1e+09]"]),
+    (P + ("--max-memory-gb", "-5"), ["--max-memory-gb", "'-5'", "GB in [1e-06, 1e+09]"]),
+    (P + ("--pages-per-day", "1e16"), ["--pages-per-day", "pages/day in [1e-06, 1e+15]"]),
+    (E + ("--hardware", "h200", "--compute-efficiency", "0_5"), ["--compute-efficiency", "'0_5'"]),
+    (
+        E + ("--hardware", "h200", "--compute-efficiency", "\u0660.\u0665"),
+        ["--compute-efficiency", "[1e-06, 1]"],
+    ),
+    (E + ("--batch", "\u0661\u0660"), ["--batch", "[1, 65536]"]),
+    (E + ("--batch", "1_0"), ["--batch", "'1_0'", "[1, 65536]"]),
+    (E + ("--hardwar", "h200"), ["unrecognized arguments: --hardwar"]),
+    (P[:-2] + ("--hardw", "h200"), ["required: --hardware"]),  # not read as --hardware
+    (E + ("--stage", "vision", "--stage", "prefill"), ["--stage", "given twice"]),
+    (E + ("--json", "--json"), ["--json", "given twice"]),
+    (P + ("--hardware", "h100-sxm"), ["--hardware", "given twice"]),
+    (P + ("--max-flops", "1e12", "--max-flops", "1e15"), ["--max-flops", "given twice"]),
 ]
 
 
@@ -213,6 +239,15 @@ def test_sweep_range_with_leading_zeros_is_read(tmp_path, capsys, monkeypatch):
     )
     assert main(["sweep", "deepseek-ocr", "--width", "1:2:1", "--height", "1:2:1", "--out", "b.csv"]) == 0
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_a_file_name_is_said_on_one_line(tmp_path, capsys, monkeypatch):
+    """A newline in an --out name is escaped where the name is said, never printed raw."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "deepseek-ocr", "--width", "600", "--height", "600", "--out", "a\nb.csv"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "to a\\nb.csv in" in err
+    assert (tmp_path / "a\nb.csv").exists()
 
 
 def test_cli_alone_and_help_are_not_errors(capsys):

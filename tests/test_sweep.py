@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -397,6 +399,22 @@ def test_parquet_without_pyarrow_is_refused_before_work(tmp_path, monkeypatch, c
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "module,flags,extra",
+    [
+        ("pyarrow", ["--out", "t.parquet"], "symcost[parquet]"),
+        ("distributed", ["--out", "t.parquet", "--engine", "dask"], "symcost[dask]"),
+        ("matplotlib", ["--plot", "t.png"], "symcost[plot]"),
+    ],
+)
+def test_a_missing_package_names_the_projects_extra(module, flags, extra, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    monkeypatch.chdir(tmp_path)
+    assert main(S + flags) == 2
+    assert f"pip install '{extra}'" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_json_is_one_document_written_chunk_by_chunk(tmp_path):
     s = make_sweep(GUNDAM, [Range("width", 1, 300), Range("height", 1, 20)])
     path = tmp_path / "a.json"
@@ -405,6 +423,54 @@ def test_json_is_one_document_written_chunk_by_chunk(tmp_path):
     assert text.startswith("[\n{") and text.endswith("}\n]\n") and text.count("\n") == s.size + 2
     assert len(json.loads(text)) == s.size
     assert Path(path).stat().st_size > 0
+
+
+# -- sweeps that would not finish ------------------------------------------------------------
+HUGE = ["sweep", "deepseek-ocr", "--stage", "prefill", "--width", "1:8192", "--height", "1:8192"]
+HUGE += ["--prompt-tokens", "1:8192", "--batch", "1:8", "--out", "huge.csv"]  # 4.4e12 points
+
+
+def test_a_sweep_that_would_not_finish_is_refused_with_its_estimate(tmp_path):
+    """A subprocess with a deadline: before the refusal existed, this streamed for years."""
+    run = subprocess.run(
+        [sys.executable, "-m", "symcost.cli", *HUGE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1, run.stderr
+    for fragment in ("4.398e+12 points", "would take about", "write about", "TB of CSV", "--allow-huge"):
+        assert fragment in run.stderr, (fragment, run.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_estimate_checks_time_and_free_space(tmp_path, monkeypatch):
+    s = make_sweep(GUNDAM, [Range("width", 1, 400), Range("height", 1, 300)])
+    out = str(tmp_path / "t.csv")
+    est = sw.estimate(s, "csv", 2, sw.Limits(sample_points=4096))
+    assert est.points == 120_000 and est.sampled == 4096 and est.processes == 2 and est.seconds > 0
+    width = len(sw._text(s.evaluate(s.size - 4096, s.size), "csv")) / 4096
+    assert est.bytes == int(120_000 * width)
+    sw.check_estimate(s, out, "csv", 2, sw.Limits(min_points=0))  # seconds, a few MB: fine
+    with pytest.raises(
+        SymcostError, match=r"1\.200e\+05 points would take about .* refused above 1e-09 hours"
+    ):
+        sw.check_estimate(s, out, "csv", 2, sw.Limits(max_hours=1e-9, min_points=0))
+    full = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr(sw.shutil, "disk_usage", lambda p: full)
+    with pytest.raises(SymcostError, match="beyond the 1,000 B free for --out"):
+        sw.check_estimate(s, out, "parquet", 1, sw.Limits(min_points=0))
+    sw.check_estimate(s, out, "csv", 2, sw.Limits())  # under min_points: not estimated
+
+
+def test_allow_huge_writes_anyway(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sw, "LIMITS", sw.Limits(max_hours=1e-12, min_points=0))
+    assert main(S + ["--out", "t.csv"]) == 2
+    assert "--allow-huge" in capsys.readouterr().err and os.listdir(tmp_path) == []
+    assert main(S + ["--out", "t.csv", "--allow-huge", "--quiet"]) == 0
+    assert os.listdir(tmp_path) == ["t.csv"]
 
 
 # -- dask (last: no worker is forked while the cluster's threads run) --------------------------
@@ -447,10 +513,10 @@ def test_dask_equals_single_process(tmp_path, client):
 def test_dask_failure_leaves_no_folder(tmp_path, client, monkeypatch):
     real = sw._write_part
 
-    def fail_late(sweep, start, stop, path):
+    def fail_late(rows, k, start, stop, path):
         if start >= 3000:
             raise OSError(28, "No space left on device")
-        return real(sweep, start, stop, path)
+        return real(rows, k, start, stop, path)
 
     monkeypatch.setattr(sw, "_write_part", fail_late)
     s = make_sweep(GUNDAM, [Range("width", 1, 100), Range("height", 1, 50)])
@@ -464,3 +530,67 @@ def test_cli_dask_engine(tmp_path, files):
     assert main(VISION + ["--engine", "dask", "--jobs", "1", "--out", str(out), "--quiet"]) == 0
     joined = pa.concat_tables(pq.read_table(out / p) for p in sorted(os.listdir(out)))
     assert joined.equals(pq.read_table(files / "g.parquet"))
+
+
+def test_force_replaces_only_regular_part_files(tmp_path, client):
+    """A folder or a link named like a part file is not ours: --force refuses, nothing deleted."""
+    small = make_sweep(GUNDAM, [Range("width", 1, 10), Range("height", 1, 10)])
+    for kind in ("folder", "link"):
+        ds = tmp_path / f"{kind}.parquet"
+        ds.mkdir()
+        (ds / "part-000000.parquet").write_bytes(b"x")
+        if kind == "folder":
+            (ds / "part-000001.parquet").mkdir()
+            (ds / "part-000001.parquet" / "data.txt").write_text("keep")
+        else:
+            (ds / "part-000001.parquet").symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(SymcostError, match="not a dataset symcost wrote"):
+            sw.check_dataset_target(str(ds), force=True)
+        with pytest.raises(SymcostError, match="not a dataset symcost wrote"):
+            sw.write_dataset(small, str(ds), client, force=True)
+        assert sorted(os.listdir(ds)) == ["part-000000.parquet", "part-000001.parquet"]
+    assert (tmp_path / "folder.parquet" / "part-000001.parquet" / "data.txt").read_text() == "keep"
+
+
+def test_dataset_folder_has_the_usual_mode(tmp_path, client):
+    """Like the files in it (0666 less the umask), not mkdtemp's 0700."""
+    mask = os.umask(0o022)
+    try:
+        small = make_sweep(GUNDAM, [Range("width", 1, 10), Range("height", 1, 10)])
+        sw.write_dataset(small, str(tmp_path / "ds.parquet"), client)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "ds.parquet").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "ds.parquet" / "part-000000.parquet").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_local_cluster_that_cannot_start_is_one_line(tmp_path):
+    """dask cannot create its worker space: one line naming --engine, exit 2, nothing left."""
+    env = dict(os.environ, DASK_TEMPORARY_DIRECTORY="/dev/null/dask")  # cannot be created
+    argv = [*S, "--engine", "dask", "--jobs", "1", "--out", "d.parquet"]
+    run = subprocess.run(
+        [sys.executable, "-m", "symcost.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith("symcost: error: --engine: cannot start a local dask cluster (")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cluster_logs_are_silenced_while_it_starts(tmp_path, monkeypatch, capfd):
+    """The nanny logs its failure with a traceback before raising: the user sees one line."""
+    import logging
+
+    import distributed
+
+    def broken(*a, **k):
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError:
+            logging.getLogger("distributed.nanny").exception("Failed to start process")
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(distributed, "LocalCluster", broken)
+    monkeypatch.chdir(tmp_path)
+    assert main([*S, "--engine", "dask", "--out", "d.parquet"]) == 2
+    err = capfd.readouterr().err
+    assert err == "symcost: error: --engine: cannot start a local dask cluster (Nanny failed to start.)\n"

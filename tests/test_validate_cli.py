@@ -66,7 +66,7 @@ def test_nocrop_hf_is_the_image_size_view(capsys):
 def test_nocrop_measures_no_tiles(capsys):
     _, (case,) = run(capsys, "--preset", "gundam", "--vision-mode", "nocrop", "--image", "2000x1000")
     assert case["n_crops"] == 0
-    assert not any(r["component"].startswith("crops_") for r in case["rows"])
+    assert not any(r["component"].startswith("vision.crops.") for r in case["rows"])
 
 
 def test_compare_flags_a_difference():

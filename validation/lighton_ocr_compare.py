@@ -25,7 +25,7 @@ import sys
 
 from symcost import SymcostError
 
-from .compare import compare
+from .compare import NAMING, compare, part_name
 from .ocr2_compare import _exact_div, _Tree
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "vision_columns",
     "decoder_columns",
     "param_columns",
+    "param_table",
+    "component_names",
     "validate_case",
     "validate_params",
     "grid_mismatches",
@@ -102,6 +104,54 @@ def decoder_columns(model, stage: str, values: dict, counter: str) -> dict[str, 
     return out
 
 
+def component_names(model, stage: str) -> dict[str, str]:
+    """Each column's component as ``symcost eval`` names it (``validation.compare.NAMING``); the
+    layout columns keep their names."""
+    root = {"vision": "vision.tower", "prefill": "prefill", "decode": "decode.decoder"}[stage]
+    layers = f"{root}.layers"
+    count = int(model.tree(stage).find(layers.partition(".")[2]).count)
+
+    def per(part: str) -> str:
+        return part_name(layers, (part,), count)
+
+    if stage == "vision":
+        prefix, mlp, names = (
+            "layer0_",
+            "feed_forward",
+            {
+                "layers_total": layers,
+                "patch_conv": "vision.tower.patch_conv",
+                "tower_total": "vision.tower",
+                "proj_merging_layer": "vision.projector.patch_merger.merging_layer",
+                "proj_linear_1": "vision.projector.linear_1",
+                "proj_linear_2": "vision.projector.linear_2",
+                "proj_total": "vision.projector",
+                "vision_total": "vision",
+                "image_features": "image_tokens (feature rows)",
+            },
+        )
+    else:
+        prefix, mlp, names = (
+            "L0_",
+            "mlp",
+            {
+                "L0_attn": per("attn"),
+                "L0_qk_norm": per("attn.{q_norm,k_norm}"),
+                "lm_head": f"{root}.lm_head",
+                "total_full_depth": root,
+                "other_outside_layers_and_lm_head": f"{root} - layers - lm_head",
+            },
+        )
+    return names | {
+        f"{prefix}total": per(""),
+        f"{prefix}attn_proj": per("attn.{q,k,v,o}_proj"),
+        f"{prefix}attn_core": per("attn.attn_core"),
+        f"{prefix}mlp": per(mlp),
+        "layers_min": per("") + " (least layer)",
+        "layers_max": per("") + " (greatest layer)",
+    }
+
+
 _PARAM_NODES = {
     "vision_tower": "vision.tower",
     "patch_conv": "vision.tower.patch_conv",
@@ -129,18 +179,23 @@ _LAYER_NORMS = {"vision_layer": ("attention_norm", "ffn_norm"), "decoder_layer":
 def param_columns(model) -> dict[str, int]:
     """Analytic parameters keyed like ``validation.lighton_ocr.param_counts`` (one layer of each
     stack), from ``model.parameters()`` and the weights tree's repeat counts."""
+    return {column: value for column, (_, value) in param_table(model).items()}
+
+
+def param_table(model) -> dict[str, tuple[str, int]]:
+    """column -> (its component as ``symcost params`` names it, analytic parameters)."""
     params = model.parameters()
     root = model.weights_tree()
 
     def at(path):
-        return params[f"{root.name}.{path}" if path else root.name]
+        return f"{root.name}.{path}" if path else root.name
 
-    out = {key: at(path) for key, path in _PARAM_NODES.items()}
+    out = {key: (at(path), params[at(path)]) for key, path in _PARAM_NODES.items()}
     for key, (layer, parts) in _LAYER_PARTS.items():
         count = root.find(layer).count
         for suffix, paths in (parts | {"_norms": _LAYER_NORMS[key]}).items():
-            total = sum(at(f"{layer}.{p}" if p else layer) for p in paths)
-            out[key + suffix] = _exact_div(total, count, layer)
+            total = sum(params[at(f"{layer}.{p}" if p else layer)] for p in paths)
+            out[key + suffix] = (part_name(at(layer), paths, count), _exact_div(total, count, layer))
     return out
 
 
@@ -245,7 +300,9 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
                 f"lighton-ocr {w}x{h} prefill S={s_new} (P={values['prompt_tokens']} + {grid}), batch "
                 f"{batch}, logits {opts['logits']}, attention {opts['attention']}, counter {counter}"
             )
-    case["rows"] = compare(analytic, measured)
+    names = component_names(model, stage)
+    case["rows"] = compare(analytic, measured, lambda column: names.get(column, column))
+    case["naming"] = NAMING
     case["ok"] = all(r["ok"] for r in case["rows"])
     case["measured"] = measured
     return case
@@ -257,7 +314,8 @@ def validate_params(model, measured: dict[str, int] | None = None) -> dict:
         from . import lighton_ocr as lo
 
         measured = lo.param_counts(lo.meta_model())
-    rows = compare(param_columns(model), measured)
+    table = param_table(model)
+    rows = compare(param_columns(model), measured, lambda column: table[column][0])
     return {
         "title": "lighton-ocr parameters (one layer of each stack)",
         "rows": rows,

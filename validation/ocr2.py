@@ -50,6 +50,7 @@ from pathlib import Path
 
 # FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
 from validation.measure import COUNTERS, LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
+from validation.reference_model import share_layer_weights
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
 ATTENTIONS = ("sdpa", "eager")  # decoder attention implementations that run on CPU and meta
@@ -120,13 +121,15 @@ def _check(counter):
 # --------------------------------------------------------------------------- model
 
 
-def build_model(device="meta", dtype=None, *, real=None):
+def build_model(device="meta", dtype=None, *, real=None, shared_layers=False):
     """``DeepseekOcr2ForConditionalGeneration`` from hf_config.json, eval(), parameters in ``dtype`` (bf16).
 
     device="meta": no memory (``_grouped_mm``'s meta kernel wants bf16).  Any other device: random weights
     (normal(0, 0.02), seed 0); ``real`` optionally names the parameter prefixes to materialise, e.g.
     ``("model.vision_tower", "model.multi_modal_projector", "model.view_separator")`` - every other
     parameter is moved to meta, so it costs no memory and raises if it is ever computed with.
+    ``shared_layers``: the decoder's MoE layers share one set of weights
+    (``validation.reference_model.share_layer_weights``).
     """
     import torch
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
@@ -141,8 +144,11 @@ def build_model(device="meta", dtype=None, *, real=None):
             model = DeepseekOcr2ForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous)
+    if shared_layers:  # the untouched storage of the other layers is freed, never written
+        share_layer_weights(model.model.language_model.layers)
     if device != "meta":
         keep = tuple(real) if real is not None else ("",)
+        done: dict[int, tuple] = {}  # id -> (parameter, what replaces it): a shared one is done once
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
             for module_name, module in model.named_modules():
@@ -150,10 +156,13 @@ def build_model(device="meta", dtype=None, *, real=None):
                     full = f"{module_name}.{name}" if module_name else name
                     if p is None:
                         continue
-                    if full.startswith(keep):
-                        p.normal_(0.0, 0.02)
-                    else:  # drop the (never touched) storage
-                        module._parameters[name] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
+                    if id(p) not in done:
+                        if full.startswith(keep):
+                            p.normal_(0.0, 0.02)
+                            done[id(p)] = (p, p)
+                        else:  # drop the (never touched) storage
+                            done[id(p)] = (p, torch.nn.Parameter(p.to("meta"), requires_grad=False))
+                    module._parameters[name] = done[id(p)][1]
     return model.eval()
 
 

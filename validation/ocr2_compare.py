@@ -28,7 +28,7 @@ import sys
 
 from symcost import SymcostError
 
-from .compare import STAGES, compare
+from .compare import NAMING, STAGES, compare, namer, part_name
 from .measure import COUNTERS
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "vision_columns",
     "decoder_columns",
     "param_columns",
+    "param_table",
     "validate_case",
     "validate_params",
 ]
@@ -184,13 +185,18 @@ _PARAM_NODES = {
 def param_columns(model) -> dict[str, int]:
     """Analytic parameters keyed like ``validation.ocr2.param_counts`` (one decoder layer of each kind),
     from ``model.parameters()`` and the weights tree's repeat counts."""
+    return {column: value for column, (_, value) in param_table(model).items()}
+
+
+def param_table(model) -> dict[str, tuple[str, int]]:
+    """column -> (its component as ``symcost params`` names it, analytic parameters)."""
     params = model.parameters()
     root = model.weights_tree()
 
     def at(path):
-        return params[f"{root.name}.{path}" if path else root.name]
+        return f"{root.name}.{path}" if path else root.name
 
-    out = {key: at(path) for key, path in _PARAM_NODES.items()}
+    out = {key: (at(path), params[at(path)]) for key, path in _PARAM_NODES.items()}
     layers = {"dense": "decoder.layer0", "moe": "decoder.moe_layers"}
     parts = {
         "dense": {"_mlp": ("mlp",)},
@@ -200,8 +206,11 @@ def param_columns(model) -> dict[str, int]:
         count = root.find(layer).count
         spec = {"": ("",), "_attn": ("attn",), "_norms": ("input_norm", "post_norm")} | parts[kind]
         for suffix, paths in spec.items():
-            total = sum(at(f"{layer}.{p}" if p else layer) for p in paths)
-            out[f"decoder_layer_{kind}{suffix}"] = _exact_div(total, count, layer)
+            total = sum(params[at(f"{layer}.{p}" if p else layer)] for p in paths)
+            out[f"decoder_layer_{kind}{suffix}"] = (
+                part_name(at(layer), paths, count),
+                _exact_div(total, count, layer),
+            )
     return out
 
 
@@ -343,7 +352,8 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
                 f"{opts['attention']}, counter {counter}"
             )
         case |= {k: layout[k] for k in ("w_tiles", "h_tiles", "n_crops") if k in layout}
-    case["rows"] = compare(analytic, measured)
+    case["rows"] = compare(analytic, measured, namer(model, stage, counter))
+    case["naming"] = NAMING
     case["ok"] = all(r["ok"] for r in case["rows"])
     case["measured"] = measured
     return case
@@ -355,7 +365,8 @@ def validate_params(model, measured: dict[str, int] | None = None) -> dict:
         from . import ocr2
 
         measured = ocr2.param_counts(ocr2.meta_model())
-    rows = compare(param_columns(model), measured)
+    table = param_table(model)
+    rows = compare(param_columns(model), measured, lambda column: table[column][0])
     return {
         "title": "deepseek-ocr2 parameters (decoder layers: one of each kind)",
         "rows": rows,

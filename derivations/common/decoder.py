@@ -1,8 +1,11 @@
 """The decoder-only language model of every family: dense layers, then (DeepSeek-V2) MoE layers.
 
-``decoder(cfg, ex, batch, s, past)``: one forward of ``s`` new tokens per sequence after
-``past`` cached ones, for ``batch`` sequences; shapes may be symbolic. ``cfg`` holds the sizes
-(read from a Hugging Face ``config.json``-style dict), ``ex`` how a runtime executes them.
+``forward(cfg, ex, shape)``: one forward over a batch of sequences, each with its own new
+tokens and cached ones, given by the aggregates of :class:`Batch` (what a serving engine's step
+runs: decode tokens and prefill chunks together); ``decoder(cfg, ex, batch, s, past)`` is the
+uniform case, ``s`` new tokens per sequence after ``past`` cached ones for ``batch``
+sequences. Shapes may be symbolic. ``cfg`` holds the sizes (read from a Hugging Face
+``config.json``-style dict), ``ex`` how a runtime executes them.
 
     layer = input_norm -> attn (q, k, v, rope, cache, core, o) -> +x -> post_norm -> mlp -> +h
     mlp   = SwiGLU (dense layers) | router -> routed experts -> shared experts -> +  (MoE)
@@ -13,12 +16,23 @@ A dense model (Llama, Qwen2 ...) is the case without experts: every layer is den
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from symcost import SymcostError, captured, current, op, repeat, seq, smin
 from symcost.dtypes import FP32_BYTES
 from symcost.ops import expected_distinct
 
-__all__ = ["DecoderConfig", "Execution", "decoder", "decode_step", "next_token", "activated_params_per_token"]
+__all__ = [
+    "DecoderConfig",
+    "Execution",
+    "Batch",
+    "forward",
+    "decoder",
+    "step",
+    "decode_step",
+    "next_token",
+    "activated_params_per_token",
+]
 
 
 @dataclass(frozen=True)
@@ -40,9 +54,6 @@ class DecoderConfig:
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
     rope_axes: int = 1  # position axes with their own cos/sin table (M-RoPE: t, h, w), recomposed
     qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
-    # down(act(gate(x)) * up(x)) frees gate's output after act, act's and up's after the product
-    # (transformers' MLP, measured); False keeps all three until down ends (an upper bound)
-    mlp_frees_early: bool = False
 
     def __post_init__(self):  # the shapes the layers multiply must agree
         if self.heads % self.kv_heads:
@@ -55,9 +66,7 @@ class DecoderConfig:
             raise SymcostError("decoder config: a model without experts has only dense layers")
 
     @classmethod
-    def from_hf(
-        cls, c: dict, *, rope_matmul_per_layer: bool, qk_norm: bool = False, mlp_frees_early: bool = False
-    ) -> DecoderConfig:
+    def from_hf(cls, c: dict, *, rope_matmul_per_layer: bool, qk_norm: bool = False) -> DecoderConfig:
         """From a Hugging Face text config dict: DeepSeek-V2 keys, or a dense model's (Llama,
         Qwen2, Qwen3 ...), which has no ``n_routed_experts``; ``qk_norm`` where the model class
         norms q and k per head (Qwen3: no config key says so)."""
@@ -88,7 +97,6 @@ class DecoderConfig:
             tied_embeddings=bool(c.get("tie_word_embeddings", False)),
             rope_matmul_per_layer=rope_matmul_per_layer,
             qk_norm=qk_norm,
-            mlp_frees_early=mlp_frees_early,
         )
 
     @property
@@ -119,6 +127,26 @@ class Execution:
         return smin(cfg.experts, cfg.top_k * tokens)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The shape of one forward in aggregates over its sequences, each with ``s_i`` new tokens
+    after ``L_i`` cached ones: ``seqs``; ``tokens`` = sum s_i; ``pairs`` = sum s_i*(L_i + s_i),
+    the attention scores per head (each new token against every key, the full rectangle);
+    ``keys`` = sum (L_i + s_i), the keys read; ``cached`` = sum L_i. Every cost of the forward
+    is a closed form in these, so a mixed batch costs no loop over its sequences."""
+
+    seqs: Any  # ints or SymPy expressions alike
+    tokens: Any
+    pairs: Any
+    keys: Any
+    cached: Any
+
+    @classmethod
+    def uniform(cls, batch, s, past) -> Batch:
+        """``batch`` sequences of ``s`` new tokens after ``past`` cached ones."""
+        return cls(batch, batch * s, batch * s * (past + s), batch * (past + s), batch * past)
+
+
 # Kernels per op in eager PyTorch, counted from the code each runtime runs:
 # RMSNorm: x.float(), pow, mean, +eps, rsqrt, *, .to(), *w (the formula's own count);
 # RoPE (HF apply_rotary_pos_emb): rotate_half = 2 slices + neg + cat, then x*cos, rot*sin, +,
@@ -135,30 +163,22 @@ _MOE_AROUND_KERNELS = 8
 
 
 def _swiglu(name: str, cfg: DecoderConfig, t, ff: int, keep: bool = False):
-    """``down(silu(gate(x)) * up(x))``, no bias."""
+    """``down(silu(gate(x)) * up(x))``, no bias, in Python's order (every family's code writes
+    this expression): gate's output dies once silu has read it, silu's and up's after the product
+    (measured on transformers' MLP)."""
     h = cfg.hidden
-    if cfg.mlp_frees_early:
-        gated = seq(  # left to right: gate's output dies after silu, silu's and up's after mul
-            "gated",
-            op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
-            op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
-            op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-            op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
-        )
-        return seq(name, gated, op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False), keep=keep)
-    return seq(
-        name,
-        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
+    gated = seq(
+        "gated",
+        op("gate_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False),
+        op("silu", "elementwise", elems=t * ff, fn="silu", keep=True),
         op("up_proj", "linear", tokens=t, d_in=h, d_out=ff, bias=False, keep=True),
-        op("silu", "elementwise", elems=t * ff, fn="silu"),
         op("mul", "elementwise", elems=t * ff, fn="mul", n_inputs=2),
-        op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False),
-        keep=keep,
     )
+    return seq(name, gated, op("down_proj", "linear", tokens=t, d_in=ff, d_out=h, bias=False), keep=keep)
 
 
-def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
-    t = batch * s
+def _attention(cfg: DecoderConfig, ex: Execution, shape: Batch):
+    t = shape.tokens
     q_dim, kv_dim = cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
     proj = dict(tokens=t, d_in=cfg.hidden, bias=cfg.attention_bias, keep=True)
     rope = [
@@ -176,10 +196,11 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
             op(
                 "cos_sin",
                 "bmm",
-                batch=batch,
+                batch=shape.seqs,
                 m=cfg.head_dim // 2,
                 k=1,
-                n=s,
+                n=1,
+                n_total=t,
                 kernels=_ROPE_TABLE_KERNELS,
                 keep=True,
             ),
@@ -201,21 +222,20 @@ def _attention(cfg: DecoderConfig, ex: Execution, batch, s, past):
         op(
             "kv_cache",
             "kv_cache",
-            batch=batch,
             kv_heads=cfg.kv_heads,
             d=cfg.head_dim,
-            new=s,
-            cached=past,
+            new=t,
+            cached=shape.cached,
             concat=ex.concat_cache,
         ),
         op(
             "attn_core",
             "attention",
-            batch=batch,
             heads=cfg.heads,
             kv_heads=cfg.kv_heads,
-            s_q=s,
-            s_k=past + s,
+            queries=t,
+            pairs=shape.pairs,
+            keys=shape.keys,
             d=cfg.head_dim,
             fused=ex.attention != "eager",
         ),
@@ -304,15 +324,15 @@ def _moe(cfg: DecoderConfig, ex: Execution, t):
     )
 
 
-def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bool, count: int):
-    t = batch * s
+def _layer(name: str, cfg: DecoderConfig, ex: Execution, shape: Batch, moe: bool, count: int):
+    t = shape.tokens
     norm = dict(tokens=t, dim=cfg.hidden, fused=ex.fused_norms)
     mlp = _moe(cfg, ex, t) if moe else _swiglu("mlp", cfg, t, cfg.dense_ff)
     return repeat(
         name,
         count,
         op("input_norm", "rms_norm", **norm),
-        _attention(cfg, ex, batch, s, past),
+        _attention(cfg, ex, shape),
         op("residual1", "elementwise", elems=t * cfg.hidden, n_inputs=2, keep=True),
         op("post_norm", "rms_norm", **norm),
         mlp,
@@ -320,21 +340,21 @@ def _layer(name: str, cfg: DecoderConfig, ex: Execution, batch, s, past, moe: bo
     )
 
 
-def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
-    """Embedding, dense then MoE layers, final norm, lm_head (all positions or the last), and
-    the fp32 upcast of the logits where the runtime's forward does it."""
-    t = batch * s
-    logit_rows = t if ex.logits_all else batch
+def forward(cfg: DecoderConfig, ex: Execution, shape: Batch, name: str = "decoder"):
+    """Embedding, dense then MoE layers, final norm, lm_head (all positions or each sequence's
+    last), and the fp32 upcast of the logits where the runtime's forward does it."""
+    t = shape.tokens
+    logit_rows = t if ex.logits_all else shape.seqs
     parts = []
     if cfg.rope_axes > 1 and not ex.fused_norms:  # M-RoPE: half-width cos/sin per axis, 2 cats each
-        axes = cfg.rope_axes * batch * s * cfg.head_dim
+        axes = cfg.rope_axes * t * cfg.head_dim
         parts.append(op("rotary_axes", "elementwise", elems=axes, fn="copy", kernels=4))
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
         parts.append(
             op(
                 "rotary",
                 "elementwise",
-                elems=2 * batch * s * cfg.head_dim,
+                elems=2 * t * cfg.head_dim,
                 fn="copy",
                 kernels=1 if ex.fused_norms else _ROPE_TABLE_KERNELS,
                 keep=True,
@@ -343,11 +363,9 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     parts.append(op("embed_tokens", "embedding", tokens=t, vocab=cfg.vocab, dim=cfg.hidden))
     if cfg.dense_layers:  # "layers" when every layer is dense
         dense_name = "layer0" if cfg.experts else "layers"
-        parts.append(_layer(dense_name, cfg, ex, batch, s, past, moe=False, count=cfg.dense_layers))
+        parts.append(_layer(dense_name, cfg, ex, shape, moe=False, count=cfg.dense_layers))
     if cfg.layers > cfg.dense_layers:
-        parts.append(
-            _layer("moe_layers", cfg, ex, batch, s, past, moe=True, count=cfg.layers - cfg.dense_layers)
-        )
+        parts.append(_layer("moe_layers", cfg, ex, shape, moe=True, count=cfg.layers - cfg.dense_layers))
     parts += [
         op("final_norm", "rms_norm", tokens=t, dim=cfg.hidden, fused=ex.fused_norms),
         op(
@@ -365,10 +383,22 @@ def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "deco
     return seq(name, *parts)
 
 
+def decoder(cfg: DecoderConfig, ex: Execution, batch, s, past, name: str = "decoder"):
+    """``batch`` sequences of ``s`` new tokens after ``past`` cached ones: the uniform forward."""
+    return forward(cfg, ex, Batch.uniform(batch, s, past), name)
+
+
+def step(cfg: DecoderConfig, ex: Execution, shape: Batch, name: str = "step"):
+    """One engine step: the forward over a mixed batch, then each sequence's next token (a
+    sequence still in its prefill samples one too, and the engine drops it)."""
+    rows = shape.tokens if ex.logits_all else shape.seqs
+    return seq(name, forward(cfg, ex, shape), next_token(cfg, ex, shape.seqs, rows))
+
+
 def decode_step(cfg: DecoderConfig, ex: Execution, batch, past, name: str = "step"):
     """One generated token per sequence: the decoder on 1 new token, then the next token."""
-    step = seq(name, decoder(cfg, ex, batch, 1, past), next_token(cfg, ex, batch, batch))
-    return captured(step) if ex.graph_decode else step
+    one = step(cfg, ex, Batch.uniform(batch, 1, past), name)
+    return captured(one) if ex.graph_decode else one
 
 
 def next_token(cfg: DecoderConfig, ex: Execution, batch, logit_rows):

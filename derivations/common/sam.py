@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from symcost import SymcostError, op, repeat, seq, where
+from symcost import SymcostError, op, repeat, seq, when
 
 __all__ = ["SamConfig", "sam", "down2"]
 
@@ -89,18 +89,9 @@ def _block(cfg: SamConfig, name: str, batch, g: int, windowed: bool, count: int)
     rel_len = 2 * (w if windowed else cfg.pos_grid) - 1
     attn = [op("qkv", "linear", tokens=attn_tokens, d_in=c, d_out=3 * c, keep=True)]
     # q, k, v = qkv.reshape(3, batch*heads, hw, -1): a view at batch 1, a copy when windows or
-    # images share the batch dimension
-    if windowed or batch != 1:
-        split = 3 * attn_tokens * c
-        attn.append(
-            op(
-                "qkv_split",
-                "elementwise",
-                elems=split if windowed or isinstance(batch, int) else where(batch >= 2, split, 0),
-                fn="copy",
-                keep=True,
-            )
-        )
+    # images share the batch dimension (when() gates every figure of the op, kernels included)
+    split = op("qkv_split", "elementwise", elems=3 * attn_tokens * c, fn="copy", keep=True)
+    attn.append(split if windowed else when(batch >= 2, split))
     attn += [
         # decomposed rel-pos on the unscaled q: rel_h = q.Rh, rel_w = q.Rw (two einsums)
         op(

@@ -5,6 +5,9 @@ request (vision -> prefill -> decode steps).
     vision  = per image: the family's views (global, tiles) through its vision tower
     prefill = decoder over P prompt tokens + the image-token block, empty cache
     decode  = decoder over 1 token per sequence with L cached tokens, then the next token
+    step    = one serving-engine step: decoder over B sequences of a mixed batch (decode tokens
+              and prefill chunks, each with its own cache), in aggregates T, A, K; then the
+              next token of every sequence (what ``symcost simulate`` runs step after step)
 
 Stage semantics (stated once):
 - ``prefill`` runs S0 = P + image_tokens positions (P counts every non-image token, BOS
@@ -13,6 +16,10 @@ Stage semantics (stated once):
   step t = 1..N-1 sees S0 + t - 1 cached tokens. The KV cache then holds S0 + N - 1 tokens.
 - ``B`` requests: the family's vision stage says how images are batched (per image or all
   views in one call); the decoder runs the whole batch at once (weights read once per forward).
+- ``step`` over B sequences, sequence i with s_i new tokens after L_i cached: T = sum s_i,
+  A = sum s_i*(L_i + s_i) (attention scores per head), K = sum (L_i + s_i) (keys read). The
+  ``decode`` stage is the step with s_i = 1, L_i = L; ``prefill`` the step with s_i = S0,
+  L_i = 0 (see ``derivations.common.decoder.Batch``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import sympy as sp
 
 from symcost import Input, Option, Serving, Stage, SymcostError, Timing, seq, sum_over
 
-from .decoder import DecoderConfig, Execution, decode_step, decoder, next_token
+from .decoder import Batch, DecoderConfig, Execution, decode_step, decoder, next_token, step
 
 __all__ = [
     "INPUTS",
@@ -40,10 +47,12 @@ __all__ = [
     "image_tokens",
     "prefill_tokens",
     "SERVING",
+    "serving_for",
     "serving_options",
     "execution",
     "stages",
     "STAGE_NAMES",
+    "FAMILY_STAGES",
     "IMAGE_STAGES",
     "HfCode",
 ]
@@ -96,10 +105,37 @@ INPUTS = (
         1 << 16,
         1,
         "requests",
-        "requests (one image each) served together",
+        "requests (one image each) served together; in a step, the sequences it runs",
+    ),
+    Input(
+        "step_tokens",
+        sp.Symbol("T", integer=True, positive=True),
+        1,
+        _TOKENS,
+        None,
+        "tokens",
+        "tokens a step runs: one per decoding sequence plus the prefill chunks",
+    ),
+    Input(
+        "score_pairs",
+        sp.Symbol("A", integer=True, positive=True),
+        1,
+        1 << 40,
+        None,
+        "tokens^2",
+        "sum over a step's sequences of new tokens x keys attended (cached + new)",
+    ),
+    Input(
+        "attended_keys",
+        sp.Symbol("K", integer=True, positive=True),
+        1,
+        1 << 36,
+        None,
+        "tokens",
+        "sum over a step's sequences of keys attended (cached + new)",
     ),
 )
-W, H, P, L, N, B = (i.symbol for i in INPUTS)
+W, H, P, L, N, B, T, A, K = (i.symbol for i in INPUTS)
 
 # Layout outputs and named quantities: formulas read in these
 w_tiles = sp.Symbol("w_tiles", integer=True, positive=True)  # tiles across the width
@@ -108,10 +144,33 @@ n_crops = sp.Symbol("n_crops", integer=True, nonnegative=True)  # tiles encoded
 image_tokens = sp.Symbol("image_tokens", integer=True, positive=True)  # image block length
 prefill_tokens = sp.Symbol("prefill_tokens", integer=True, positive=True)  # S0 = P + image block
 
-SERVING = Serving(stage="request", batch="batch", new_tokens="new_tokens", prompt_tokens="prompt_tokens")
-STAGE_NAMES = ("vision", "prefill", "decode", "request")
+STAGE_NAMES = ("vision", "prefill", "decode", "request")  # a request's stages, in order
+FAMILY_STAGES = STAGE_NAMES + ("step",)  # and the serving engine's step
 IMAGE_STAGES = ("vision", "prefill", "request")  # stages whose numbers the image options change
-DECODER_STAGES = ("prefill", "decode", "request")  # stages that run the decoder
+DECODER_STAGES = ("prefill", "decode", "request", "step")  # stages that run the decoder
+
+
+def serving_for(max_positions: int | None) -> Serving:
+    """What ``plan`` and ``simulate`` read. The vendors' prompts put BOS before the image block
+    (``<image>`` opens the prompt, the tokenizer adds BOS), so the image starts at position 1."""
+    return Serving(
+        stage="request",
+        batch="batch",
+        new_tokens="new_tokens",
+        prompt_tokens="prompt_tokens",
+        step="step",
+        step_tokens="step_tokens",
+        score_pairs="score_pairs",
+        attended_keys="attended_keys",
+        vision="vision",
+        image_tokens="image_tokens",
+        image_offset=1,
+        max_positions=max_positions,
+    )
+
+
+SERVING = serving_for(None)  # a family whose longest sequence is not declared: simulate asks for it
+
 
 RUNTIMES = {
     "hf": "the vendor's Hugging Face code: eager ops, DynamicCache by concatenation, one kernel per op",
@@ -145,7 +204,7 @@ def serving_options(attention_default: str, logits_default: str, moe: bool = Tru
             None,
             f"which prefill positions get logits; default {logits_default} under hf, "
             "last under vllm (which has only last)",
-            ("prefill", "request"),
+            ("prefill", "request", "step"),
         ),
         Option(
             "experts",
@@ -216,6 +275,10 @@ def stages(dec: DecoderConfig, ex: Execution, vision: Callable, summary: str) ->
     def decode(v):
         return decode_step(dec, ex, v.batch, v.kv_len, name="decode")
 
+    def engine_step(v):  # launched eagerly: simulate replays decode-only steps as graphs
+        cached = v.attended_keys - v.step_tokens
+        return step(dec, ex, Batch(v.batch, v.step_tokens, v.score_pairs, v.attended_keys, cached))
+
     def request(v):
         # N = 1 sums over no steps: every count is 0
         logit_rows = v.batch * (v.prefill_tokens if ex.logits_all else 1)
@@ -273,5 +336,15 @@ def stages(dec: DecoderConfig, ex: Execution, vision: Callable, summary: str) ->
                     help="time per output token: mean decode step (0 when N = 1)",
                 ),
             ),
+        ),
+        "step": Stage(
+            "step",
+            "one serving-engine step over B sequences (decode tokens and prefill chunks, "
+            "T tokens, A score pairs, K keys read)",
+            ("batch", "step_tokens", "score_pairs", "attended_keys"),
+            engine_step,
+            ("decoder",),
+            kv_in=lambda v: v.attended_keys - v.step_tokens,
+            kv_out=lambda v: v.attended_keys,
         ),
     }

@@ -32,16 +32,16 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     IMAGE_STAGES,
     INPUTS,
-    SERVING,
-    STAGE_NAMES,
     HfCode,
     execution,
     h_tiles,
     image_tokens,
     n_crops,
     prefill_tokens,
+    serving_for,
     serving_options,
     stages,
     w_tiles,
@@ -110,6 +110,11 @@ def load(
     if max_crops is not None and not tiling:
         raise SymcostError(
             "max_crops: applies only to the crop presets (gundam, gundam-m) in vision mode crops"
+        )
+    if vision_mode == "nocrop-hf" and runtime != "hf":  # HF's infer(crop_mode=False) alone
+        raise SymcostError(
+            f"vision_mode: nocrop-hf is the HF code's path (infer(crop_mode=False)); runtime "
+            f"{runtime} builds crops or nocrop"
         )
     max_crops = max_crops or 9
     ex, serving = execution(runtime, attention, logits, experts, HF)
@@ -223,10 +228,10 @@ FAMILY = Family(
         ),
     )
     + serving_options(HF.attention, HF.logits),
-    stage_names=STAGE_NAMES,
+    stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=SERVING,
+    serving=serving_for(CONFIG["max_position_embeddings"]),
     default_stage="vision",
     compare_option="vision_mode",
     validation="validation.compare:validate_case",

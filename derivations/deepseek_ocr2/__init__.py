@@ -36,16 +36,16 @@ from symcost import (
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     IMAGE_STAGES,
     INPUTS,
-    SERVING,
-    STAGE_NAMES,
     HfCode,
     execution,
     h_tiles,
     image_tokens,
     n_crops,
     prefill_tokens,
+    serving_for,
     serving_options,
     stages,
     w_tiles,
@@ -167,10 +167,10 @@ FAMILY = Family(
     inputs=INPUTS,
     options=(Option("vision_mode", VISION_MODES, "crops", "which views are encoded", IMAGE_STAGES),)
     + serving_options(HF.attention, HF.logits),
-    stage_names=STAGE_NAMES,
+    stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=SERVING,
+    serving=serving_for(CONFIG["text_config"]["max_position_embeddings"]),
     default_stage="vision",
     compare_option="vision_mode",
     validation="validation.ocr2_compare:validate_case",

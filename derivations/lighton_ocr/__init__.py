@@ -26,13 +26,13 @@ from symcost import Family, Model, get_runtime, seq
 
 from ..common.decoder import DecoderConfig, decoder
 from ..common.vlm import (
+    FAMILY_STAGES,
     INPUTS,
-    SERVING,
-    STAGE_NAMES,
     HfCode,
     execution,
     image_tokens,
     prefill_tokens,
+    serving_for,
     serving_options,
     stages,
 )
@@ -43,11 +43,8 @@ __all__ = ["FAMILY", "load", "CONFIG", "PREPROCESSOR", "DECODER", "VISION", "res
 
 CONFIG = json.loads(Path(__file__).with_name("hf_config.json").read_text())
 PREPROCESSOR = json.loads(Path(__file__).with_name("preprocessor_config.json").read_text())
-# Qwen3: q_norm / k_norm per head; RoPE cos/sin once per forward by broadcasting (uncounted); the
-# MLP's temporaries as transformers frees them
-DECODER = DecoderConfig.from_hf(
-    CONFIG["text_config"], rope_matmul_per_layer=False, qk_norm=True, mlp_frees_early=True
-)
+# Qwen3: q_norm / k_norm per head; RoPE cos/sin once per forward by broadcasting (uncounted)
+DECODER = DecoderConfig.from_hf(CONFIG["text_config"], rope_matmul_per_layer=False, qk_norm=True)
 VISION = VisionConfig.from_hf(CONFIG)
 # transformers 5.23: SDPA attention (decoder and encoder), generate() keeps the last position's
 # logits, no upcast in the forward
@@ -112,10 +109,10 @@ FAMILY = Family(
     "Qwen3 decoder",
     inputs=INPUTS,
     options=serving_options(HF.attention, HF.logits, moe=False),
-    stage_names=STAGE_NAMES,
+    stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=SERVING,
+    serving=serving_for(CONFIG["text_config"]["max_position_embeddings"]),
     default_stage="vision",
     compare_option="runtime",  # the runtimes round sides differently (14 / 28 px)
     validation="validation.lighton_ocr_compare:validate_case",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 
-from symcost import ComputedLayout, Input, SymcostError
+from symcost import ComputedLayout, Input, SymcostError, dense_table
 
 __all__ = ["ResizeConfig", "resized", "patch_sides", "resize_layout"]
 
@@ -115,6 +115,7 @@ def resize_layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple
             )
         return w_p, h_p
 
+    table, index = dense_table((top, top))  # (top + 1)^2 grids: evaluated once each, then gathered
     return ComputedLayout(
         inputs=inputs,
         outputs=outputs,
@@ -126,4 +127,6 @@ def resize_layout(cfg: ResizeConfig, inputs: tuple[Input, Input], outputs: tuple
             f"divisions, as the processor), round each side up to a multiple of {cfg.unit} px; "
             f"{cfg.patch}-px patches, at most {top} a side"
         ),
+        table=table,
+        index=index,
     )

@@ -69,12 +69,10 @@ class Preset:
         # text model builds cos/sin once per forward, one table per M-RoPE axis (t, h, w).
         text = self.config.get("text_config") or self.config
         text = {**text, "tie_word_embeddings": self.config.get("tie_word_embeddings", False)}
-        # transformers' Qwen2MLP frees its temporaries left to right (measured: tests/test_qwen2_5_vl.py)
         return replace(
             DecoderConfig.from_hf(text, rope_matmul_per_layer=False),
             attention_bias=True,
             rope_axes=3,
-            mlp_frees_early=True,
         )
 
     @property

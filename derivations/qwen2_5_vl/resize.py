@@ -204,7 +204,7 @@ def layout(
         (bound, bound, window - 1, window - 1),
         text,
         table,
-        lambda width, height: row(*tokens(width, height)),
+        lambda w_tok, h_tok, w_rest, h_rest: row(w_tok, h_tok),
     )
 
 

@@ -3,4 +3,4 @@
 
 from __future__ import annotations
 
-COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "validate")
+COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "simulate", "validate")

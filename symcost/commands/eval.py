@@ -141,7 +141,7 @@ def _image(rec, family) -> str:
 def run(args, family) -> int:
     from ..dtypes import precision
     from ..hardware import get_hardware
-    from ..report import applies, holds_kv, settings_lines, table, time_line
+    from ..report import applies, holds_kv, reads_kv, settings_lines, table, time_line
 
     recs, models = records(args, family)
     if args.json:  # strict JSON: a non-finite number is a bug, never printed as NaN/Infinity
@@ -165,12 +165,15 @@ def run(args, family) -> int:
         columns.append("image")
     columns += [str(s) for s in model.layout.outputs if recs[0].get(str(s)) is not None]
     columns += [q for q in model.stage_quantities(stage) if recs[0].get(q) is not None]
+    kv, kv_in = holds_kv(model, stage), reads_kv(model, stage)
     columns += [
         "flops",
         "io_bytes",
+        "weight_bytes",
+        *(["kv_in_bytes"] if kv_in else []),
         "activation_bytes",
         "memory_bytes",
-        *(["kv_bytes"] if holds_kv(model, stage) else []),
+        *(["kv_bytes"] if kv else []),
         "arithmetic_intensity",
     ]
     columns += [t for t in ("time_s", *(t.name for t in model.stage(stage).timings), "bound") if t in recs[0]]
@@ -178,6 +181,12 @@ def run(args, family) -> int:
     inputs = {i.name: recs[0][i.name] for i in model.stage_inputs(stage) if i.name not in image}
     prec = precision(args.dtype, args.kv_dtype)
     lines = settings_lines(model, stage, args.convention, prec, inputs, skip=tuple(varying))
+    lines.append(
+        "# memory = weights + "
+        + ("kv in (the cache the stage starts with) + " if kv_in else "")
+        + "activations (the peak live bytes above the stage's start"
+        + (", the cache it writes included); kv after: the cache it leaves" if kv else ")")
+    )
     if hardware:
         efficiency = hardware_settings(args)
         lines += dict.fromkeys(  # one line per hardware and runtime: launch floors differ

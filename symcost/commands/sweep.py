@@ -12,8 +12,10 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 
 from ..args import (
+    _choices_help,
     _stage_inputs,
     add_convention,
     add_hardware,
@@ -23,14 +25,16 @@ from ..args import (
     choice,
     hardware_settings,
     int_in,
+    parse_image,
     single,
 )
+from ..checks import printable
 from ..errors import SymcostError
 from ..metrics import METRICS
 
 HELP = (
-    "evaluate a sweep (images of one aspect ratio, one side fixed, a W x H grid; token and "
-    "batch ranges) to a streamed file and a plot"
+    "evaluate a sweep (images of one aspect ratio, one side fixed, a W x H grid, listed images; "
+    "token and batch ranges) to a streamed file and a plot"
 )
 ENGINES = {
     "local": "this machine, --jobs worker processes, one file",
@@ -40,17 +44,38 @@ _SCHEDULER = re.compile(r"(tcp|tls|ws|wss|ucx|inproc)://[^\s]{1,200}")
 
 
 def add_arguments(p, family):
-    from ..sweep import ASPECTS, default_jobs
+    from ..sweep import ASPECTS, LIMITS, default_jobs
 
-    add_model_options(p, family)
+    add_model_options(p, _without_compare(family))
     add_stage(p, family)
     g = p.add_argument_group(
         "what to sweep (N, A:B or A:B:STEP, inclusive; an input the stage "
         "does not read is an error naming the stage)"
     )
     spec = "N, A:B or A:B:STEP"
+    if family.compare_option:
+        o = family.option(family.compare_option)
+        g.add_argument(
+            o.flag,
+            dest=o.name,
+            type=choice(tuple(map(str, o.choices))),
+            action="append",
+            default=None,
+            help=f"{o.help}; repeatable: each value is a block of rows in --out (led by a "
+            f"{o.name} column when there are several) and a curve of a line plot. Choices: "
+            f"{_choices_help(o)}. Default: every value that applies for a line plot, else {o.default}",
+        )
     if family.image:
         w, h = (family.input(n) for n in family.image)
+        g.add_argument(
+            "--image",
+            action="append",
+            default=None,
+            metavar="WxH",
+            help=f"an image, W in [{w.lo}, {w.hi}], H in [{h.lo}, {h.hi}] px; repeatable: the "
+            "listed images, in the order given (one: a fixed image for the other ranges). Not "
+            "with --width/--height or --aspect/--long-side. Default: none",
+        )
         g.add_argument(
             "--width",
             metavar="SPEC",
@@ -137,6 +162,14 @@ def add_arguments(p, family):
         "nothing but part files). Default: refuse",
     )
     g.add_argument(
+        "--allow-huge",
+        action="store_true",
+        help=f"write --out even when the sweep is estimated (from {LIMITS.sample_points:,} of "
+        f"its points, evaluated first when it has over {LIMITS.min_points:,}) to take over "
+        f"{LIMITS.max_hours:g} hours or to need more than the free space of --out's folder. "
+        "Default: refuse it, saying the estimated size and time",
+    )
+    g.add_argument(
         "--quiet",
         action="store_true",
         help="no progress bar and no summary on stderr. Default: both, the bar only "
@@ -174,13 +207,21 @@ def add_arguments(p, family):
 
 def _axes(args, family) -> list:
     """The swept axes from the flags (pure parsing: nothing loaded yet)."""
-    from ..sweep import Ray, parse_aspect, parse_range
+    from ..sweep import Images, Ray, parse_aspect, parse_range
 
     axes: list = []
     if family.image:
         w, h = (family.input(n) for n in family.image)
         ray = args.aspect is not None or args.long_side is not None
-        if ray:
+        if args.image:
+            for flag, value in (("--width", args.width), ("--height", args.height)):
+                if value is not None:
+                    raise SymcostError(f"{flag}: not with --image (the images set both sides)")
+            if ray:
+                raise SymcostError("--aspect: not with --image (the images set both sides)")
+            sizes = tuple(dict.fromkeys(parse_image(t, w, h) for t in args.image))
+            axes.append(Images(family.image, sizes))
+        elif ray:
             for flag, value in (("--width", args.width), ("--height", args.height)):
                 if value is not None:
                     raise SymcostError(
@@ -232,7 +273,7 @@ def _check_outputs(args) -> None:
             import distributed  # noqa: F401
         except ImportError:
             raise SymcostError(
-                "--engine: dask needs dask and distributed (pip install 'dask[distributed]')"
+                "--engine: dask needs dask and distributed (pip install 'symcost[dask]')"
             ) from None
     elif args.out and check_target(args.out, force=args.force, extensions=FORMATS) == "parquet":
         require_pyarrow("--out")
@@ -258,7 +299,7 @@ def _target(args, family, metrics):
     hw = get_hardware(args.hardware) if args.hardware else None  # files read once, here
     return Target(
         family.name,
-        tuple(single(args, family).items()),
+        tuple(single(args, _without_compare(family)).items()),
         args.stage or family.default_stage,
         metrics,
         args.convention,
@@ -270,14 +311,34 @@ def _target(args, family, metrics):
     )
 
 
-def _modes(args, family, model) -> list:
-    """The compare option's values drawn as curves: all of them, unless the flag chose one."""
+def _without_compare(family):
+    """The family as seen by the single-valued options: its compare option is swept instead."""
+    return replace(family, options=tuple(o for o in family.options if o.name != family.compare_option))
+
+
+def _modes(args, family, target, kind: str | None) -> list:
+    """The compare option's values swept, each a block of rows and a curve: those given, else
+    every one that applies to this configuration for a line plot, else the default."""
+    from ..sweep import model_of
+
     opt = family.compare_option
     if opt is None:
         return [None]
-    if getattr(args, opt, None) is not None:
-        return [model.options[opt]]
-    return list(family.option(opt).choices)
+    given = list(dict.fromkeys(getattr(args, opt) or []))
+    for value in given:  # a value that does not apply is an error naming the flag
+        model_of(target.replace_option(opt, value))
+    if given:
+        return given
+    if kind != "line":
+        return [model_of(target).options[opt]]
+    modes = []
+    for value in family.option(opt).choices:
+        try:
+            model_of(target.replace_option(opt, value))
+            modes.append(value)
+        except SymcostError as e:  # e.g. a vision mode only the other runtime has
+            _say(args, f"{value}: no curve ({e})")
+    return modes
 
 
 def _check_measuring(args, sweep, kind: str | None, image) -> None:
@@ -298,7 +359,8 @@ def _check_measuring(args, sweep, kind: str | None, image) -> None:
 
 
 def run(args, family) -> int:
-    from ..sweep import Progress, compiled, default_jobs, make_sweep, model_of
+    from ..plot import plotted
+    from ..sweep import Progress, Rows, compiled, default_jobs, make_sweep
 
     metrics = tuple(dict.fromkeys(args.metric or ["flops"]))
     axes = _axes(args, family)
@@ -306,10 +368,9 @@ def run(args, family) -> int:
     _check_outputs(args)
     target = _target(args, family, metrics)
     sweep = make_sweep(target, axes)  # the stage's inputs checked; nothing compiled yet
-    model = model_of(sweep.target)
     kind = None
     if args.plot:
-        kind = {1: "line", 2: "heat"}.get(len(sweep.varied))
+        kind = {1: "line", 2: "heat"}.get(len(plotted(sweep)))
         if kind is None:
             raise SymcostError(
                 f"--plot: draws one varied input (curves) or two (heat maps); "
@@ -317,7 +378,12 @@ def run(args, family) -> int:
                 + (", ".join(n for a in sweep.varied for n in a.names) or "none")
             )
     _check_measuring(args, sweep, kind, family.image)
-    modes = _modes(args, family, model) if kind == "line" else []
+    modes = _modes(args, family, sweep.target, kind)
+    if kind == "heat" and len(modes) > 1:
+        opt = family.option(family.compare_option)
+        raise SymcostError(f"{opt.flag}: a heat map draws one value; give one")
+    sweeps = [make_sweep(target.replace_option(family.compare_option, m), axes) for m in modes]
+    sweep = sweeps[0]
     measured: list = []
     if args.measured:
         from ..plot import load_measured
@@ -328,7 +394,8 @@ def run(args, family) -> int:
         from ..plot import validation_hook
 
         hook = validation_hook(family)
-    compiled(sweep.target)  # every check passed: compile
+    for s in sweeps:  # every check passed: compile
+        compiled(s.target)
     if hook is not None:
         from ..plot import measure_live, measure_points
 
@@ -337,11 +404,14 @@ def run(args, family) -> int:
             sweep, points, modes, hook, Progress(len(points) * len(modes), "measure", quiet=args.quiet)
         )
     if args.out:
+        if not args.allow_huge:
+            _check_size(args, sweeps, jobs)
         start = time.perf_counter()
-        _write_out(args, sweep, jobs)
+        _write_out(args, sweeps, jobs)
+        rows = Rows.of(sweeps)
         _say(
             args,
-            f"wrote {sweep.size:,} points x {len(compiled(sweep.target).columns)} columns "
+            f"wrote {rows.size:,} points x {len(rows.columns)} columns "
             f"to {args.out} in {time.perf_counter() - start:.1f} s",
         )
     if kind == "line":
@@ -354,39 +424,54 @@ def run(args, family) -> int:
     return 0
 
 
-def _write_out(args, sweep, jobs: int) -> None:
-    from ..sweep import Progress, write, write_dataset
+def _check_size(args, sweeps, jobs: int) -> None:
+    from ..sweep import LIMITS, check_estimate, default_jobs
 
-    progress = Progress(sweep.size, quiet=args.quiet)
+    fmt = "parquet" if args.engine == "dask" else args.out.rsplit(".", 1)[-1].lower()
+    # CSV/JSON run on --jobs processes (no faster than the CPUs), Parquet in one (Arrow's threads)
+    processes = 1 if fmt == "parquet" and args.engine == "local" else min(jobs, default_jobs())
+    check_estimate(sweeps, args.out, fmt, processes, LIMITS)
+
+
+def _write_out(args, sweeps, jobs: int) -> None:
+    from ..sweep import Progress, Rows, write, write_dataset
+
+    progress = Progress(Rows.of(sweeps).size, quiet=args.quiet)
     if args.engine == "local":
-        write(sweep, args.out, jobs=jobs, force=args.force, progress=progress)
+        write(sweeps, args.out, jobs=jobs, force=args.force, progress=progress)
         return
     import logging
 
-    from distributed import Client, LocalCluster
+    import distributed
 
     cluster = None
+    quiet = logging.getLogger("distributed")  # dask logs its start failures with tracebacks
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
     try:
         if args.scheduler:
-            client = Client(args.scheduler, timeout="10s")
+            client = distributed.Client(args.scheduler, timeout="10s")
         else:
-            cluster = LocalCluster(
+            cluster = distributed.LocalCluster(
                 n_workers=jobs,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,
             )
-            client = Client(cluster)
-    except (OSError, TimeoutError) as e:
+            client = distributed.Client(cluster)
+    except Exception as e:  # whatever dask raised: the user can act on the reason only
         what = (
             f"--scheduler: cannot reach {args.scheduler!r}"
             if args.scheduler
             else "--engine: cannot start a local dask cluster"
         )
-        raise SymcostError(f"{what} ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SymcostError(f"{what} ({reason})") from None
+    finally:
+        quiet.setLevel(level)
     try:
-        write_dataset(sweep, args.out, client, force=args.force, progress=progress)
+        write_dataset(sweeps, args.out, client, force=args.force, progress=progress)
     finally:
         client.close()
         if cluster is not None:
@@ -430,5 +515,5 @@ def _line_plot(args, family, sweep, modes, measured) -> int:
 
 
 def _say(args, text: str) -> None:
-    if not args.quiet:
-        print(text, file=sys.stderr)
+    if not args.quiet:  # a file name may hold a newline: escaped, one line
+        print(printable(text), file=sys.stderr)

@@ -72,5 +72,7 @@ def run(args, family) -> int:
     else:
         for case in cases:
             print(f"# {case['title']}: {'all match' if case['ok'] else 'MISMATCH'}")
+            if case.get("naming"):  # how the family's rows name components
+                print(f"# {case['naming']}")
             print(table(case["rows"], ["component", "analytic", "measured", "abs_diff", "rel_diff", "ok"]))
     return 0 if all(c["ok"] for c in cases) else 1
