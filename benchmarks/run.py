@@ -55,10 +55,11 @@ FAMILIES = {
     "lighton-ocr": ({}, 1e7),
     "got-ocr2": ({"vision_mode": "crops"}, 1e7),  # the tiled mode: its default has one fixed layout
     "paddleocr-vl": ({}, 1e7),
+    "qwen2.5-vl": ({}, 1e7),
 }
 # families whose pipeline refuses some sizes -> (smallest side px, largest aspect ratio) of the pages drawn
 # lighton-ocr: a side resized to <= 14 px cannot be merged 2 x 2; smart_resize refuses aspect > 200
-PAGES = {"lighton-ocr": (28, 100), "paddleocr-vl": (1, 200)}
+PAGES = {"lighton-ocr": (28, 100), "paddleocr-vl": (1, 200), "qwen2.5-vl": (1, 200)}
 TORCH_SHAPES = [(1280, 720), (1654, 2339), (4000, 4000)]
 ABOVE, BELOW = (">=", operator.ge), ("<", operator.lt)
 

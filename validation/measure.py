@@ -156,7 +156,7 @@ def dynamic_cache(text, l_past, like):
             like.shape[0],
             text.num_key_value_heads,
             l_past,
-            text.head_dim,
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads,
             device=like.device,
             dtype=like.dtype,
         )
