@@ -1,4 +1,5 @@
-"""The ``symcost`` command line: ``symcost COMMAND FAMILY [options]``.
+"""The ``symcost`` command line: ``symcost COMMAND FAMILY [options]``, or ``symcost compare
+[options]`` across families.
 
 Every bad input ends in one line on stderr naming the parameter (the flag, when one was
 given), and exit code 2; Ctrl-C, SIGTERM, SIGHUP and SIGQUIT end in ``symcost: interrupted``
@@ -25,12 +26,14 @@ def build_parser(argv=None):
     from importlib import import_module
 
     from .args import NUMBERS, Parser
-    from .commands import COMMANDS
+    from .commands import COMMANDS, FIELD
     from .family import families, get_family
 
     names = families()
     pair = list(argv[:2]) if argv is not None else []
-    if not (len(pair) == 2 and pair[0] in COMMANDS and pair[1] in names):
+    if pair[:1] and pair[0] in FIELD:
+        pair = pair[:1]
+    elif not (len(pair) == 2 and pair[0] in COMMANDS and pair[1] in names):
         pair = []
     parser = Parser(
         prog="symcost",
@@ -39,9 +42,13 @@ def build_parser(argv=None):
         epilog=f"Run `symcost COMMAND FAMILY --help` for a command's options. Flags: {NUMBERS}.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
-    for name in pair[:1] or COMMANDS:
+    for name in pair[:1] or COMMANDS + FIELD:
         mod = import_module(f".commands.{name}", __package__)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        if name in FIELD:  # across families: no family argument
+            mod.add_arguments(p)
+            p.set_defaults(run=mod.run, family_spec=None)
+            continue
         fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family", required=True)
         for fname in pair[1:] or names:
             fam = get_family(fname)
@@ -70,7 +77,7 @@ def main(argv=None) -> int:
                 parser.print_help()
                 code = 0
             else:
-                code = args.run(args, args.family_spec)
+                code = args.run(args) if args.family_spec is None else args.run(args, args.family_spec)
         except SystemExit as e:  # --help: argparse printed it and exits 0
             code = e.code if isinstance(e.code, int) else 0
         except SymcostError as e:

@@ -11,7 +11,7 @@ Families are registered as entry points of the group ``symcost.families`` (``nam
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -117,6 +117,9 @@ class Family:
     validation: str | None = None  # "module:function" measuring reference modules
     measurement: str = ""  # what "measured" means for this family, one line
     compare_option: str | None = None  # the option a sweep plot draws one curve per value of
+    # the options the family's own pipeline sets when handed a page (a render step before the
+    # processor, say): what `symcost compare` loads
+    page_options: dict = field(default_factory=dict)
 
     def input(self, name: str) -> Input:
         for i in self.inputs:

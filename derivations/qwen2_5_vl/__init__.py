@@ -190,6 +190,7 @@ FAMILY = Family(
     serving=SERVING,
     default_stage="vision",
     compare_option="preset",
+    page_options={"render": "olmocr"},  # olmOCR renders every page to a 1288-px longest side first
     validation="validation.qwen2_5_vl_compare:validate_case",
     measurement="FlopCounterMode on transformers 5.23's native Qwen2_5_VLForConditionalGeneration "
     "at the real sizes (meta device)",
