@@ -51,6 +51,32 @@ def _tokens_budget(text: str) -> int | str:
     return int_in(1, 1 << 24)(text)
 
 
+def add_vllm_memory_flags(e) -> None:
+    """The engine flags vLLM's KV-cache accounting reads (plan and simulate share them)."""
+    e.add_argument(
+        "--max-num-batched-tokens",
+        type=_tokens_budget,
+        default=None,
+        help="tokens per step, prefills cut into chunks within it (vllm); integer in "
+        "[1, 16777216] or 'unlimited'. Default: vLLM's: offline 8192 (16384 on devices of at "
+        "least 70 GiB that are not A100s), with --rate or --concurrency 2048 (8192)",
+    )
+    e.add_argument(
+        "--gpu-memory-utilization",
+        type=_number("--gpu-memory-utilization", 0, 1.000001),
+        default=None,
+        help="share of device memory for weights, activations and the KV cache (vllm); a "
+        "number in (0, 1]. Default: 0.9 (vLLM's)",
+    )
+    e.add_argument(
+        "--max-model-len",
+        type=int_in(1, 1 << 24),
+        default=None,
+        help="longest sequence, prompt + output tokens (vllm); a page reaching it stops; "
+        "integer in [1, 16777216]. Default: the model's max_position_embeddings",
+    )
+
+
 def add_arguments(p, family):
     from ..simulation import PERCENTILES
 
@@ -136,33 +162,12 @@ def add_arguments(p, family):
         help="requests running at once (vllm); integer in [1, 65536]. Default: vLLM's, 256, or "
         "1024 on devices of at least 70 GiB that are not A100s",
     )
-    e.add_argument(
-        "--max-num-batched-tokens",
-        type=_tokens_budget,
-        default=None,
-        help="tokens per step, prefills cut into chunks within it (vllm); integer in "
-        "[1, 16777216] or 'unlimited'. Default: vLLM's: offline 8192 (16384 on devices of at "
-        "least 70 GiB that are not A100s), with --rate or --concurrency 2048 (8192)",
-    )
-    e.add_argument(
-        "--gpu-memory-utilization",
-        type=_number("--gpu-memory-utilization", 0, 1.000001),
-        default=None,
-        help="share of device memory for weights, activations and the KV cache (vllm); a "
-        "number in (0, 1]. Default: 0.9 (vLLM's)",
-    )
+    add_vllm_memory_flags(e)
     e.add_argument(
         "--block-size",
         type=int_in(1, 4096),
         default=None,
         help="tokens per KV-cache block (vllm); integer in [1, 4096]. Default: 16 (vLLM's)",
-    )
-    e.add_argument(
-        "--max-model-len",
-        type=int_in(1, 1 << 24),
-        default=None,
-        help="longest sequence, prompt + output tokens (vllm); a page reaching it stops; "
-        "integer in [1, 16777216]. Default: the model's max_position_embeddings",
     )
     e.add_argument(
         "--num-gpu-blocks-override",
