@@ -388,7 +388,8 @@ class HostModel(Protocol):
     tokens; ``overlaps``: whether the GPU runs meanwhile (then a step takes the longer of the
     two) or waits (the sum)."""
 
-    overlaps: bool
+    @property
+    def overlaps(self) -> bool: ...
 
     def seconds(self, seqs: int, tokens: int, sampled: int) -> float: ...
 

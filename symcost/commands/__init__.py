@@ -3,4 +3,4 @@
 
 from __future__ import annotations
 
-COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "simulate", "validate")
+COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "simulate", "validate", "calibrate")

@@ -71,7 +71,9 @@ def add_arguments(p, family):
         f"the largest batch; a number of pages/day in [{PAGES_PER_DAY[0]:g}, {PAGES_PER_DAY[1]:g}]. "
         "Default: none",
     )
-    from .simulate import add_vllm_memory_flags
+    from .simulate import add_host_flag, add_vllm_memory_flags
+
+    add_host_flag(p)
 
     add_vllm_memory_flags(
         p.add_argument_group(
@@ -171,6 +173,10 @@ def run(args, family) -> int:
             raise SymcostError(f"{flag}: applies to --runtime vllm only (vLLM's KV-cache accounting)")
         if not images:
             raise SymcostError(f"{flag}: needs --image (the KV cache is sized for a plan's requests)")
+    if args.host != "none" and (not images or s.step is None):
+        raise SymcostError(
+            "--host: applies to plan's served line (simulate): needs --image and an engine step"
+        )
     if args.max_num_batched_tokens == "unlimited":
         raise SymcostError("--max-num-batched-tokens: plan needs a number ('unlimited' applies to simulate)")
     if args.pages_per_day is not None and not images:
@@ -191,10 +197,14 @@ def run(args, family) -> int:
         out.update(plan(model, args.hardware, points, batch, convention=args.convention, **kw))
         out["mix"] = [{"image": _label(m["point"], family), "requests": m["requests"]} for m in out["mix"]]
         if s.step is not None:  # beside the wave: a server on the same pages (symcost simulate)
+            from ..host import get_host
             from ..simulation import beside_plan
 
             at = out.get("batch") or batch or out["max_batch"]  # a mix: the given batch, else the largest
-            out["simulated"] = beside_plan(model, args.hardware, points, at, **kw)
+            host = get_host(args.host)
+            served: dict = dict(kw, host=None if host.free else host)
+            out["simulated"] = beside_plan(model, args.hardware, points, at, **served)
+            out["host"] = host.as_dict()
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         if asked[flag] is None:
             continue
@@ -305,6 +315,7 @@ def _text(model, out: dict, args) -> str:
                     f"{human(sim['output_tokens_per_s'])} tokens/s, {human(sim['pages_per_day'])} pages/day, "
                     f"TTFT p50 {human(sim['ttft_p50_s'])} s, TPOT p50 {human(sim['tpot_p50_s'] * 1e3)} ms, "
                     f"bound {sim['bound']} ({sim['pages']:,} pages queued at once; "
+                    f"host {out['host']['name']}; "
                     + ", ".join(
                         f"{k} {v:,}" for k, v in sim["engine"].items() if k in ("max_num_seqs", "batch")
                     )

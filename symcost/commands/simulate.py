@@ -77,6 +77,20 @@ def add_vllm_memory_flags(e) -> None:
     )
 
 
+def add_host_flag(p) -> None:
+    """--host: the CPU's share of each engine step (plan and simulate share it)."""
+    from ..host import HOSTS
+
+    p.add_argument(
+        "--host",
+        default="none",
+        metavar="PROFILE",
+        help=f"host profile: CPU seconds per step, sequence, token and sampled token, serial or "
+        f"overlapped with the GPU; one of {', '.join(HOSTS)} or a .json file written by `symcost "
+        "calibrate host`. Default: none (no host time)",
+    )
+
+
 def add_arguments(p, family):
     from ..simulation import PERCENTILES
 
@@ -186,6 +200,7 @@ def add_arguments(p, family):
     )
     add_precision(p)
     add_hardware(p, required=True)
+    add_host_flag(p)
     o = p.add_argument_group("output")
     o.add_argument(
         "--devices",
@@ -267,6 +282,7 @@ def _progress():
 def run(args, family) -> int:
     from ..files import check_target
     from ..hardware import get_hardware
+    from ..host import get_host
     from ..simulation import Arrivals, engine_limits, simulate
 
     if family.serving is None or family.serving.step is None:
@@ -299,6 +315,7 @@ def run(args, family) -> int:
     else:
         arrivals = Arrivals("file" if work.arrival_s is not None else "offline")
     engine = engine_limits(model, hw, arrivals, **{k: getattr(args, k) for k in _ENGINE_FLAGS})
+    host = get_host(args.host)
     out = simulate(
         model,
         hw,
@@ -312,8 +329,10 @@ def run(args, family) -> int:
         seed=args.seed or 0,
         progress=_progress(),
         timeline=bool(args.plot),
+        host=None if host.free else host,
         **effs,
     )
+    out["host"] = host.as_dict()
     if args.plot:
         from ..plot import draw_simulation
 
@@ -343,8 +362,8 @@ def _text(model, hw, out: dict, args, work) -> str:
     lines.append(f"# engine: {scheduler}; {eng}")
     lines.append(f"# workload: {_describe(work)}; arrivals {out['arrivals_text']}")
     lines.append(
-        f"# {out['devices']} x {hw.name} (pages dealt round-robin); host time per step: none "
-        "(not modelled); latencies: percentiles over pages (ITL: over every token gap)"
+        f"# {out['devices']} x {hw.name} (pages dealt round-robin); {_host_text(out['host'])}; "
+        "latencies: percentiles over pages (ITL: over every token gap)"
     )
     pct = lambda d: ", ".join(f"{k} {_ms(v)}" for k, v in d.items())  # noqa: E731
     share = lambda d: ", ".join(f"{k} {v * 100:.1f} %" for k, v in d.items())  # noqa: E731
@@ -426,3 +445,9 @@ def _describe(work) -> str:
         f"{len(work):,} pages, images {text}, prompt {spread(work.prompt_tokens)} tokens, "
         f"new tokens {spread(work.new_tokens)}"
     )
+
+
+def _host_text(host: dict) -> str:
+    from ..host import HostProfile
+
+    return HostProfile(**(host | {"sources": tuple(host["sources"].items())})).describe()
