@@ -26,14 +26,14 @@ def add_arguments(p, target):
         "--ngram",
         type=int_in(2, 1000),
         default=d.ngram,
-        help=f"the processor's n-gram; integer in [2, 1000]. Default: {d.ngram} (the vendor's)",
+        help=f"the processor's n-gram; integer in [2, 1000]. Default: {d.ngram} (published scripts')",
     )
     p.add_argument(
         "--window",
         type=int_in(2, 100_000),
         default=d.window,
         help="the processor's window of recent tokens; integer in [2, 100000]. "
-        f"Default: {d.window} (the vendor's)",
+        f"Default: {d.window} (published scripts')",
     )
 
 
