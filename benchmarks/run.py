@@ -5,7 +5,8 @@
     python benchmarks/run.py --smoke --perturb   # TEST ONLY: one wrong value, the run must fail
 
 "Full model" = stage request with N = 1 (vision + prefill), every integer metric and
-arithmetic_intensity; deepseek-ocr at preset gundam, deepseek-ocr2 and lighton-ocr at their defaults.
+arithmetic_intensity; deepseek-ocr at preset gundam, deepseek-ocr2 and lighton-ocr at their defaults,
+got-ocr2 with crop_to_patches (vision mode crops).
 Figures, per family:
   compiled points/s on 10^6 random (W, H) in [1, 8192]^2
   compiled / numeric ``Model.evaluate`` per point
@@ -48,9 +49,17 @@ from symcost.metrics import INT_METRICS  # noqa: E402
 
 METRICS = (*INT_METRICS, "arithmetic_intensity")
 # family -> (load options, points/s target); DeepSeek-OCR-2's full model is the larger program
-FAMILIES = {"deepseek-ocr": ({"preset": "gundam"}, 3e7), "deepseek-ocr2": ({}, 1e7), "lighton-ocr": ({}, 1e7)}
+FAMILIES = {
+    "deepseek-ocr": ({"preset": "gundam"}, 3e7),
+    "deepseek-ocr2": ({}, 1e7),
+    "lighton-ocr": ({}, 1e7),
+    "got-ocr2": ({"vision_mode": "crops"}, 1e7),  # the tiled mode: its default has one fixed layout
+    "paddleocr-vl": ({}, 1e7),
+    "qwen2.5-vl": ({}, 1e7),
+}
 # families whose pipeline refuses some sizes -> (smallest side px, largest aspect ratio) of the pages drawn
-PAGES = {"lighton-ocr": (28, 100)}  # a side resized to <= 14 px cannot be merged 2 x 2
+# lighton-ocr: a side resized to <= 14 px cannot be merged 2 x 2; smart_resize refuses aspect > 200
+PAGES = {"lighton-ocr": (28, 100), "paddleocr-vl": (1, 200), "qwen2.5-vl": (1, 200)}
 TORCH_SHAPES = [(1280, 720), (1654, 2339), (4000, 4000)]
 ABOVE, BELOW = (">=", operator.ge), ("<", operator.lt)
 

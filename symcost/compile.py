@@ -317,6 +317,8 @@ class CompiledFunction:
         with np.errstate(over="ignore"):  # the float bound may reach inf: that is "risky"
             per_point = self._bound_float(*[np.maximum(np.abs(c.astype(np.float64)), 1.0) for c in cols])
         risky = np.broadcast_to(~(np.asarray(per_point) < _RISK), (n,))
+        if not risky.any():  # the chunk's extremes come from different points: every point fits
+            return [np.broadcast_to(np.asarray(o, dtype=np.int64), (n,)) for o in self._fn(*cols)]
         if risky.all():
             return [
                 np.broadcast_to(np.asarray(o, dtype=object), (n,))

@@ -96,7 +96,9 @@ class Evaluator:
             return self._finish(self._evaluate([], scalars), shape)
         layout = self.model.layout
         image_arrays = np.broadcast_arrays(*[values[i.name] for i in layout.inputs])
-        if layout.outcomes is None:  # no table (a computed layout): its outputs per point, then the program
+        if layout.outcomes is None or len(layout.outcomes) > image_arrays[0].size:
+            # no table (a computed layout), or fewer points than outcomes: the layout per point, then
+            # the program
             return self._finish(self._evaluate(self._computed(image_arrays), scalars), shape)
         if any(a.size != 1 for a in scalars):
             grids = layout.outcomes[self._codes(image_arrays)]

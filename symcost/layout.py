@@ -176,7 +176,8 @@ class AspectTiler:
     def pieces(self) -> tuple[tuple[object, tuple[int, int]], ...]:
         """Ordered ``(condition, (i, j))`` pairs; the first true condition wins."""
         w, h = (i.symbol for i in self.inputs)
-        out = [(self.shortcut(w, h), (1, 1))]
+        shortcut = self.shortcut(w, h)
+        out = [] if shortcut is sp.false else [(shortcut, (1, 1))]  # one that never holds is no case
         n_regions = len(self.midpoints) + 1
 
         def area_split(cond, outcomes):

@@ -70,6 +70,16 @@ def test_overflow_in_an_intermediate_only():
     assert [int(v) for v in got] == [a * (a + 1) // 2 for a in xs.tolist()]
 
 
+def test_extremes_of_different_points_stay_int64():
+    """The chunk's largest x and largest y (together past int64) come from different points, each of
+    which fits: the per-point bound keeps the result int64 (no Python ints)."""
+    xs = np.array([2**40, 1, 7], dtype=np.int64)
+    ys = np.array([1, 2**40, 5], dtype=np.int64)
+    got = CompiledFunction((x, y), {"v": x * y + 3})(xs, ys)["v"]
+    assert got.dtype == np.int64
+    assert got.tolist() == [2**40 + 3, 2**40 + 3, 38]
+
+
 def test_large_constants():
     got = CompiledFunction((x,), {"v": (2**70) * x - 2**70 * (x - 1)})(np.arange(3))["v"]
     assert [int(v) for v in got] == [2**70] * 3

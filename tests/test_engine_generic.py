@@ -15,7 +15,8 @@ from symcost import AspectTiler, Family, Input, Option, Serving, Stage, by_tile_
 ENGINE = Path(symcost.__file__).resolve().parent
 # model and module names, and sizes that only the families' configs may hold
 FORBIDDEN = re.compile(
-    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|lighton|pixtral|mistral|"
+    r"deepseek|\bsam\b|\bclip\b|qwen|llama|gundam|\bocr\d?\b|\bvendor|got[_-]?ocr|stepfun|imgpad|"
+    r"lighton|pixtral|mistral|paddle|ernie|siglip|navit|olmocr|pdftoppm|smart_resize|"
     r"\b(640|768|896|1280|1540|6848|129280|129,280)\b",
     re.IGNORECASE,
 )

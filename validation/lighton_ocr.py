@@ -33,8 +33,14 @@ import re
 from pathlib import Path
 
 from validation import ValidationError
-from validation.measure import _attribute, _exclusive, _op_kind, _torch_counts
-from validation.ocr2 import _cache, _decoder_wrapper  # the model-agnostic forward with a cache
+from validation.measure import (  # the model-agnostic forward with a cache
+    _attribute,
+    _exclusive,
+    _op_kind,
+    _torch_counts,
+    decoder_wrapper,
+    dynamic_cache,
+)
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "lighton_ocr" / "hf_config.json"
 PREPROCESSOR_PATH = CONFIG_PATH.with_name("preprocessor_config.json")
@@ -300,7 +306,7 @@ def measure_decoder(
     text = model.config.text_config
     param = model.lm_head.weight
     embeds = torch.zeros(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
     n_layers = text.num_hidden_layers
     names = [f"L{i}_{p}" for i in range(n_layers) for p in DECODER_PARTS]
     names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
@@ -502,7 +508,7 @@ def measure_memory(model, stage: str, *, height=0, width=0, batch=1, seq=0, kv_l
         cache = DynamicCache(config=text)
         pre = [ids]
         if stage == "decode":
-            cache = _cache(text, kv_len, torch.zeros(batch, 1, dtype=torch.bfloat16))
+            cache = dynamic_cache(text, kv_len, torch.zeros(batch, 1, dtype=torch.bfloat16))
             pre += [t for layer in cache.layers for t in (layer.keys, layer.values)]
         with LiveBytes(preexisting=pre) as live:
             del pre

@@ -106,6 +106,87 @@ def torch_formulas():
     }
 
 
+def build_native(model_cls, config, device="meta", dtype=None, real=None, share=None):
+    """``model_cls(config)`` with parameters in ``dtype`` (bf16), eval(). ``device="meta"``: no memory;
+    any other device: random weights (normal(0, 0.02), seed 0) for the parameters whose names start
+    with one of ``real`` (default: all); every other parameter is moved to meta, so it costs no memory
+    and raises if it is ever computed with. ``share(model)``, when given, ties parameters together
+    before they are filled (a shared one is filled once; the others' storage is freed untouched)."""
+    import torch
+    from transformers.initialization import no_init_weights
+
+    dtype = dtype or torch.bfloat16
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), no_init_weights():  # parameters straight in dtype, uninitialised
+            model = model_cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+    if share is not None:
+        share(model)
+    if device != "meta":
+        keep = tuple(real) if real is not None else ("",)
+        done: dict[int, object] = {}  # id -> what replaces it: a shared parameter is done once
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            for module_name, module in model.named_modules():
+                for name, p in list(module._parameters.items()):
+                    full = f"{module_name}.{name}" if module_name else name
+                    if p is None:
+                        continue
+                    if id(p) not in done:
+                        if full.startswith(keep):
+                            p.normal_(0.0, 0.02)
+                            done[id(p)] = p
+                        else:  # drop the (never touched) storage
+                            done[id(p)] = torch.nn.Parameter(p.to("meta"), requires_grad=False)
+                    module._parameters[name] = done[id(p)]
+    return model.eval()
+
+
+def dynamic_cache(text, l_past, like):
+    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i in range(text.num_hidden_layers):
+        kv = torch.zeros(
+            like.shape[0],
+            text.num_key_value_heads,
+            l_past,
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads,
+            device=like.device,
+            dtype=like.dtype,
+        )
+        cache.update(kv, kv.clone(), i)
+    return cache
+
+
+def decoder_wrapper(model, l_past, logits_to_keep):
+    from torch import nn
+
+    class Decoder(nn.Module):
+        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, inputs_embeds):
+            cache = dynamic_cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
+            out = self.m(
+                inputs_embeds=inputs_embeds,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=logits_to_keep,
+            )
+            return out.logits
+
+    return Decoder()
+
+
 def _torch_counts(module, inputs, counter):
     """Inclusive {module path: {op: flops}} from FlopCounterMode, paths relative to ``module``."""
     import torch

@@ -49,7 +49,16 @@ import re
 from pathlib import Path
 
 # FlopCounterMode runs as for DeepSeek-OCR (its formula table has the CPU SDPA and _grouped_mm)
-from validation.measure import COUNTERS, LAYER_PARTS, _attribute, _exclusive, _op_kind, _torch_counts
+from validation.measure import (
+    COUNTERS,
+    LAYER_PARTS,
+    _attribute,
+    _exclusive,
+    _op_kind,
+    _torch_counts,
+    build_native,
+    decoder_wrapper,
+)
 from validation.reference_model import share_layer_weights
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "deepseek_ocr2" / "hf_config.json"
@@ -131,39 +140,16 @@ def build_model(device="meta", dtype=None, *, real=None, shared_layers=False):
     ``shared_layers``: the decoder's MoE layers share one set of weights
     (``validation.reference_model.share_layer_weights``).
     """
-    import torch
     from transformers import DeepseekOcr2Config, DeepseekOcr2ForConditionalGeneration
-    from transformers.initialization import no_init_weights
 
-    dtype = dtype or torch.bfloat16
     config = DeepseekOcr2Config(**load_config())
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device), no_init_weights():  # parameters straight in dtype, uninitialised
-            model = DeepseekOcr2ForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
-    if shared_layers:  # the untouched storage of the other layers is freed, never written
+
+    def share(model):
         share_layer_weights(model.model.language_model.layers)
-    if device != "meta":
-        keep = tuple(real) if real is not None else ("",)
-        done: dict[int, tuple] = {}  # id -> (parameter, what replaces it): a shared one is done once
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            for module_name, module in model.named_modules():
-                for name, p in list(module._parameters.items()):
-                    full = f"{module_name}.{name}" if module_name else name
-                    if p is None:
-                        continue
-                    if id(p) not in done:
-                        if full.startswith(keep):
-                            p.normal_(0.0, 0.02)
-                            done[id(p)] = (p, p)
-                        else:  # drop the (never touched) storage
-                            done[id(p)] = (p, torch.nn.Parameter(p.to("meta"), requires_grad=False))
-                    module._parameters[name] = done[id(p)][1]
-    return model.eval()
+
+    return build_native(
+        DeepseekOcr2ForConditionalGeneration, config, device, dtype, real, share if shared_layers else None
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -391,48 +377,6 @@ def measure_vision(n_crops: int, counter: str = "torch", model=None, batch: int 
 # --------------------------------------------------------------------------- decoder
 
 
-def _cache(text, l_past, like):
-    """A DynamicCache holding ``l_past`` cached tokens of each sequence in every layer (zeros)."""
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for i in range(text.num_hidden_layers):
-        kv = torch.zeros(
-            like.shape[0],
-            text.num_key_value_heads,
-            l_past,
-            text.head_dim,
-            device=like.device,
-            dtype=like.dtype,
-        )
-        cache.update(kv, kv.clone(), i)
-    return cache
-
-
-def _decoder_wrapper(model, l_past, logits_to_keep):
-    from torch import nn
-
-    class Decoder(nn.Module):
-        """``forward(inputs_embeds)`` = the model's own forward after ``l_past`` cached tokens -> logits."""
-
-        def __init__(self):
-            super().__init__()
-            self.m = model
-
-        def forward(self, inputs_embeds):
-            cache = _cache(self.m.config.text_config, l_past, inputs_embeds) if l_past else None
-            out = self.m(
-                inputs_embeds=inputs_embeds,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=logits_to_keep,
-            )
-            return out.logits
-
-    return Decoder()
-
-
 def _decoder_columns(path, op, dense):
     """Column names (layer parts as ``L<i>_<part>``) one decoder (module path, op) count belongs to."""
     if _kind(op) not in ("linear", "attn_core"):
@@ -451,23 +395,15 @@ def _decoder_columns(path, op, dense):
     return (layer + "total", *(layer + p for p in parts), "total_full_depth")
 
 
-def measure_decoder(
-    s_new: int,
-    l_past: int,
-    counter: str = "torch",
-    logits: str = "all",
-    model=None,
-    batch: int = 1,
-    attention: str = "sdpa",
-) -> dict[str, int]:
-    """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (12 layers,
-    final norm, lm_head).
-
-    ``logits="all"``: lm_head on every new position (a plain forward); ``"last"``: on the last one only
-    (``logits_to_keep=1``, as ``generate()`` runs prefill). ``attention``: the text model's attention
-    implementation for this call (the model is restored after). Columns as
-    validation.measure.measure_decoder.
-    """
+def decoder_counts(
+    model, s_new: int, l_past: int, counter: str, logits: str, batch: int, attention: str
+) -> dict:
+    """Columns ``L<i>_<part>`` (validation.measure.LAYER_PARTS), lm_head, the rest and the total of one
+    forward of the model's own code: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached
+    ones, with ``inputs_embeds`` (no placeholder mask). ``logits="all"``: lm_head on every new position
+    (a plain forward); ``"last"``: on the last one only (``logits_to_keep=1``, as ``generate()`` runs
+    prefill). ``attention``: the text model's attention implementation for this call (restored after).
+    Layers without ``mlp_layer_types`` are dense."""
     import torch
 
     _check(counter)
@@ -479,6 +415,38 @@ def measure_decoder(
         raise ValueError(f"need s_new >= 1, l_past >= 0, batch >= 1, got {s_new}, {l_past}, {batch}")
     if l_past and not counter.startswith("torch"):
         raise ValueError("fvcore traces tensors only: measure decode (l_past > 0) with a torch counter")
+    text = model.config.text_config
+    n_layers = text.num_hidden_layers
+    types = getattr(text, "mlp_layer_types", None) or ["dense"] * n_layers
+    dense = {i for i, t in enumerate(types) if t == "dense"}
+    param = model.lm_head.weight
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
+    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
+    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
+    language_model, before = model.model.language_model, text._attn_implementation
+    language_model.set_attn_implementation(attention)  # the text model's only
+    try:
+        counts = _count(wrapper, (embeds,), counter)
+    finally:
+        language_model.set_attn_implementation(before)
+    return _attribute(counts, lambda p, o: _decoder_columns(p, o, dense), names)
+
+
+def measure_decoder(
+    s_new: int,
+    l_past: int,
+    counter: str = "torch",
+    logits: str = "all",
+    model=None,
+    batch: int = 1,
+    attention: str = "sdpa",
+) -> dict[str, int]:
+    """Decoder FLOPs (``decoder_counts``) of the 12 layers, final norm and lm_head, keyed as
+    validation.measure.measure_decoder: dense layer 0 and MoE layer 1 by part, the MoE layer totals'
+    range, lm_head, the rest, the total."""
     if model is None:
         model = (
             meta_model()
@@ -489,26 +457,12 @@ def measure_decoder(
     dense = {i for i, t in enumerate(text.mlp_layer_types) if t == "dense"}
     if dense != {0} or text.mlp_layer_types[1] != "sparse":
         raise ValueError("expected layer 0 dense and layer 1 MoE")
-    param = model.lm_head.weight
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        embeds = torch.randn(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = _decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
-    n_layers = text.num_hidden_layers
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in LAYER_PARTS]
-    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    before = text._attn_implementation
-    model.set_attn_implementation({"text_config": attention})
-    try:
-        counts = _count(wrapper, (embeds,), counter)
-    finally:
-        model.set_attn_implementation({"text_config": before})
-    cols = _attribute(counts, lambda p, o: _decoder_columns(p, o, dense), names)
+    cols = decoder_counts(model, s_new, l_past, counter, logits, batch, attention)
     out = {f"dense_L0_{p}": cols[f"L0_{p}"] for p in LAYER_PARTS if not p.startswith("moe_")}
     out |= {f"moe_L1_{p}": cols[f"L1_{p}"] for p in LAYER_PARTS}
-    moe_totals = [cols[f"L{i}_total"] for i in range(n_layers) if i not in dense]
+    moe_totals = [cols[f"L{i}_total"] for i in range(text.num_hidden_layers) if i not in dense]
     out |= {"moe_layers_min": min(moe_totals), "moe_layers_max": max(moe_totals)}
-    out |= {k: cols[k] for k in names[-3:]}
+    out |= {k: cols[k] for k in ("lm_head", "other_outside_layers_and_lm_head", "total_full_depth")}
     return {k: int(v) for k, v in out.items()}
 
 

@@ -217,10 +217,12 @@ def param_table(model) -> dict[str, tuple[str, int]]:
 # --------------------------------------------------------------------------- cases
 
 
-def _check_case(model, stage: str, counter: str, values: dict):
-    """Refuse, in one line naming the parameter, what validate cannot measure."""
-    if model.family.name != "deepseek-ocr2":
-        raise SymcostError(f"validate: {__name__} measures deepseek-ocr2, not {model.family.name}")
+def check_transformers_case(model, family: str, stage: str, counter: str, attentions) -> None:
+    """Refuse, in one line naming the parameter, what a validate measuring a transformers module
+    cannot: another family, a stage it does not measure, an unknown counter, runtime vllm, an attention
+    that does not run on CPU or meta (decoder stages), fvcore on a decode step."""
+    if model.family.name != family:
+        raise SymcostError(f"validate: this measures {family}, not {model.family.name}")
     if stage not in STAGES:
         raise SymcostError(f"--stage: validate measures {', '.join(STAGES)}, not {stage!r}")
     _check_counter(counter)
@@ -229,37 +231,42 @@ def _check_case(model, stage: str, counter: str, values: dict):
         raise SymcostError(
             f"--runtime: validate measures transformers' module, i.e. runtime hf, not {opts['runtime']!r}"
         )
-    if stage == "vision":
-        return
-    from .ocr2 import ATTENTIONS
-
-    if opts["attention"] not in ATTENTIONS:
+    if stage != "vision" and opts["attention"] not in attentions:
         raise SymcostError(
             f"--attention: {opts['attention']!r} does not run on CPU or meta; "
-            f"validate measures {' or '.join(ATTENTIONS)}"
+            f"validate measures {' or '.join(attentions)}"
         )
-    if counter in _OUT_OF_THE_BOX:
-        raise SymcostError(
-            f"--counter: {counter} counts the routed experts' aten._grouped_mm as 0, "
-            "which its convention does not model; validate prefill and decode with "
-            "torch or fvcore"
-        )
-    if stage == "decode" and counter == "fvcore":
+    if stage == "decode" and counter.startswith("fvcore"):
         raise SymcostError(
             "--counter: fvcore cannot trace a decode step (it needs a KV cache of real tensors); use torch"
         )
 
 
-def _check_memory(model, stage: str, counter: str, values: dict):
+def check_fvcore_memory(model, stage: str, counter: str, values: dict, dtype: str = "bf16") -> None:
+    """Refuse an fvcore case (real CPU tensors in ``dtype``) whose analytic memory passes FVCORE_MAX_BYTES."""
     if counter.startswith("torch"):
         return  # meta tensors: shapes only
-    need = model.evaluate(stage=stage, **values)["memory_bytes"]
+    need = model.evaluate(stage=stage, dtype=dtype, **values)["memory_bytes"]
     if need > FVCORE_MAX_BYTES:
         raise SymcostError(
             f"--counter: {counter} runs on real CPU tensors and this {stage} case needs "
             f"{need / 1e9:.1f} GB by the model's estimate (limit "
             f"{FVCORE_MAX_BYTES / 1e9:g} GB); use torch (meta device)"
         )
+
+
+def _check_case(model, stage: str, counter: str, values: dict):
+    """Refuse, in one line naming the parameter, what validate cannot measure."""
+    from .ocr2 import ATTENTIONS
+
+    check_transformers_case(model, "deepseek-ocr2", stage, counter, ATTENTIONS)
+    if stage != "vision" and counter in _OUT_OF_THE_BOX:
+        raise SymcostError(
+            f"--counter: {counter} counts the routed experts' aten._grouped_mm as 0, "
+            "which its convention does not model; validate prefill and decode with "
+            "torch or fvcore"
+        )
+    check_fvcore_memory(model, stage, counter, values)
 
 
 def _measured_layout(model, values: dict) -> dict[str, int]:
@@ -297,7 +304,6 @@ def validate_case(model, stage: str, counter: str, point: dict, check_only: bool
     image that includes the processor run (well under a second), so a size it refuses is refused first."""
     values = model.check_inputs(stage, point)
     _check_case(model, stage, counter, values)
-    _check_memory(model, stage, counter, values)
     layout = _measured_layout(model, values) if stage != "decode" else {}
     if check_only:
         return {}

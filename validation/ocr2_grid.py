@@ -33,44 +33,53 @@ def _columns(args):
     return cols, rows
 
 
-def processor_grid(widths, heights, processes=None):
-    """``(cols, rows)``: int8 arrays of shape (len(widths), len(heights)); entry [i, j] is the tile grid
-    of a ``widths[i]`` x ``heights[j]`` image ((1, 1) = no tiles), as ``tile_grid`` would return it."""
+def by_width(block, widths, heights, processes=None, extra=()):
+    """``block((*extra, some_widths, heights))`` -> arrays of shape (len(some_widths), len(heights)),
+    run over interleaved blocks of widths (equal work per block) in forked worker processes and
+    stitched back in order: the same arrays for any number of processes. Import what ``block``
+    needs before calling, so the workers inherit it."""
     import multiprocessing
 
     import numpy as np
 
-    from validation.ocr2 import _tiled_canvas
-
-    _tiled_canvas()  # import transformers here, once: forked workers inherit it
     widths, heights = [int(w) for w in widths], [int(h) for h in heights]
     processes = processes or os.cpu_count() or 1
     blocks = max(1, min(len(widths), 8 * processes))
-    chunks = [(widths[k::blocks], heights) for k in range(blocks)]  # interleaved: equal work per block
+    chunks = [(*extra, widths[k::blocks], heights) for k in range(blocks)]
     if processes == 1:
-        parts = [_columns(c) for c in chunks]
+        parts = [block(c) for c in chunks]
     else:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_columns, chunks)
-    cols = np.empty((len(widths), len(heights)), dtype=np.int8)
-    rows = np.empty_like(cols)
-    for k, (c, r) in enumerate(parts):
-        cols[k::blocks], rows[k::blocks] = c, r
-    return cols, rows
+            parts = pool.map(block, chunks)
+    out = tuple(np.empty((len(widths), len(heights)), dtype=a.dtype) for a in parts[0])
+    for k, part in enumerate(parts):
+        for o, a in zip(out, part):
+            o[k::blocks] = a
+    return out
 
 
-def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> dict:
-    """``model.tile_grid`` (the family's vectorised rule) against ``processor_grid`` on every pair of
-    ``widths`` x ``heights``: pair count, mismatch count, the first ``show`` mismatches as
-    ``(W, H, analytic, processor)``, and the seconds each side took."""
+def processor_grid(widths, heights, processes=None, columns=_columns):
+    """``(cols, rows)``: int8 arrays of shape (len(widths), len(heights)); entry [i, j] is the tile grid
+    of a ``widths[i]`` x ``heights[j]`` image ((1, 1) = no tiles), as ``tile_grid`` would return it.
+
+    ``columns((widths, heights)) -> (cols, rows)``: one block's grid, run in a worker process (a
+    module-level function); another family's processor rule goes here."""
+    columns(([], []))  # import transformers here, once: forked workers inherit it
+    return by_width(columns, widths, heights, processes)
+
+
+def compare_grids(analytic, reference, widths, heights, show: int = 10) -> dict:
+    """Two grid rules on every pair of ``widths`` x ``heights``, each ``rule(widths, heights) ->
+    (cols, rows)`` arrays of shape (len(widths), len(heights)): pair count, mismatch count, the first
+    ``show`` mismatches as ``(W, H, analytic, reference)``, and the seconds each side took."""
     import numpy as np
 
     widths, heights = np.asarray(widths, dtype=np.int64), np.asarray(heights, dtype=np.int64)
     start = time.perf_counter()
-    cols, rows = model.tile_grid(widths[:, None], heights[None, :])
+    cols, rows = analytic(widths, heights)
     analytic_s = time.perf_counter() - start
     start = time.perf_counter()
-    ref_cols, ref_rows = processor_grid(widths, heights, processes)
+    ref_cols, ref_rows = reference(widths, heights)
     processor_s = time.perf_counter() - start
     bad = np.argwhere((cols != ref_cols) | (rows != ref_rows))
     return {
@@ -88,3 +97,15 @@ def grid_mismatches(model, widths, heights, processes=None, show: int = 10) -> d
         "analytic_s": analytic_s,
         "processor_s": processor_s,
     }
+
+
+def grid_mismatches(model, widths, heights, processes=None, show: int = 10, columns=_columns) -> dict:
+    """``model.tile_grid`` (the family's vectorised rule) against ``processor_grid`` (with ``columns``)
+    on every pair of ``widths`` x ``heights`` (see ``compare_grids``)."""
+    return compare_grids(
+        lambda w, h: model.tile_grid(w[:, None], h[None, :]),
+        lambda w, h: processor_grid(w, h, processes, columns),
+        widths,
+        heights,
+        show,
+    )

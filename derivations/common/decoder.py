@@ -52,6 +52,7 @@ class DecoderConfig:
     attention_bias: bool
     tied_embeddings: bool
     rope_matmul_per_layer: bool  # cos/sin recomputed in every layer as inv_freq @ positions
+    rope_axes: int = 1  # position axes with their own cos/sin table (M-RoPE: t, h, w), recomposed
     qk_norm: bool = False  # RMSNorm over head_dim on q and k before RoPE (Qwen3)
 
     def __post_init__(self):  # the shapes the layers multiply must agree
@@ -345,6 +346,9 @@ def forward(cfg: DecoderConfig, ex: Execution, shape: Batch, name: str = "decode
     t = shape.tokens
     logit_rows = t if ex.logits_all else shape.seqs
     parts = []
+    if cfg.rope_axes > 1 and not ex.fused_norms:  # M-RoPE: half-width cos/sin per axis, 2 cats each
+        axes = cfg.rope_axes * t * cfg.head_dim
+        parts.append(op("rotary_axes", "elementwise", elems=axes, fn="copy", kernels=4))
     if not cfg.rope_matmul_per_layer:  # cos/sin once per forward, by broadcasting (uncounted)
         parts.append(
             op(
