@@ -13,14 +13,13 @@ NB: fp32 matmul runs at the FP32 (non-tensor) rate: torch's default disables TF3
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from .checks import check_positive, shown
 from .cost import Cost
 from .dtypes import DTYPE_BYTES, Precision
 from .errors import SymcostError
-from .files import read_small_file
+from .files import read_json_keys
 from .runtime import Runtime
 
 __all__ = ["Hardware", "HARDWARE", "get_hardware", "load_hardware", "op_times"]
@@ -132,15 +131,6 @@ _FILE_KEYS = {
     "memory_gb": "GB, 1e9 bytes, as the driver reports it",
 }
 _FILE_MAX_BYTES = 1 << 16  # a hardware file is a few hundred bytes; refuse anything huge
-_KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _FILE_KEYS.items())
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:  # json would silently keep the last one
-        raise SymcostError(f"hardware file: key {dup!r} appears twice")
-    return dict(pairs)
 
 
 def load_hardware(path: str) -> Hardware:
@@ -149,23 +139,7 @@ def load_hardware(path: str) -> Hardware:
     Keys: ``name`` (str), ``matmul_tflops`` ({dtype: dense TFLOP/s}), ``vector_tflops``
     (TFLOP/s), ``memory_gbps`` (GB/s, 1e9 bytes/s), ``memory_gb`` (GB). Unknown keys are refused.
     """
-    text = read_small_file(path, "hardware", _FILE_MAX_BYTES)
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
-    except SymcostError:
-        raise
-    except (ValueError, RecursionError) as e:  # bad JSON, integers over 4,300 digits, deep nesting
-        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise SymcostError(
-            f"hardware: cannot read {path[:200]!r} as JSON ({e.__class__.__name__}{where})"
-        ) from None
-    if not isinstance(data, dict):
-        raise SymcostError("hardware file: expected a JSON object")
-    unknown = sorted(set(data) - set(_FILE_KEYS))
-    missing = sorted(set(_FILE_KEYS) - set(data))
-    if unknown or missing:
-        which = f"unknown key {unknown[0][:40]!r}" if unknown else f"missing key {missing[0]!r}"
-        raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
+    data = read_json_keys(path, "hardware", _FILE_MAX_BYTES, _FILE_KEYS)
     rates = data["matmul_tflops"]
     if not isinstance(rates, dict):
         raise SymcostError(

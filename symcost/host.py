@@ -14,13 +14,12 @@ Every figure carries its source; a profile file (JSON) is validated key by key.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, fields
 
 from .checks import check_positive, shown
 from .errors import SymcostError
-from .files import read_small_file
+from .files import read_json_keys
 
 __all__ = ["HostProfile", "HOSTS", "get_host", "load_host", "no_repeat_ngram_banned", "calibrate_host"]
 
@@ -83,33 +82,11 @@ _KEYS = {
     "overlaps": "true or false",
     "sources": "{figure: source}",
 }
-_KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _KEYS.items())
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:
-        raise SymcostError(f"host file: key {shown(dup)} appears twice")
-    return dict(pairs)
 
 
 def load_host(path: str) -> HostProfile:
     """A host profile from a JSON file (as ``symcost calibrate host`` writes it), key by key."""
-    text = read_small_file(path, "host", _FILE_MAX_BYTES)
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
-    except SymcostError:
-        raise
-    except (ValueError, RecursionError) as e:
-        raise SymcostError(f"host: cannot read {path[:200]!r} as JSON ({e.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise SymcostError("host file: expected a JSON object")
-    unknown = sorted(set(data) - set(_KEYS))
-    missing = sorted(set(_KEYS) - set(data))
-    if unknown or missing:
-        which = f"unknown key {unknown[0][:40]!r}" if unknown else f"missing key {missing[0]!r}"
-        raise SymcostError(f"host file: {which}; keys are {_KEYS_TEXT}")
+    data = read_json_keys(path, "host", _FILE_MAX_BYTES, _KEYS)
     name = data["name"]
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise SymcostError("host file: name must be a non-empty string of at most 100 characters")
