@@ -49,8 +49,15 @@ def build_parser(argv=None):
             mod.add_arguments(p)
             p.set_defaults(run=mod.run, family_spec=None)
             continue
-        fams = p.add_subparsers(dest="family", parser_class=Parser, metavar="family", required=True)
-        for fname in pair[1:] or names:
+        targets = getattr(mod, "TARGETS", None)  # a command about this machine, not a family
+        fams = p.add_subparsers(
+            dest="family", parser_class=Parser, metavar="target" if targets else "family", required=True
+        )
+        for target, summary in (targets or {}).items():
+            tp = fams.add_parser(target, help=summary, description=f"{mod.HELP}: {summary}.")
+            mod.add_arguments(tp, target)
+            tp.set_defaults(run=mod.run, family_spec=target)
+        for fname in () if targets else pair[1:] or names:
             fam = get_family(fname)
             fp = fams.add_parser(fname, help=fam.summary, description=f"{mod.HELP}. {fam.summary}.")
             mod.add_arguments(fp, fam)

@@ -101,6 +101,8 @@ class Serving:
     image_tokens: str = ""  # named quantity: the image block's length in the prompt
     image_offset: int = 0  # prompt tokens before the image block
     max_positions: int | None = None  # the longest sequence the model takes (tokens)
+    # the image of vLLM's memory-profiling run: its processor's largest (None: not declared)
+    profile_image: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

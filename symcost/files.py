@@ -266,3 +266,36 @@ def read_small_file(path: str, param: str, max_bytes: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise SymcostError(f"{param}: {path[:200]!r} is not UTF-8 text") from None
+
+
+def read_json_keys(path: str, param: str, max_bytes: int, keys: dict[str, str]) -> dict:
+    """A small JSON object holding exactly ``keys`` (name -> what it holds, for the message):
+    bad JSON, a repeated key, an unknown or a missing key are one-line errors naming ``param``."""
+    import json
+
+    def no_duplicates(pairs):
+        names = [k for k, _ in pairs]
+        dup = next((k for k in names if names.count(k) > 1), None)
+        if dup is not None:  # json would silently keep the last one
+            raise SymcostError(f"{param} file: key {dup[:40]!r} appears twice")
+        return dict(pairs)
+
+    text = read_small_file(path, param, max_bytes)
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except SymcostError:
+        raise
+    except (ValueError, RecursionError) as e:  # bad JSON, integers over 4,300 digits, deep nesting
+        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise SymcostError(
+            f"{param}: cannot read {path[:200]!r} as JSON ({e.__class__.__name__}{where})"
+        ) from None
+    if not isinstance(data, dict):
+        raise SymcostError(f"{param} file: expected a JSON object")
+    unknown = sorted(set(data) - set(keys))
+    missing = sorted(set(keys) - set(data))
+    if unknown or missing:
+        which = f"unknown key {unknown[0][:40]!r}" if unknown else f"missing key {missing[0]!r}"
+        text = ", ".join(f"{k} ({u})" for k, u in keys.items())
+        raise SymcostError(f"{param} file: {which}; keys are {text}")
+    return data

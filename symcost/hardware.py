@@ -13,14 +13,13 @@ NB: fp32 matmul runs at the FP32 (non-tensor) rate: torch's default disables TF3
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from .checks import check_positive, shown
 from .cost import Cost
 from .dtypes import DTYPE_BYTES, Precision
 from .errors import SymcostError
-from .files import read_small_file
+from .files import read_json_keys
 from .runtime import Runtime
 
 __all__ = ["Hardware", "HARDWARE", "get_hardware", "load_hardware", "op_times"]
@@ -37,8 +36,9 @@ class Hardware:
     matmul_tflops: tuple[tuple[str, float], ...]  # dense tensor throughput per dtype, TFLOP/s
     vector_tflops: float  # FP32 non-tensor throughput, TFLOP/s (1e12)
     memory_gbps: float  # memory bandwidth, GB/s (1e9 bytes)
-    memory_gb: float  # device memory, GB (1e9 bytes)
+    memory_gb: float  # device memory as the driver reports it (cudaMemGetInfo total), GB (1e9 bytes)
     source: str = "user file"
+    memory_source: str = "user file"  # where memory_gb comes from
 
     def matmul_flops_per_s(self, dtype: str) -> float:
         rates = dict(self.matmul_tflops)
@@ -50,46 +50,75 @@ class Hardware:
 
     @property
     def memory_bytes(self) -> int:
-        return int(self.memory_gb * 1e9)
+        return round(self.memory_gb * 1e9)  # exact for a whole number of MiB
 
 
-def _nv(bf16, fp8, fp32, gbps, gib, source):
+def _nv(bf16, fp8, fp32, gbps, mib, source, memory_source):
     rates = [("bf16", bf16), ("fp16", bf16), ("fp32", fp32)] + ([("fp8", fp8)] if fp8 else [])
-    return tuple(rates), fp32, gbps, round(gib * 2**30 / 1e9, 2), source
+    return tuple(rates), fp32, gbps, mib * 2**20 / 1e9, source, memory_source
 
 
-# Dense figures (datasheets quote "with sparsity" at 2x; those are halved here). Memory: the
-# datasheet's capacity, which is binary (an A100 40GB has 40 GiB), converted to GB (1e9 B).
+_MODAL = "nvidia-smi total, modal-labs/modal-client PR #2797"
+_SEEN = "nvidia-smi total in public logs"  # several independent nvidia-smi outputs, no one canonical page
+_NO_DRIVER = "datasheet 80 GB as GiB: no driver figure found"
+# Dense figures (datasheets quote "with sparsity" at 2x; those are halved here). Memory: what the
+# driver reports (nvidia-smi's MiB total, cudaMemGetInfo's total: what vLLM multiplies by
+# gpu_memory_utilization), in MiB, each with where it was read; datasheets quote decimal GB or
+# round numbers (an L4's "24 GB" is 23,034 MiB).
 HARDWARE = {
     name: Hardware(name, *spec)
     for name, spec in {
         # NVIDIA H100 Tensor Core GPU datasheet, SXM: BF16 1979 / FP8 3958 sparse, FP32 67,
         # 3.35 TB/s, 80 GB
-        "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, 80, "NVIDIA H100 datasheet (SXM)"),
+        "h100-sxm": _nv(989.5, 1979.0, 67.0, 3350.0, 81_559, "NVIDIA H100 datasheet (SXM)", _MODAL),
         # same datasheet, PCIe: BF16 1513 / FP8 3026 sparse, FP32 51, 2 TB/s, 80 GB
-        "h100-pcie": _nv(756.5, 1513.0, 51.0, 2000.0, 80, "NVIDIA H100 datasheet (PCIe)"),
+        "h100-pcie": _nv(756.5, 1513.0, 51.0, 2000.0, 81_920, "NVIDIA H100 datasheet (PCIe)", _NO_DRIVER),
         # NVIDIA H200 Tensor Core GPU datasheet, SXM: tensor rates as H100 SXM, 4.8 TB/s, 141 GB
-        "h200": _nv(989.5, 1979.0, 67.0, 4800.0, 141, "NVIDIA H200 datasheet (SXM)"),
+        "h200": _nv(989.5, 1979.0, 67.0, 4800.0, 143_771, "NVIDIA H200 datasheet (SXM)", _SEEN),
         # NVIDIA H20 product brief: BF16 148 / FP8 296 dense, FP32 44, 4.0 TB/s, 96 GB
-        "h20": _nv(148.0, 296.0, 44.0, 4000.0, 96, "NVIDIA H20 product brief"),
+        "h20": _nv(148.0, 296.0, 44.0, 4000.0, 97_871, "NVIDIA H20 product brief", _SEEN),
         # NVIDIA A100 datasheet, 80GB SXM: BF16 312 dense, FP32 19.5, 2,039 GB/s; no FP8
-        "a100-80gb": _nv(312.0, None, 19.5, 2039.0, 80, "NVIDIA A100 datasheet (80GB SXM)"),
+        "a100-80gb": _nv(312.0, None, 19.5, 2039.0, 81_920, "NVIDIA A100 datasheet (80GB SXM)", _MODAL),
         # same datasheet, 40GB SXM: BF16 312 dense, FP32 19.5, 1,555 GB/s
-        "a100-40gb": _nv(312.0, None, 19.5, 1555.0, 40, "NVIDIA A100 datasheet (40GB SXM)"),
+        "a100-40gb": _nv(312.0, None, 19.5, 1555.0, 40_960, "NVIDIA A100 datasheet (40GB SXM)", _MODAL),
         # NVIDIA L40S datasheet: BF16 362.05 dense (733 sparse), FP8 733 dense, FP32 91.6, 864 GB/s,
         # 48 GB
-        "l40s": _nv(362.05, 733.0, 91.6, 864.0, 48, "NVIDIA L40S datasheet"),
+        "l40s": _nv(362.05, 733.0, 91.6, 864.0, 46_068, "NVIDIA L40S datasheet", _MODAL),
         # NVIDIA L4 datasheet: BF16 242 / FP8 485 sparse, FP32 30.3, 300 GB/s, 24 GB
-        "l4": _nv(121.0, 242.5, 30.3, 300.0, 24, "NVIDIA L4 datasheet"),
+        "l4": _nv(121.0, 242.5, 30.3, 300.0, 23_034, "NVIDIA L4 datasheet", _MODAL),
         # NVIDIA Ada Lovelace architecture whitepaper, GeForce RTX 4090: FP16/BF16 tensor (FP32
         # accumulate) 165.2 dense, FP8 330.3 dense, FP32 82.6, 1,008 GB/s, 24 GB
-        "rtx-4090": _nv(165.2, 330.3, 82.6, 1008.0, 24, "NVIDIA Ada Lovelace whitepaper (RTX 4090)"),
+        "rtx-4090": _nv(
+            165.2,
+            330.3,
+            82.6,
+            1008.0,
+            24_564,
+            "NVIDIA Ada Lovelace whitepaper (RTX 4090)",
+            "nvidia-smi total, RLinf/RLinf#255",
+        ),
         # NVIDIA HGX B200 datasheet, per GPU: FP16/BF16 4.5 PF sparse (2.25 dense), FP8 9 PF sparse,
         # 8 TB/s, 1.44 TB per 8 GPUs; FP32 80 TFLOP/s (NVIDIA Blackwell architecture brief)
-        "b200": _nv(2250.0, 4500.0, 80.0, 8000.0, 180, "NVIDIA HGX B200 datasheet, per GPU"),
+        "b200": _nv(
+            2250.0,
+            4500.0,
+            80.0,
+            8000.0,
+            183_359,
+            "NVIDIA HGX B200 datasheet, per GPU",
+            "nvidia-smi total, NVIDIA/TensorRT-LLM#10278",
+        ),
         # AMD Instinct MI300X datasheet: FP16/BF16 1307.4 dense, FP8 2614.9 dense, FP32 vector 163.4,
         # 5.3 TB/s, 192 GB
-        "mi300x": _nv(1307.4, 2614.9, 163.4, 5300.0, 192, "AMD Instinct MI300X datasheet"),
+        "mi300x": _nv(
+            1307.4,
+            2614.9,
+            163.4,
+            5300.0,
+            196_592,
+            "AMD Instinct MI300X datasheet",
+            "rocminfo pool size, ROCm/legacy-rocm-build#4414",
+        ),
     }.items()
 }
 
@@ -99,18 +128,9 @@ _FILE_KEYS = {
     "matmul_tflops": "{dtype: dense TFLOP/s}",
     "vector_tflops": "TFLOP/s",
     "memory_gbps": "GB/s, 1e9 bytes/s",
-    "memory_gb": "GB, 1e9 bytes",
+    "memory_gb": "GB, 1e9 bytes, as the driver reports it",
 }
 _FILE_MAX_BYTES = 1 << 16  # a hardware file is a few hundred bytes; refuse anything huge
-_KEYS_TEXT = ", ".join(f"{k} ({u})" for k, u in _FILE_KEYS.items())
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    dup = next((k for k in keys if keys.count(k) > 1), None)
-    if dup is not None:  # json would silently keep the last one
-        raise SymcostError(f"hardware file: key {dup!r} appears twice")
-    return dict(pairs)
 
 
 def load_hardware(path: str) -> Hardware:
@@ -119,23 +139,7 @@ def load_hardware(path: str) -> Hardware:
     Keys: ``name`` (str), ``matmul_tflops`` ({dtype: dense TFLOP/s}), ``vector_tflops``
     (TFLOP/s), ``memory_gbps`` (GB/s, 1e9 bytes/s), ``memory_gb`` (GB). Unknown keys are refused.
     """
-    text = read_small_file(path, "hardware", _FILE_MAX_BYTES)
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
-    except SymcostError:
-        raise
-    except (ValueError, RecursionError) as e:  # bad JSON, integers over 4,300 digits, deep nesting
-        where = f" at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        raise SymcostError(
-            f"hardware: cannot read {path[:200]!r} as JSON ({e.__class__.__name__}{where})"
-        ) from None
-    if not isinstance(data, dict):
-        raise SymcostError("hardware file: expected a JSON object")
-    unknown = sorted(set(data) - set(_FILE_KEYS))
-    missing = sorted(set(_FILE_KEYS) - set(data))
-    if unknown or missing:
-        which = f"unknown key {unknown[0][:40]!r}" if unknown else f"missing key {missing[0]!r}"
-        raise SymcostError(f"hardware file: {which}; keys are {_KEYS_TEXT}")
+    data = read_json_keys(path, "hardware", _FILE_MAX_BYTES, _FILE_KEYS)
     rates = data["matmul_tflops"]
     if not isinstance(rates, dict):
         raise SymcostError(
@@ -149,10 +153,11 @@ def load_hardware(path: str) -> Hardware:
         data["memory_gbps"],
         data["memory_gb"],
         f"file {path}",
+        f"file {path}",
     )
 
 
-def _checked(where: str, name, rates, vector, gbps, gb, source: str) -> Hardware:
+def _checked(where: str, name, rates, vector, gbps, gb, source: str, memory_source: str) -> Hardware:
     """A Hardware whose every field is in range: a rate outside would make times 0 or infinite."""
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise SymcostError(f"{where}: name must be a non-empty string of at most 100 characters")
@@ -174,6 +179,7 @@ def _checked(where: str, name, rates, vector, gbps, gb, source: str) -> Hardware
         check_positive(f"{where}: memory_gbps", gbps, "GB/s", *_GBPS),
         check_positive(f"{where}: memory_gb", gb, "GB", *_GB),
         source,
+        memory_source,
     )
 
 
@@ -183,7 +189,14 @@ def get_hardware(name_or_path) -> Hardware:
     if isinstance(name_or_path, Hardware):
         hw = name_or_path
         return _checked(
-            "hardware", hw.name, hw.matmul_tflops, hw.vector_tflops, hw.memory_gbps, hw.memory_gb, hw.source
+            "hardware",
+            hw.name,
+            hw.matmul_tflops,
+            hw.vector_tflops,
+            hw.memory_gbps,
+            hw.memory_gb,
+            hw.source,
+            hw.memory_source,
         )
     if isinstance(name_or_path, str) and name_or_path.endswith(".json"):
         return load_hardware(name_or_path)

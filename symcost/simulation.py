@@ -42,8 +42,7 @@ op stays on one side for the whole run). The simulation jumps from event to even
 NB: a host model (``host``: CPU seconds per step from the step's shape) and a preprocessing
 stage are hooks for later: by default the host costs nothing and a page reaches the engine when
 it arrives.
-NB: the KV-cache capacity is a first accounting (datasheet memory x ``gpu_memory_utilization``
-minus the weights and the peak of a profiling step); vLLM's own accounting is to come.
+NB: the KV-cache capacity is vLLM's own accounting (:mod:`symcost.kvcache`), as ``plan`` gives it.
 """
 
 from __future__ import annotations
@@ -83,7 +82,7 @@ __all__ = [
     "StepTimer",
     "ContinuousBatching",
     "StaticBatching",
-    "kv_capacity_tokens",
+    "kv_capacity",
     "beside_plan",
     "PERCENTILES",
 ]
@@ -389,7 +388,8 @@ class HostModel(Protocol):
     tokens; ``overlaps``: whether the GPU runs meanwhile (then a step takes the longer of the
     two) or waits (the sum)."""
 
-    overlaps: bool
+    @property
+    def overlaps(self) -> bool: ...
 
     def seconds(self, seqs: int, tokens: int, sampled: int) -> float: ...
 
@@ -1127,47 +1127,38 @@ class StaticBatching:
 # --------------------------------------------------------------------------- capacity
 
 
-def kv_capacity_tokens(
-    model: Model, hw: Hardware, prec: Precision, eng: Engine, pages: _Pages, vision_peak: int
-) -> int:
-    """KV-cache tokens the engine can hold, in whole blocks: device memory x
-    ``gpu_memory_utilization`` minus the weights and the peak of vLLM's profiling run (the step
-    stage on ``max_num_batched_tokens`` tokens over ``min(max_num_seqs, tokens)`` sequences, the
-    remainder on the last, as ``_dummy_run`` splits them; the largest image's vision peak if
-    larger), divided by the KV bytes of a token."""
-    s = serving(model)
+def kv_capacity(model: Model, hw: Hardware, prec: Precision, eng: Engine, pages: _Pages, vision: _Vision):
+    """vLLM's KV-cache accounting (:func:`symcost.kvcache.kv_cache`) for this engine; with no
+    token budget, the profiling run takes the workload's largest first step."""
+    from .kvcache import kv_cache, profile_image
+
     tokens = eng.max_num_batched_tokens
-    if tokens is None:  # no budget: the largest first step of the workload
+    if tokens is None:
         tokens = min(eng.max_num_seqs, len(pages.s0)) * max(pages.s0)
-    seqs = min(eng.max_num_seqs, tokens)
-    q, r = divmod(tokens, seqs)
-    pairs = (seqs - 1) * q * q + (q + r) ** 2
-    inputs: dict[str, Any] = {
-        s.batch: seqs,
-        s.step_tokens: tokens,
-        s.score_pairs: pairs,
-        s.attended_keys: tokens,
-    }
-    step = model.evaluate(stage=s.step, dtype=prec.dtype, kv_dtype=prec.kv_dtype, **inputs)
-    weights = model.stage_params(s.stage) * prec.weight
-    free = hw.memory_bytes * eng.gpu_memory_utilization - weights - max(step["activation_bytes"], vision_peak)
-    per_token = model.kv_elems_per_token * prec.kv
-    blocks = int(free // (per_token * eng.block_size)) if free > 0 else 0
-    return blocks * eng.block_size
+    image, _ = profile_image(model, vision.sizes)
+    return kv_cache(
+        model,
+        hw,
+        prec,
+        eng.max_num_seqs,
+        tokens,
+        eng.block_size,
+        eng.gpu_memory_utilization,
+        eng.max_model_len,
+        image,
+    )
 
 
 # --------------------------------------------------------------------------- the entry point
 
 
-def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -> tuple[_Pages, int, int]:
-    """Per request: prefill tokens, outputs, image block, layout, vision seconds and their bound
-    split. Also the largest image's vision activation peak and the number of length-capped
+def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -> tuple[_Pages, int]:
+    """Per request: prefill tokens, outputs, image block, layout; and the number of length-capped
     requests."""
     s = serving(model)
     n = len(work)
     has_image = work.width > 0
     img = np.zeros(n, dtype=np.int64)
-    peak = 0
     layout = np.full(n, -1)
     if has_image.any():
         if s.vision is None or model.family.image is None:
@@ -1176,7 +1167,6 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         for j in np.unique(layout[has_image]).tolist():
             r = vision.evaluate(j, 1)
             img[layout == j] = r[s.image_tokens]
-            peak = max(peak, r["activation_bytes"])
     s0 = work.prompt_tokens + img
     if (s0 < 1).any():
         raise SymcostError("prompt_tokens: a text-only request needs at least 1 prompt token")
@@ -1200,7 +1190,7 @@ def _pages(model: Model, vision: _Vision, work: Workload, max_len: int | None) -
         layout=layout.tolist(),
         img_start=np.where(img > 0, np.minimum(offset, work.prompt_tokens), 0).tolist(),
     )
-    return pages, peak, capped
+    return pages, capped
 
 
 class _Vision:
@@ -1328,16 +1318,15 @@ def simulate(
     key = (hw, prec, ce, be)  # compiled once per model and setting (hypothesis runs many)
     timer = model._memo(("simulate.timer", key), lambda: StepTimer(model, hw, prec, ce, be))
     vision = model._memo(("simulate.vision", key), lambda: _Vision(model, hw, prec, ce, be))
-    pages, vision_peak, capped = _pages(model, vision, work, engine.max_model_len if vllm else None)
+    pages, capped = _pages(model, vision, work, engine.max_model_len if vllm else None)
     total_blocks = 0
+    accounting = None
     if vllm:
         if engine.num_gpu_blocks_override is not None:  # vLLM's CacheConfig.num_gpu_blocks_override
             capacity, why = engine.num_gpu_blocks_override * engine.block_size, "num_gpu_blocks_override"
         else:
-            capacity, why = (
-                kv_capacity_tokens(model, hw, prec, engine, pages, vision_peak),
-                "gpu_memory_utilization",
-            )
+            accounting = kv_capacity(model, hw, prec, engine, pages, vision)
+            capacity, why = accounting.tokens, "gpu_memory_utilization"
         if capacity < engine.max_model_len:  # vLLM refuses to start so
             raise SymcostError(
                 f"{why}: the KV cache holds {capacity:,} tokens on {hw.name}, fewer than "
@@ -1396,6 +1385,8 @@ def simulate(
         timer,
         timeline,
     )
+    if accounting is not None:
+        out["kv_cache"] = accounting.as_dict()
     if log is not None:
         out["trace"] = log
     return out

@@ -150,9 +150,10 @@ IMAGE_STAGES = ("vision", "prefill", "request")  # stages whose numbers the imag
 DECODER_STAGES = ("prefill", "decode", "request", "step")  # stages that run the decoder
 
 
-def serving_for(max_positions: int | None) -> Serving:
+def serving_for(max_positions: int | None, profile_image: tuple[int, int] | None = None) -> Serving:
     """What ``plan`` and ``simulate`` read. The vendors' prompts put BOS before the image block
-    (``<image>`` opens the prompt, the tokenizer adds BOS), so the image starts at position 1."""
+    (``<image>`` opens the prompt, the tokenizer adds BOS), so the image starts at position 1.
+    ``profile_image``: the size vLLM's processor gives its dummy images (its largest)."""
     return Serving(
         stage="request",
         batch="batch",
@@ -166,6 +167,7 @@ def serving_for(max_positions: int | None) -> Serving:
         image_tokens="image_tokens",
         image_offset=1,
         max_positions=max_positions,
+        profile_image=profile_image,
     )
 
 

@@ -231,7 +231,9 @@ FAMILY = Family(
     stage_names=FAMILY_STAGES,
     load=load,
     image=("width", "height"),
-    serving=serving_for(CONFIG["max_position_embeddings"]),
+    # vLLM's DeepseekOCRProcessingInfo.get_image_size_with_most_features: 640 x 2 square
+    # (vllm/model_executor/models/deepseek_ocr.py), the dummy image of its profiling run
+    serving=serving_for(CONFIG["max_position_embeddings"], profile_image=(1280, 1280)),
     default_stage="vision",
     compare_option="vision_mode",
     validation="validation.compare:validate_case",

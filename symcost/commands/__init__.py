@@ -4,5 +4,5 @@
 
 from __future__ import annotations
 
-COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "simulate", "validate")
+COMMANDS = ("formulas", "eval", "params", "sweep", "plan", "simulate", "validate", "calibrate")
 FIELD = ("compare",)

@@ -71,9 +71,61 @@ def add_arguments(p, family):
         f"the largest batch; a number of pages/day in [{PAGES_PER_DAY[0]:g}, {PAGES_PER_DAY[1]:g}]. "
         "Default: none",
     )
+    from .simulate import add_host_flag, add_vllm_memory_flags
+
+    add_host_flag(p)
+
+    add_vllm_memory_flags(
+        p.add_argument_group(
+            "vLLM's KV-cache accounting (--runtime vllm; its profiling run sizes the cache: "
+            "kv_capacity_tokens)"
+        )
+    )
     p.add_argument(
         "--json", action="store_true", help="one JSON object with exact integers. Default: labelled lines"
     )
+
+
+_VLLM_FLAGS = ("--gpu-memory-utilization", "--max-num-batched-tokens", "--max-model-len")
+
+
+def _kv_cache(model, args, images: list, batch) -> dict:
+    """vLLM's KV-cache accounting for this plan: vLLM's engine defaults (offline), the flags
+    given, ``max_num_seqs`` = --batch when given."""
+    from ..dtypes import precision
+    from ..hardware import get_hardware
+    from ..kvcache import kv_cache, profile_image
+    from ..simulation import Arrivals, engine_limits
+
+    hw = get_hardware(args.hardware)
+    eng = engine_limits(
+        model,
+        hw,
+        Arrivals(),
+        max_num_seqs=batch,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+    )
+    image, why = profile_image(model, images)
+    assert eng.max_num_batched_tokens is not None  # plan refuses "unlimited"
+    kv = kv_cache(
+        model,
+        hw,
+        precision(args.dtype, args.kv_dtype),
+        eng.max_num_seqs,
+        eng.max_num_batched_tokens,
+        eng.block_size,
+        eng.gpu_memory_utilization,
+        eng.max_model_len,
+        image,
+    )
+    engine = {k: getattr(eng, k) for k in ("max_num_seqs", "max_num_batched_tokens", "block_size")}
+    return {
+        "kv_capacity_tokens": kv.tokens,
+        "kv_cache": kv.as_dict()
+        | {"engine": engine, "engine_sources": dict(eng.sources), "image_source": why},
+    }
 
 
 def _label(point: dict, family) -> str:
@@ -114,6 +166,19 @@ def run(args, family) -> int:
         raise SymcostError("--image: plan needs at least one image (repeat for a mix)")
     if args.aspect is not None and not inverse:
         raise SymcostError("--aspect: applies only with --max-flops, --max-ttft-ms or --max-memory-gb")
+    for flag in _VLLM_FLAGS:
+        if getattr(args, flag[2:].replace("-", "_")) is None:
+            continue
+        if model.runtime.name != "vllm":
+            raise SymcostError(f"{flag}: applies to --runtime vllm only (vLLM's KV-cache accounting)")
+        if not images:
+            raise SymcostError(f"{flag}: needs --image (the KV cache is sized for a plan's requests)")
+    if args.host != "none" and (not images or s.step is None):
+        raise SymcostError(
+            "--host: applies to plan's served line (simulate): needs --image and an engine step"
+        )
+    if args.max_num_batched_tokens == "unlimited":
+        raise SymcostError("--max-num-batched-tokens: plan needs a number ('unlimited' applies to simulate)")
     if args.pages_per_day is not None and not images:
         raise SymcostError("--pages-per-day: needs --image")
     points = [{**dict(zip(family.image, img)), **inputs} for img in images]
@@ -131,11 +196,16 @@ def run(args, family) -> int:
     if points:
         out.update(plan(model, args.hardware, points, batch, convention=args.convention, **kw))
         out["mix"] = [{"image": _label(m["point"], family), "requests": m["requests"]} for m in out["mix"]]
-        if s.step is not None:  # beside the wave: a server on the same pages (symcost simulate)
+        at = out.get("batch") or batch or out["max_batch"]  # a mix: the given batch, else the largest
+        # beside a wave that fits: a server on the same pages (symcost simulate)
+        if s.step is not None and 0 < at <= out["max_batch"]:
+            from ..host import get_host
             from ..simulation import beside_plan
 
-            at = out.get("batch") or batch or out["max_batch"]  # a mix: the given batch, else the largest
-            out["simulated"] = beside_plan(model, args.hardware, points, at, **kw)
+            host = get_host(args.host)
+            served: dict = dict(kw, host=None if host.free else host)
+            out["simulated"] = beside_plan(model, args.hardware, points, at, **served)
+            out["host"] = host.as_dict()
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         if asked[flag] is None:
             continue
@@ -162,6 +232,8 @@ def run(args, family) -> int:
         out[f"largest_image_{flag[6:].replace('-', '_')}"] = answer
     if args.pages_per_day is not None:
         out["throughput"] = for_throughput(model, args.hardware, points, args.pages_per_day, **kw)
+    if model.runtime.name == "vllm" and images:
+        out.update(_kv_cache(model, args, images, batch))
     if args.json:
         print(json.dumps(out, indent=1, allow_nan=False))
         return 0
@@ -189,8 +261,8 @@ def _text(model, out: dict, args) -> str:
         cap, batch = out["memory_capacity_bytes"], out["batch"]
         lines.append(
             f"# memory the runtime may use on {hw.name}: {gb(cap)} ({model.runtime.memory_fraction:.0%} "
-            f"of {gb(hw.memory_bytes)} = {hw.memory_bytes / 2**30:,.2f} GiB, {hw.source}); GB = 1e9 B, "
-            "GiB = 2^30 B"
+            f"of {gb(hw.memory_bytes)} = {hw.memory_bytes / 2**30:,.2f} GiB, {hw.memory_source}); "
+            "GB = 1e9 B, GiB = 2^30 B"
         )
         lines.append(
             "# a batch is served as one wave; one request = one page"
@@ -244,12 +316,19 @@ def _text(model, out: dict, args) -> str:
                     f"{human(sim['output_tokens_per_s'])} tokens/s, {human(sim['pages_per_day'])} pages/day, "
                     f"TTFT p50 {human(sim['ttft_p50_s'])} s, TPOT p50 {human(sim['tpot_p50_s'] * 1e3)} ms, "
                     f"bound {sim['bound']} ({sim['pages']:,} pages queued at once; "
+                    f"host {out['host']['name']}; "
                     + ", ".join(
                         f"{k} {v:,}" for k, v in sim["engine"].items() if k in ("max_num_seqs", "batch")
                     )
                     + ")",
                 )
             )
+        if "kv_cache" in out:
+            lines.append(_kv_header(out["kv_cache"], hw))
+            kv = out["kv_cache"]
+            short = kv["kv_capacity_tokens"] < kv["max_model_len"]
+            status = " (vLLM refuses to start: fewer than max_model_len)" if short else ""
+            rows.append(("KV cache (vLLM)", "; ".join(_kv_log(kv)) + status))
         lines += [f"{k:>24}  {v}" for k, v in rows]
     for flag, (metric, unit, scale, _) in QUESTIONS.items():
         value = out.get(f"largest_image_{flag[6:].replace('-', '_')}")
@@ -275,3 +354,28 @@ def _text(model, out: dict, args) -> str:
             f"batch {t['max_batch']} ({human(t['pages_per_day_at_max_batch'])} pages/day each)"
         )
     return "\n".join(lines)
+
+
+def _kv_log(kv: dict) -> list[str]:
+    """vLLM's two log lines (``kv_cache_utils.py``)."""
+    return [
+        f"GPU KV cache size: {kv['kv_capacity_tokens']:,} tokens",
+        f"Maximum concurrency for {kv['max_model_len']:,} tokens per request: {kv['max_concurrency']:.2f}x",
+    ]
+
+
+def _kv_header(kv: dict, hw) -> str:
+    """What vLLM's accounting subtracts, each part in GB (1e9 B)."""
+    gb = lambda b: f"{b / 1e9:,.2f} GB"  # noqa: E731
+    p = kv["profile"]
+    images = ""
+    if p["images"]:
+        images = f", {p['images']} images {p['image'][0]}x{p['image'][1]} ({kv['image_source']})"
+    return (
+        f"# vLLM's KV cache (vLLM 0.8 V1 accounting): {kv['gpu_memory_utilization']:g} x "
+        f"{gb(kv['total_bytes'])} (driver's total, {hw.memory_source}) - weights {gb(kv['weight_bytes'])} - "
+        f"profiling run {gb(kv['profile_activation_bytes'])} ({p['tokens']:,} tokens over {p['sequences']:,} "
+        f"sequences{images}) - non-torch {gb(kv['non_torch_bytes'])} - CUDA graphs "
+        f"{gb(kv['cuda_graph_bytes'])} = {gb(kv['kv_bytes'])}; {kv['bytes_per_token']:,} B per token, "
+        f"blocks of {kv['block_size']}"
+    )

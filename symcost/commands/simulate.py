@@ -51,6 +51,46 @@ def _tokens_budget(text: str) -> int | str:
     return int_in(1, 1 << 24)(text)
 
 
+def add_vllm_memory_flags(e) -> None:
+    """The engine flags vLLM's KV-cache accounting reads (plan and simulate share them)."""
+    e.add_argument(
+        "--max-num-batched-tokens",
+        type=_tokens_budget,
+        default=None,
+        help="tokens per step, prefills cut into chunks within it (vllm); integer in "
+        "[1, 16777216] or 'unlimited'. Default: vLLM's: offline 8192 (16384 on devices of at "
+        "least 70 GiB that are not A100s), with --rate or --concurrency 2048 (8192)",
+    )
+    e.add_argument(
+        "--gpu-memory-utilization",
+        type=_number("--gpu-memory-utilization", 0, 1.000001),
+        default=None,
+        help="share of device memory for weights, activations and the KV cache (vllm); a "
+        "number in (0, 1]. Default: 0.9 (vLLM's)",
+    )
+    e.add_argument(
+        "--max-model-len",
+        type=int_in(1, 1 << 24),
+        default=None,
+        help="longest sequence, prompt + output tokens (vllm); a page reaching it stops; "
+        "integer in [1, 16777216]. Default: the model's max_position_embeddings",
+    )
+
+
+def add_host_flag(p) -> None:
+    """--host: the CPU's share of each engine step (plan and simulate share it)."""
+    from ..host import HOSTS
+
+    p.add_argument(
+        "--host",
+        default="none",
+        metavar="PROFILE",
+        help=f"host profile: CPU seconds per step, sequence, token and sampled token, serial or "
+        f"overlapped with the GPU; one of {', '.join(HOSTS)} or a .json file written by `symcost "
+        "calibrate host`. Default: none (no host time)",
+    )
+
+
 def add_arguments(p, family):
     from ..simulation import PERCENTILES
 
@@ -136,33 +176,12 @@ def add_arguments(p, family):
         help="requests running at once (vllm); integer in [1, 65536]. Default: vLLM's, 256, or "
         "1024 on devices of at least 70 GiB that are not A100s",
     )
-    e.add_argument(
-        "--max-num-batched-tokens",
-        type=_tokens_budget,
-        default=None,
-        help="tokens per step, prefills cut into chunks within it (vllm); integer in "
-        "[1, 16777216] or 'unlimited'. Default: vLLM's: offline 8192 (16384 on devices of at "
-        "least 70 GiB that are not A100s), with --rate or --concurrency 2048 (8192)",
-    )
-    e.add_argument(
-        "--gpu-memory-utilization",
-        type=_number("--gpu-memory-utilization", 0, 1.000001),
-        default=None,
-        help="share of device memory for weights, activations and the KV cache (vllm); a "
-        "number in (0, 1]. Default: 0.9 (vLLM's)",
-    )
+    add_vllm_memory_flags(e)
     e.add_argument(
         "--block-size",
         type=int_in(1, 4096),
         default=None,
         help="tokens per KV-cache block (vllm); integer in [1, 4096]. Default: 16 (vLLM's)",
-    )
-    e.add_argument(
-        "--max-model-len",
-        type=int_in(1, 1 << 24),
-        default=None,
-        help="longest sequence, prompt + output tokens (vllm); a page reaching it stops; "
-        "integer in [1, 16777216]. Default: the model's max_position_embeddings",
     )
     e.add_argument(
         "--num-gpu-blocks-override",
@@ -181,6 +200,7 @@ def add_arguments(p, family):
     )
     add_precision(p)
     add_hardware(p, required=True)
+    add_host_flag(p)
     o = p.add_argument_group("output")
     o.add_argument(
         "--devices",
@@ -262,6 +282,7 @@ def _progress():
 def run(args, family) -> int:
     from ..files import check_target
     from ..hardware import get_hardware
+    from ..host import get_host
     from ..simulation import Arrivals, engine_limits, simulate
 
     if family.serving is None or family.serving.step is None:
@@ -294,6 +315,7 @@ def run(args, family) -> int:
     else:
         arrivals = Arrivals("file" if work.arrival_s is not None else "offline")
     engine = engine_limits(model, hw, arrivals, **{k: getattr(args, k) for k in _ENGINE_FLAGS})
+    host = get_host(args.host)
     out = simulate(
         model,
         hw,
@@ -307,8 +329,10 @@ def run(args, family) -> int:
         seed=args.seed or 0,
         progress=_progress(),
         timeline=bool(args.plot),
+        host=None if host.free else host,
         **effs,
     )
+    out["host"] = host.as_dict()
     if args.plot:
         from ..plot import draw_simulation
 
@@ -338,8 +362,8 @@ def _text(model, hw, out: dict, args, work) -> str:
     lines.append(f"# engine: {scheduler}; {eng}")
     lines.append(f"# workload: {_describe(work)}; arrivals {out['arrivals_text']}")
     lines.append(
-        f"# {out['devices']} x {hw.name} (pages dealt round-robin); host time per step: none "
-        "(not modelled); latencies: percentiles over pages (ITL: over every token gap)"
+        f"# {out['devices']} x {hw.name} (pages dealt round-robin); {_host_text(out['host'])}; "
+        "latencies: percentiles over pages (ITL: over every token gap)"
     )
     pct = lambda d: ", ".join(f"{k} {_ms(v)}" for k, v in d.items())  # noqa: E731
     share = lambda d: ", ".join(f"{k} {v * 100:.1f} %" for k, v in d.items())  # noqa: E731
@@ -421,3 +445,9 @@ def _describe(work) -> str:
         f"{len(work):,} pages, images {text}, prompt {spread(work.prompt_tokens)} tokens, "
         f"new tokens {spread(work.new_tokens)}"
     )
+
+
+def _host_text(host: dict) -> str:
+    from ..host import HostProfile
+
+    return HostProfile(**(host | {"sources": tuple(host["sources"].items())})).describe()
