@@ -126,15 +126,17 @@ def _parse_csv(text: str) -> list:
     return [{("width" if k == "W" else "height" if k == "H" else k): v for k, v in r.items()} for r in rows]
 
 
-def _family_of(record: dict, where: str) -> str:
-    """The record's family: its ``family`` field, else the one family whose options include
-    every option the record names."""
+def _family_of(record: dict, where: str, target: str) -> str:
+    """The record's family: its ``family`` field, else ``target`` (the plot's family) when its
+    options include every option the record names, else the one family whose options do."""
     if "family" in record:
         if not isinstance(record["family"], str):
             raise SymcostError(f"--measured: {where}: family {_short(record['family'])} is not a name")
         return record["family"]
     named = {k for f in families() for k in (o.name for o in get_family(f).options)} & set(record)
     fits = [f for f in families() if named <= {o.name for o in get_family(f).options}]
+    if target in fits:
+        return target
     if len(fits) != 1:
         raise SymcostError(
             f"--measured: {where} does not say its family (add a family field; "
@@ -161,7 +163,7 @@ def load_measured(path: str, target, modes) -> tuple[list[Measured], int]:
     out = []
     for k, r in enumerate(records, 1):
         where = f"record {k}"
-        fam = _family_of(r, where)
+        fam = _family_of(r, where, family.name)
         counter = r.get("counter")
         conv = r.get("convention") or (COUNTERS.get(counter) if isinstance(counter, str) else None)
         if not isinstance(conv, str):

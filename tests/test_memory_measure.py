@@ -184,6 +184,7 @@ def decoder2():
     return VendorDecoder(n_layers=2)  # layer 0 dense + layer 1 MoE, full lm_head
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_vision_tiny(vision):
     out = vision(torch.zeros(1, 3, 512, 512, dtype=torch.bfloat16))
     assert tuple(out.shape) == (73, H)
@@ -197,6 +198,7 @@ def test_vision_tiny(vision):
     assert "aten._scaled_dot_product_flash_attention_for_cpu.default" in r1["attention_kernels"]
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_prefill_two_layers(decoder2):
     seq = 273
     r1 = measure(decoder2, "prefill", {"seq": seq})

@@ -63,6 +63,7 @@ def check(analytic: int, got: int):
     assert abs(analytic - got) <= TOLERANCE * got
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_vision_tiny(runners):
     check(analytic_vision(512), measured(runners, "vision", size=512))
 
@@ -73,6 +74,7 @@ def test_vision_tiny_model_is_the_stage():
     assert m.evaluate(800, 600)["activation_bytes"] == analytic_vision(512)
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_prefill_two_layers(runners):
     check(analytic_prefill(273, 2), measured(runners, "prefill", layers=2, seq=273))
 

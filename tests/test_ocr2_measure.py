@@ -307,6 +307,7 @@ def vision_cpu():
     )
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_vision_real_cpu_run_equals_meta_run(vision_cpu, model):
     assert ocr2.measure_vision(0, model=vision_cpu) == ocr2.measure_vision(0, model=model)
 

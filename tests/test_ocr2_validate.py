@@ -225,6 +225,7 @@ def _layer_norm_elements(model):
     return seen
 
 
+@pytest.mark.slow  # real bf16 tensors on the CPU: minutes on AVX2 machines
 def test_fvcore_all_rows_match(fvcore_case):
     """fvcore measured == the analytic ``fvcore`` convention on every row, the SAM neck's two
     LayerNorms included: transformers' OCR-2 neck uses nn.LayerNorm, which fvcore counts (5 per
@@ -235,6 +236,7 @@ def test_fvcore_all_rows_match(fvcore_case):
     assert fvcore_case["measured"]["global_sam_relpos"] > 0  # the einsum rounding rule is exercised
 
 
+@pytest.mark.slow  # shares the real bf16 fvcore run above
 def test_fvcore_against_flop_counter_mode(fvcore_case):
     """fvcore = FlopCounterMode / 2 per column, except its two conventions: layer_norm (5 per element,
     FlopCounterMode: 0) and the rel-pos einsums (numpy's einsum_path FLOP count, 4 significant digits)."""
