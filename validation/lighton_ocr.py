@@ -35,12 +35,10 @@ from pathlib import Path
 from validation import ValidationError
 from validation.measure import (  # the model-agnostic forward with a cache
     _attribute,
-    _exclusive,
     _op_kind,
-    _torch_counts,
-    decoder_wrapper,
     dynamic_cache,
 )
+from validation.ocr2 import _count, text_forward_columns  # the same counting as DeepSeek-OCR-2
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "derivations" / "lighton_ocr" / "hf_config.json"
 PREPROCESSOR_PATH = CONFIG_PATH.with_name("preprocessor_config.json")
@@ -176,12 +174,6 @@ def param_counts(model) -> dict[str, int]:
     return {k: int(out[k]) for k in PARAM_COMPONENTS}
 
 
-def _count(module, inputs, counter):
-    """(path, op) -> flops counted in that module itself, paths relative to the wrapped model."""
-    counts = _exclusive(_torch_counts(module, inputs, counter))
-    return {("" if path == "m" else path.removeprefix("m."), op): n for (path, op), n in counts.items()}
-
-
 # --------------------------------------------------------------------------- vision
 
 
@@ -295,7 +287,6 @@ def measure_decoder(
     """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones (28 layers,
     final norm, lm_head). ``logits``: "all" (a plain forward) or "last" (``logits_to_keep=1``, as
     ``generate()`` runs prefill); ``attention``: the text model's implementation for this call."""
-    import torch
 
     _check(counter)
     if logits not in ("all", "last") or attention not in ATTENTIONS:
@@ -303,24 +294,14 @@ def measure_decoder(
     if s_new < 1 or l_past < 0 or batch < 1:
         raise ValidationError(f"need s_new >= 1, l_past >= 0, batch >= 1, got {s_new}, {l_past}, {batch}")
     model = model or meta_model()
-    text = model.config.text_config
-    param = model.lm_head.weight
-    embeds = torch.zeros(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
-    n_layers = text.num_hidden_layers
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in DECODER_PARTS]
-    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    before = text._attn_implementation
-    model.set_attn_implementation({"text_config": attention})
-    try:
-        counts = _count(wrapper, (embeds,), counter)
-    finally:
-        model.set_attn_implementation({"text_config": before})
-    cols = _attribute(counts, _decoder_columns, names)
+    n_layers = model.config.text_config.num_hidden_layers
+    cols = text_forward_columns(
+        model, s_new, l_past, counter, logits, batch, attention, DECODER_PARTS, _decoder_columns
+    )
     totals = [cols[f"L{i}_total"] for i in range(n_layers)]
     out = {f"L0_{p}": cols[f"L0_{p}"] for p in DECODER_PARTS}
     out |= {"layers_min": min(totals), "layers_max": max(totals)}
-    out |= {k: cols[k] for k in names[-3:]}
+    out |= {k: cols[k] for k in ("lm_head", "other_outside_layers_and_lm_head", "total_full_depth")}
     return {k: int(v) for k, v in out.items()}
 
 

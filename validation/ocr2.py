@@ -241,6 +241,29 @@ def _count(module, inputs, counter):
     return {("" if path == "m" else path.removeprefix("m."), op): n for (path, op), n in counts.items()}
 
 
+def text_forward_columns(model, s_new, l_past, counter, logits, batch, attention, parts, columns) -> dict:
+    """``L<i>_<part>`` for ``parts``, lm_head, the rest and the total of one forward of a text
+    model (``model.config.text_config``) counted by ``counter``: ``batch`` sequences of ``s_new``
+    zero embeddings after ``l_past`` cached tokens, lm_head on every position (``logits="all"``)
+    or the last, the text model's attention set to ``attention`` for the call (restored after);
+    ``columns(path, op)`` names each count's columns."""
+    import torch
+
+    text = model.config.text_config
+    param = model.lm_head.weight
+    embeds = torch.zeros(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
+    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
+    names = [f"L{i}_{p}" for i in range(text.num_hidden_layers) for p in parts]
+    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
+    before = text._attn_implementation
+    model.set_attn_implementation({"text_config": attention})
+    try:
+        counts = _count(wrapper, (embeds,), counter)
+    finally:
+        model.set_attn_implementation({"text_config": before})
+    return _attribute(counts, columns, names)
+
+
 def _kind(op):
     """linear | attn_core | norms | conv (validation.measure's kinds, plus the routed experts'
     _grouped_mm)."""

@@ -23,8 +23,8 @@ checkpoint's min/max pixels) and a word-level tokenizer built offline that knows
 import functools
 import re
 
-from validation.measure import COUNTERS, _attribute, _op_kind, decoder_wrapper, dynamic_cache
-from validation.ocr2 import _count  # the same counting as DeepSeek-OCR-2
+from validation.measure import COUNTERS, _attribute, _op_kind, dynamic_cache
+from validation.ocr2 import _count, text_forward_columns  # the same counting as DeepSeek-OCR-2
 
 MEASURED_COUNTERS = ("torch", "torch-cpu")  # fvcore: not measured for this family
 ATTENTIONS = ("sdpa", "eager")
@@ -270,32 +270,21 @@ def measure_decoder(
     """Decoder FLOPs: ``batch`` sequences of ``s_new`` new tokens after ``l_past`` cached ones: one layer's
     parts (``layer_<part>``: every layer counted alike, checked), ``layers_min``/``layers_max``,
     ``lm_head``, whatever lies outside layers and lm_head, the total."""
-    import torch
 
     _check(counter)
     if logits not in ("all", "last") or attention not in ATTENTIONS:
         raise ValueError(f"logits must be all or last and attention one of {ATTENTIONS}")
-    text = model.config.text_config
-    param = model.lm_head.weight
-    embeds = torch.zeros(batch, s_new, text.hidden_size, device=param.device, dtype=param.dtype)
-    wrapper = decoder_wrapper(model, l_past, 0 if logits == "all" else 1)
-    n_layers = text.num_hidden_layers
-    names = [f"L{i}_{p}" for i in range(n_layers) for p in DECODER_PARTS]
-    names += ["lm_head", "other_outside_layers_and_lm_head", "total_full_depth"]
-    before = text._attn_implementation
-    model.set_attn_implementation({"text_config": attention})
-    try:
-        counts = _count(wrapper, (embeds,), counter)
-    finally:
-        model.set_attn_implementation({"text_config": before})
-    cols = _attribute(counts, _decoder_columns, names)
+    n_layers = model.config.text_config.num_hidden_layers
+    cols = text_forward_columns(
+        model, s_new, l_past, counter, logits, batch, attention, DECODER_PARTS, _decoder_columns
+    )
     per_layer = {p: {cols[f"L{i}_{p}"] for i in range(n_layers)} for p in DECODER_PARTS}
     if any(len(values) != 1 for values in per_layer.values()):
         raise RuntimeError(f"decoder layers counted differently: {per_layer}")
     out = {f"layer_{p}": values.pop() for p, values in per_layer.items()}
     totals = [cols[f"L{i}_total"] for i in range(n_layers)]
     out |= {"layers_min": min(totals), "layers_max": max(totals)}
-    out |= {k: cols[k] for k in names[-3:]}
+    out |= {k: cols[k] for k in ("lm_head", "other_outside_layers_and_lm_head", "total_full_depth")}
     return {k: int(v) for k, v in out.items()}
 
 
